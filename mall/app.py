@@ -1,0 +1,104 @@
+"""The app factory: the aiohttp demos' shape (factory, route table, startup/cleanup
+context), with every resource opened on startup and closed on cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from . import __version__, openapi
+from .access_log import METRICS, metrics_middleware
+from .auth import TokenSigner
+from .config import MallConfig
+from .errors import error_middleware
+from .metrics import MallMetrics
+from .privacy import Vault
+from .routes import ROUTES, setup_routes
+from .services.accounts import Accounts
+from .services.catalogue import Catalogue
+from .services.orders import Orders
+from .services.payment_sandbox import SandboxPayer
+from .services.payments import Payments
+from .services.pickup import Pickup
+from .services.registry import SERVICES, Services
+from .services.stores import Stores
+from .storage import Database, settings
+from .wechatpay import PlatformSigner, new_private_key_pem
+
+log = logging.getLogger("mall")
+CONFIG = web.AppKey("config", MallConfig)
+
+
+async def open_services(config: MallConfig, metrics: MallMetrics) -> Services:
+    """Open the database and build every service on it (also used by `xingcheng token`)."""
+    clock = config.clock
+    db = Database(config.db_path, clock, config.read_connections)
+    await db.open()
+    async with db.write() as conn:
+        token_secret = await settings.get_or_create(conn, "token_secret",
+                                                    lambda: secrets.token_hex(32))
+        vault_key = await settings.get_or_create(conn, "vault_key", lambda: secrets.token_hex(32))
+        apiv3_key = (await settings.get_or_create(conn, "apiv3_key",
+                                                  lambda: secrets.token_hex(16))).encode()
+        platform_key = await settings.get_or_create(conn, "platform_private_key",
+                                                    new_private_key_pem)
+        serial = await settings.get_or_create(conn, "platform_serial",
+                                              lambda: secrets.token_hex(20).upper())
+    signer = TokenSigner(token_secret)
+    platform = PlatformSigner(platform_key, serial)
+    orders = Orders(db, clock, metrics, config.order_ttl_seconds)
+    sandbox = (SandboxPayer(db, clock, platform, apiv3_key, config.notify_url)
+               if config.payment_sandbox else None)
+    return Services(
+        config=config, clock=clock, db=db, metrics=metrics, signer=signer,
+        accounts=Accounts(db, clock, signer, Vault(vault_key), config.token_ttl_seconds),
+        stores=Stores(db, clock),
+        catalogue=Catalogue(db, clock),
+        orders=orders,
+        pickup=Pickup(db, clock, metrics, orders, config.pickup_code_attempts),
+        payments=Payments(db, clock, metrics, orders, platform.verifier(), apiv3_key,
+                          config.notification_window_seconds),
+        sandbox=sandbox,
+    )
+
+
+async def _expiry_sweeper(services: Services) -> None:
+    while True:
+        await asyncio.sleep(services.config.expiry_sweep_interval)
+        try:
+            await services.orders.expire_due()
+        except Exception:
+            log.exception("expiry sweep failed; will try again")
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    services = await open_services(app[CONFIG], app[METRICS])
+    app[SERVICES] = services
+    if services.sandbox is not None:
+        await services.sandbox.start()
+    sweeper = asyncio.create_task(_expiry_sweeper(services))
+    log.info("mall ready on %s (clock %s)", services.db.path, services.clock.describe())
+    yield
+    sweeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sweeper
+    if services.sandbox is not None:
+        await services.sandbox.stop()
+    await services.db.close()
+
+
+def create_app(config: MallConfig | None = None) -> web.Application:
+    config = config or MallConfig()
+    app = web.Application(client_max_size=config.max_body_bytes,
+                          middlewares=[metrics_middleware, error_middleware])
+    app[CONFIG] = config
+    app[METRICS] = MallMetrics()
+    app[openapi.OPENAPI] = openapi.build(ROUTES, __version__)
+    setup_routes(app)
+    app.cleanup_ctx.append(_resources)
+    return app

@@ -1,0 +1,33 @@
+"""Settings of one mall instance, gathered in one place so tests and the CLI set them alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .clock import Clock
+
+
+@dataclass
+class MallConfig:
+    db_path: Path = Path("xingcheng.db")
+    clock: Clock = field(default_factory=Clock)
+    # Simulated seconds an unpaid order holds its stock (WeChat's own default is 15-30 min).
+    order_ttl_seconds: float = 15 * 60
+    # Real seconds between sweeps for expired orders; lazy checks cover the gaps.
+    expiry_sweep_interval: float = 1.0
+    # Real seconds a login token stays valid.
+    token_ttl_seconds: int = 7 * 24 * 3600
+    # Real seconds within which a payment notification's timestamp must fall.
+    notification_window_seconds: int = 300
+    # Largest request body accepted; larger gets 413.
+    max_body_bytes: int = 64 * 1024
+    # Read connections beside the single writer (WAL lets readers run during a write).
+    read_connections: int = 2
+    # Wrong pickup codes an order tolerates before it locks further attempts.
+    pickup_code_attempts: int = 5
+    # Run the WeChat-Pay-like sandbox payer inside the mall (staging only).
+    payment_sandbox: bool = True
+    # Where the sandbox payer sends notifications; None = the origin the payer was called on.
+    notify_url: str | None = None
+    access_log: bool = True

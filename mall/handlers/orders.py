@@ -1,0 +1,47 @@
+"""A customer's orders and paying for them."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .. import validation
+from ..errors import BadRequest
+from ..schemas import OrderIn, PageQuery
+from . import principal, reply, services
+
+IDEMPOTENCY_KEY = "Idempotency-Key"
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is not None and not (1 <= len(key) <= 255 and key.isprintable()):
+        raise BadRequest("invalid_idempotency_key", "keys are 1-255 printable characters",
+                         IDEMPOTENCY_KEY)
+    return key
+
+
+async def create_order(request: web.Request) -> web.Response:
+    key = _idempotency_key(request)
+    data = await validation.body(request, OrderIn)
+    summary, replayed = await services(request).orders.create(principal(request), data, key)
+    return reply(summary, 201, {"Idempotent-Replayed": "true"} if replayed else None)
+
+
+async def list_orders(request: web.Request) -> web.Response:
+    query = validation.query(request, PageQuery)
+    return reply(await services(request).orders.list_mine(principal(request), query))
+
+
+async def get_order(request: web.Request) -> web.Response:
+    order_id = validation.path_id(request, "order_id")
+    return reply(await services(request).orders.mine(principal(request), order_id))
+
+
+async def cancel_order(request: web.Request) -> web.Response:
+    order_id = validation.path_id(request, "order_id")
+    return reply(await services(request).orders.cancel(principal(request), order_id))
+
+
+async def pay_order(request: web.Request) -> web.Response:
+    order_id = validation.path_id(request, "order_id")
+    return reply(await services(request).payments.prepay(principal(request), order_id), 201)

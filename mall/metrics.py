@@ -1,0 +1,37 @@
+"""The mall's Prometheus metrics, on a registry of its own per app instance, so several
+malls (a baseline and a canary, or tests) can live in one process without clashing."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.4, 0.6,
+                   0.8, 1.0, 1.5, 2.5, 5.0, 10.0)
+
+
+class MallMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.http_requests = Counter(
+            "mall_http_requests", "HTTP requests served",
+            ["method", "route", "status_class"], registry=r)
+        self.http_duration = Histogram(
+            "mall_http_request_duration_seconds", "Time to serve an HTTP request",
+            ["method", "route", "status_class"], buckets=LATENCY_BUCKETS, registry=r)
+        self.orders = Counter("mall_orders", "Order state changes", ["change"], registry=r)
+        self.gmv_yuan = Counter("mall_gmv_yuan", "Paid order value, yuan", registry=r)
+        self.payment_notifications = Counter(
+            "mall_payment_notifications", "Payment notifications received", ["result"],
+            registry=r)
+        self.stock_oversold = Counter(
+            "mall_stock_oversold", "Units promised beyond stock (must stay 0)", registry=r)
+        self.pickup_code_failures = Counter(
+            "mall_pickup_code_failures", "Wrong pickup codes presented", registry=r)
+        self.out_of_stock = Counter(
+            "mall_out_of_stock", "Order attempts refused for lack of stock", registry=r)
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        status_class = f"{status // 100}xx"
+        self.http_requests.labels(method, route, status_class).inc()
+        self.http_duration.labels(method, route, status_class).observe(seconds)

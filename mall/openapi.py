@@ -1,0 +1,66 @@
+"""The OpenAPI 3 document, written from the route table and the request models."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+OPENAPI = web.AppKey("openapi", dict)
+
+_ERROR = {
+    "type": "object",
+    "properties": {"error": {"type": "object", "required": ["code", "message", "field"],
+                             "properties": {"code": {"type": "string"},
+                                            "message": {"type": "string"},
+                                            "field": {"type": ["string", "null"]}}}},
+}
+_PARAM = re.compile(r"{(\w+)}")
+
+
+def _query_parameters(model) -> list[dict]:
+    schema = model.model_json_schema()
+    required = set(schema.get("required", []))
+    return [{"name": name, "in": "query", "required": name in required, "schema": prop}
+            for name, prop in schema["properties"].items()]
+
+
+def build(routes, version: str) -> dict:
+    paths: dict[str, dict] = {}
+    components: dict[str, dict] = {"Error": _ERROR}
+    for route in routes:
+        operation: dict = {
+            "summary": route.summary,
+            "tags": [route.tag],
+            "operationId": f"{route.handler.__module__.rsplit('.', 1)[-1]}_"
+                           f"{route.handler.__name__}",
+            "parameters": [{"name": name, "in": "path", "required": True,
+                            "schema": {"type": "string" if name == "prepay_id" else "integer"}}
+                           for name in _PARAM.findall(route.path)],
+            "responses": {
+                str(route.status): {"description": "success"},
+                "4XX": {"description": "error",
+                        "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/Error"}}}},
+            },
+        }
+        if route.query is not None:
+            operation["parameters"] += _query_parameters(route.query)
+        if route.body is not None:
+            schema = route.body.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(schema.pop("$defs", {}))
+            components[route.body.__name__] = schema
+            operation["requestBody"] = {"required": True, "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{route.body.__name__}"}}}}
+        if route.access != "public":
+            operation["security"] = [{"bearer": []}]
+            operation["x-access"] = route.access
+        paths.setdefault(route.path, {})[route.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Xingcheng mall", "version": version,
+                 "description": "Mall backend for Changsha mini-program shops."},
+        "paths": paths,
+        "components": {"schemas": components,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }

@@ -1,0 +1,146 @@
+"""The route table: every endpoint, who may call it, and what it takes.
+
+The same table builds the router, enforces access and writes the OpenAPI document, so the
+three cannot drift apart.  Access levels:
+  public    anyone
+  user      any logged-in user (customer, merchant or operator)
+  operator  operators only
+  store     staff of the `{store_id}` in the path, or an operator
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from . import schemas, validation
+from .auth import bearer_token
+from .errors import Forbidden, Unauthorized
+from .handlers import accounts, admin, browse, merchant, ops, orders, payments
+from .services.registry import SERVICES
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    access: str
+    summary: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    status: int = 200
+    tag: str = "mall"
+
+
+V1 = "/api/v1"
+S = f"{V1}/merchant/stores/{{store_id}}"
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/healthz", ops.healthz, "public", "Liveness", tag="ops"),
+    Route("GET", "/readyz", ops.readyz, "public", "Readiness: the database answers", tag="ops"),
+    Route("GET", "/metrics", ops.metrics, "public", "Prometheus metrics", tag="ops"),
+    Route("GET", f"{V1}/openapi.json", ops.openapi, "public", "This document", tag="ops"),
+    Route("POST", f"{V1}/auth/wx-login", accounts.wx_login, "public",
+          "Mini-program login: exchange a wx.login code for a session token", schemas.WxLogin,
+          tag="auth"),
+    Route("GET", f"{V1}/me/addresses", accounts.list_addresses, "user", "My addresses",
+          tag="me"),
+    Route("POST", f"{V1}/me/addresses", accounts.add_address, "user", "Add a delivery address",
+          schemas.AddressIn, status=201, tag="me"),
+    Route("GET", f"{V1}/me/addresses/{{address_id}}", accounts.get_address, "user",
+          "One of my addresses", tag="me"),
+    Route("POST", f"{V1}/admin/stores", admin.create_store, "operator",
+          "Onboard a store (its counter pickup point comes with it)", schemas.StoreIn,
+          status=201, tag="admin"),
+    Route("POST", f"{V1}/admin/stores/{{store_id}}/staff", admin.add_staff, "operator",
+          "Bind a WeChat openid as staff of a store", schemas.StaffIn, status=201, tag="admin"),
+    Route("POST", f"{V1}/admin/stores/{{store_id}}/pickup-points", admin.add_pickup_point,
+          "operator", "Add a pickup point (a locker) to a store", schemas.PickupPointIn,
+          status=201, tag="admin"),
+    Route("GET", f"{V1}/stores", browse.list_stores, "public",
+          "Stores near a point (by distance) or in a district", query=schemas.StoresQuery,
+          tag="browse"),
+    Route("GET", f"{V1}/stores/{{store_id}}", browse.get_store, "public",
+          "A store with its pickup points", tag="browse"),
+    Route("GET", f"{V1}/stores/{{store_id}}/products", browse.list_products, "public",
+          "A store's catalogue", query=schemas.ProductsQuery, tag="browse"),
+    Route("GET", f"{V1}/stores/{{store_id}}/products/{{product_id}}", browse.get_product,
+          "public", "One product with the stock state of its SKUs", tag="browse"),
+    Route("POST", f"{V1}/orders", orders.create_order, "user",
+          "Place an order; stock is reserved at once. Honours Idempotency-Key",
+          schemas.OrderIn, status=201, tag="orders"),
+    Route("GET", f"{V1}/orders", orders.list_orders, "user", "My orders, newest first",
+          query=schemas.PageQuery, tag="orders"),
+    Route("GET", f"{V1}/orders/{{order_id}}", orders.get_order, "user",
+          "One of my orders (with its pickup code once paid)", tag="orders"),
+    Route("POST", f"{V1}/orders/{{order_id}}/cancel", orders.cancel_order, "user",
+          "Cancel an unpaid order", tag="orders"),
+    Route("POST", f"{V1}/orders/{{order_id}}/pay", orders.pay_order, "user",
+          "Request payment (a prepay_id, as WeChat Pay's JSAPI order)", status=201,
+          tag="payments"),
+    Route("POST", f"{V1}/payments/notify", payments.notify, "public",
+          "Payment notification from the payer (signed, WeChat Pay v3 contract)", status=204,
+          tag="payments"),
+    Route("POST", f"{V1}/sandbox/payments/{{prepay_id}}/complete",
+          payments.complete_sandbox_payment, "user",
+          "Sandbox payer: pay (or fail) a prepay; the mall is notified", schemas.PaymentCompletion,
+          status=202, tag="payments"),
+    Route("POST", f"{S}/products", merchant.add_product, "store", "Add a product",
+          schemas.ProductIn, status=201, tag="merchant"),
+    Route("PUT", f"{S}/inventory/{{sku_id}}", merchant.set_stock, "store",
+          "Set a SKU's stock on hand (absolute sync)", schemas.StockIn, tag="merchant"),
+    Route("PUT", f"{S}/inventory", merchant.bulk_set_stock, "store",
+          "Set many SKUs' stock at once: all or none", schemas.BulkStockIn, tag="merchant"),
+    Route("GET", f"{S}/orders", merchant.store_orders, "store",
+          "The store's orders of a day (today by default)", query=schemas.StoreOrdersQuery,
+          tag="merchant"),
+    Route("GET", f"{S}/orders/{{order_id}}", merchant.store_order, "store",
+          "One of the store's orders", tag="merchant"),
+    Route("GET", f"{S}/pickup-queue", merchant.pickup_queue, "store",
+          "Paid and ready pickup orders, oldest first", tag="merchant"),
+    Route("POST", f"{S}/orders/{{order_id}}/ready", merchant.mark_ready, "store",
+          "Mark a pickup order ready", tag="merchant"),
+    Route("POST", f"{S}/orders/{{order_id}}/pickup", merchant.verify_pickup, "store",
+          "Hand over a pickup order against its code", schemas.PickupCode, tag="merchant"),
+    Route("POST", f"{S}/orders/{{order_id}}/dispatch", merchant.dispatch, "store",
+          "Send a delivery order out", tag="merchant"),
+    Route("POST", f"{S}/orders/{{order_id}}/delivered", merchant.delivered, "store",
+          "Mark a delivery order delivered", tag="merchant"),
+    Route("GET", f"{S}/audit-log", merchant.audit_log, "store",
+          "Audit log of the store's merchant and operator actions", query=schemas.PageQuery,
+          tag="merchant"),
+)
+
+
+def guarded(route: Route) -> Handler:
+    """The handler behind the access check its route declares."""
+    if route.access == "public":
+        return route.handler
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        svc = request.app[SERVICES]
+        token = bearer_token(request.headers.get("Authorization"))
+        if token is None:
+            raise Unauthorized("login_required", "log in first (Authorization: Bearer)",
+                               "Authorization")
+        principal = svc.signer.verify(token, svc.clock.wall())
+        if route.access == "operator" and not principal.is_operator:
+            raise Forbidden("operator_only", "only operators may do this", "Authorization")
+        if route.access == "store":
+            await svc.accounts.require_store_access(principal,
+                                                    validation.path_id(request, "store_id"))
+        request["principal"] = principal
+        return await route.handler(request)
+
+    return handler
+
+
+def setup_routes(app: web.Application) -> None:
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, guarded(route))

@@ -1,0 +1,142 @@
+"""Request shapes.  Bodies are strict (a price of "12" or 12.5 is refused, never coerced);
+query strings are lax, since every query value arrives as text."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Id = Annotated[int, Field(gt=0, le=2**62)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
+Clock = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=12,
+                                       pattern=r"^[^\x00-\x1f,]+$")]
+Scene = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+Latitude = Annotated[float, Field(ge=-90, le=90)]
+Longitude = Annotated[float, Field(ge=-180, le=180)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Query(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WxLogin(Body):
+    code: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class StoreIn(Body):
+    name: Name
+    kind: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,32}$")]
+    district: Annotated[str, StringConstraints(min_length=1, max_length=20)]
+    business_circle: Annotated[str, StringConstraints(max_length=40)] | None = None
+    lat: Latitude
+    lng: Longitude
+    opens_at: Clock = "00:00"
+    closes_at: Clock = "24:00"
+
+
+class PickupPointIn(Body):
+    kind: Literal["counter", "locker"] = "locker"
+    name: Name
+    lat: Latitude
+    lng: Longitude
+
+
+class StaffIn(Body):
+    openid: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
+
+
+class ProductIn(Body):
+    name: Name
+    price_fen: Annotated[int, Field(gt=0, le=100_000_000)]
+    tags: Annotated[list[Tag], Field(max_length=10)] = []
+    scenes: Annotated[list[Scene], Field(max_length=10)] = []
+    description: Annotated[str, StringConstraints(max_length=500)] = ""
+    spec: Annotated[str, StringConstraints(min_length=1, max_length=20)] = "标准"
+
+
+Stock = Annotated[int, Field(ge=0, le=1_000_000)]
+
+
+class StockIn(Body):
+    stock: Stock
+
+
+class StockItem(Body):
+    sku_id: Id
+    stock: Stock
+
+
+class BulkStockIn(Body):
+    items: Annotated[list[StockItem], Field(min_length=1, max_length=500)]
+
+
+class AddressIn(Body):
+    contact_name: Name
+    phone: Annotated[str, StringConstraints(pattern=r"^1[3-9]\d{9}$")]
+    district: Annotated[str, StringConstraints(min_length=1, max_length=20)]
+    detail: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2,
+                                             max_length=120)]
+    lat: Latitude | None = None
+    lng: Longitude | None = None
+
+
+class OrderLineIn(Body):
+    sku_id: Id
+    qty: Annotated[int, Field(gt=0, le=99)]
+
+
+class OrderIn(Body):
+    store_id: Id
+    lines: Annotated[list[OrderLineIn], Field(min_length=1, max_length=50)]
+    fulfilment: Literal["pickup", "delivery"]
+    pickup_point_id: Id | None = None
+    address_id: Id | None = None
+
+
+class PaymentCompletion(Body):
+    result: Literal["success", "fail"]
+    delay_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
+
+
+class PickupCode(Body):
+    code: Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
+
+
+class StoresQuery(Query):
+    lat: Latitude | None = None
+    lng: Longitude | None = None
+    radius_km: Annotated[float, Field(gt=0, le=50)] = 5.0
+    district: Annotated[str, StringConstraints(min_length=1, max_length=20)] | None = None
+    open_now: bool | None = None
+    cursor: str | None = None
+    limit: Annotated[int, Field(ge=1, le=50)] = 20
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> StoresQuery:
+        if (self.lat is None) != (self.lng is None):
+            raise ValueError("lat and lng go together")
+        return self
+
+
+class ProductsQuery(Query):
+    tag: Tag | None = None
+    scene: Scene | None = None
+    q: Annotated[str, StringConstraints(min_length=1, max_length=30)] | None = None
+    cursor: str | None = None
+    limit: Annotated[int, Field(ge=1, le=50)] = 20
+
+
+class PageQuery(Query):
+    cursor: str | None = None
+    limit: Annotated[int, Field(ge=1, le=50)] = 20
+
+
+class StoreOrdersQuery(PageQuery):
+    date: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")] | None = None
+    status: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,20}$")] | None = None

@@ -1,0 +1,17 @@
+"""Who did what: the actor fields every audit entry shares, taken from the principal."""
+
+from __future__ import annotations
+
+from aiosqlite import Connection
+
+from ..auth import Principal
+from ..storage import audit
+
+
+async def record(conn: Connection, principal: Principal, at: str, action: str, *,
+                 store_id: int | None, target_type: str, target_id: object,
+                 detail: dict | None = None) -> None:
+    role = "operator" if principal.is_operator else "merchant"
+    await audit.record(conn, at=at, actor_id=principal.user_id, actor_role=role, action=action,
+                       store_id=store_id, target_type=target_type, target_id=target_id,
+                       detail=detail)

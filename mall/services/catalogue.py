@@ -1,0 +1,107 @@
+"""Products and stock as a store's customers and staff see them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import groupby
+
+from ..auth import Principal
+from ..clock import Clock
+from ..errors import Conflict, NotFound
+from ..schemas import BulkStockIn, ProductIn, ProductsQuery
+from ..storage import Database, catalogue, inventory, stores
+from ..storage.catalogue import SEP
+from ..validation import decode_cursor, encode_cursor
+from . import audit_trail
+
+LOW_STOCK = 5
+
+
+def stock_state(available: int) -> str:
+    if available <= 0:
+        return "sold_out"
+    return "low" if available <= LOW_STOCK else "in_stock"
+
+
+def _products(rows) -> list[dict]:
+    """Fold SKU rows (ordered by product) into products with their SKUs."""
+    products = []
+    for _, group in groupby(rows, key=lambda row: row["product_id"]):
+        group = list(group)
+        first = group[0]
+        products.append({
+            "product_id": first["product_id"], "store_id": first["store_id"],
+            "name": first["name"], "description": first["description"],
+            "tags": first["tags"].split(SEP) if first["tags"] else [],
+            "scenes": first["scenes"].split(SEP) if first["scenes"] else [],
+            "skus": [{"sku_id": r["sku_id"], "spec": r["spec"], "price_fen": r["price_fen"],
+                      "available": r["available"], "stock_state": stock_state(r["available"])}
+                     for r in group],
+        })
+    return products
+
+
+@dataclass
+class Catalogue:
+    db: Database
+    clock: Clock
+
+    async def add_product(self, principal: Principal, store_id: int, data: ProductIn) -> dict:
+        now = self.clock.stamp()
+        async with self.db.write() as conn:
+            product_id, sku_id = await catalogue.insert_product(
+                conn, store_id=store_id, name=data.name, description=data.description,
+                tags=sorted(set(data.tags)), scenes=sorted(set(data.scenes)), spec=data.spec,
+                price_fen=data.price_fen, now=now)
+            await audit_trail.record(conn, principal, now, "product.create", store_id=store_id,
+                                     target_type="sku", target_id=sku_id,
+                                     detail={"name": data.name, "price_fen": data.price_fen})
+        return {"product_id": product_id, "sku_id": sku_id}
+
+    async def products(self, store_id: int, query: ProductsQuery) -> dict:
+        conn = self.db.reader()
+        after = decode_cursor(query.cursor, 0)
+        rows = await catalogue.products_page(conn, store_id, after_id=after, limit=query.limit,
+                                             tag=query.tag, scene=query.scene, query=query.q)
+        if not rows and await stores.store(conn, store_id) is None:
+            raise NotFound("store", "store_id")
+        items = _products(rows)
+        full = len(items) == query.limit
+        return {"items": items,
+                "next_cursor": encode_cursor(items[-1]["product_id"]) if full else None}
+
+    async def product(self, store_id: int, product_id: int) -> dict:
+        rows = await catalogue.product(self.db.reader(), store_id, product_id)
+        if not rows:
+            raise NotFound("product", "product_id")
+        return _products(rows)[0]
+
+    async def set_stock(self, principal: Principal, store_id: int,
+                        items: list[tuple[int, int]]) -> list[dict]:
+        """Absolute stock sync of (sku_id, stock) pairs: all of them, or none."""
+        now = self.clock.stamp()
+        levels = []
+        async with self.db.write() as conn:
+            for index, (sku_id, stock) in enumerate(items):
+                field = "sku_id" if len(items) == 1 else f"items.{index}.sku_id"
+                current = await inventory.level(conn, store_id, sku_id)
+                if current is None:
+                    raise NotFound("sku at this store", field)
+                row = await inventory.set_on_hand(conn, store_id, sku_id, stock, now)
+                if row is None:
+                    raise Conflict("below_reserved",
+                                   f"stock {stock} is below the {current['reserved']} units "
+                                   "held by open orders", field.replace("sku_id", "stock"),
+                                   extra={"reserved": current["reserved"]})
+                levels.append({k: row[k] for k in ("sku_id", "on_hand", "reserved",
+                                                   "available")})
+                await audit_trail.record(conn, principal, now, "inventory.set",
+                                         store_id=store_id, target_type="sku",
+                                         target_id=sku_id,
+                                         detail={"from": current["on_hand"], "to": stock})
+        return levels
+
+    async def bulk_set_stock(self, principal: Principal, store_id: int,
+                             data: BulkStockIn) -> list[dict]:
+        return await self.set_stock(principal, store_id,
+                                    [(item.sku_id, item.stock) for item in data.items])

@@ -1,0 +1,250 @@
+"""Orders from creation to their end, and the stock they hold on the way.
+
+Stock is reserved inside the same serialised write transaction that creates the order,
+by a conditional update that refuses to go below zero; if any line cannot be reserved
+the whole transaction rolls back, so an order never holds part of its goods."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from aiosqlite import Connection
+
+from ..auth import Principal
+from ..clock import SHANGHAI, Clock
+from ..errors import BadRequest, Conflict, NotFound, Unprocessable
+from ..metrics import MallMetrics
+from ..opening_hours import is_open
+from ..schemas import OrderIn, PageQuery, StoreOrdersQuery
+from ..storage import Database, catalogue, inventory, orders, payments, stores, users
+from ..validation import decode_cursor, encode_cursor
+
+ORDER_STATES = ("pending_payment", "paid", "ready_for_pickup", "out_for_delivery", "completed",
+                "cancelled", "expired")
+_CODE_VISIBLE = ("paid", "ready_for_pickup")
+_NO_CURSOR = 2**62
+
+
+def present(order, lines, *, for_customer: bool) -> dict:
+    data = {key: order[key] for key in (
+        "id", "store_id", "status", "fulfilment", "pickup_point_id", "address_id",
+        "total_fen", "created_at", "expires_at", "paid_at", "ready_at", "closed_at")}
+    data["order_id"] = data.pop("id")
+    data["lines"] = [dict(line) for line in lines]
+    if for_customer and order["status"] in _CODE_VISIBLE and order["pickup_code"]:
+        data["pickup_code"] = order["pickup_code"]
+    return data
+
+
+def _page(rows, limit: int, for_customer: bool) -> dict:
+    items = [present(row, [], for_customer=for_customer) for row in rows]
+    for item in items:
+        del item["lines"]
+    more = len(rows) == limit
+    return {"items": items, "next_cursor": encode_cursor(rows[-1]["id"]) if more else None}
+
+
+@dataclass
+class Orders:
+    db: Database
+    clock: Clock
+    metrics: MallMetrics
+    ttl_seconds: float
+
+    async def create(self, principal: Principal, data: OrderIn,
+                     idempotency_key: str | None) -> tuple[dict, bool]:
+        """(order summary, replayed?) — a replay returns the order the key first made."""
+        sku_ids = [line.sku_id for line in data.lines]
+        for index, sku_id in enumerate(sku_ids):
+            if sku_ids.index(sku_id) != index:
+                raise BadRequest("duplicate_line", "each SKU may appear on one line only",
+                                 f"lines.{index}.sku_id")
+        request_hash = hashlib.sha256(data.model_dump_json().encode()).hexdigest()
+        if idempotency_key is not None:
+            replay = await self._replay(principal, idempotency_key, request_hash)
+            if replay is not None:
+                return replay, True
+        point_id, skus = await self._check(principal, data)
+        now = self.clock.now()
+        stamp = self.clock.stamp(now)
+        expires = self.clock.stamp(now + timedelta(seconds=self.ttl_seconds))
+        total = sum(skus[line.sku_id]["price_fen"] * line.qty for line in data.lines)
+        async with self.db.write() as conn:
+            if idempotency_key is not None:
+                # A concurrent twin may have committed while we validated.
+                replay = await self._replay(principal, idempotency_key, request_hash, conn)
+                if replay is not None:
+                    return replay, True
+            for index, line in enumerate(data.lines):
+                if not await inventory.reserve(conn, data.store_id, line.sku_id, line.qty,
+                                               stamp):
+                    self.metrics.out_of_stock.inc()
+                    raise Conflict("out_of_stock", "not enough stock for this line",
+                                   f"lines.{index}.sku_id",
+                                   extra={"sku_id": line.sku_id})
+            order_id = await orders.insert(
+                conn, user_id=principal.user_id, store_id=data.store_id,
+                fulfilment=data.fulfilment, pickup_point_id=point_id,
+                address_id=data.address_id, total_fen=total, now=stamp, expires_at=expires)
+            await orders.insert_lines(conn, order_id, [
+                (line.sku_id, skus[line.sku_id]["name"], skus[line.sku_id]["price_fen"],
+                 line.qty) for line in data.lines])
+            if idempotency_key is not None:
+                await orders.remember_key(conn, principal.user_id, idempotency_key,
+                                          request_hash, order_id, stamp)
+        self.metrics.orders.labels("created").inc()
+        return {"order_id": order_id, "status": "pending_payment", "total_fen": total,
+                "expires_at": expires}, False
+
+    async def _replay(self, principal: Principal, key: str, request_hash: str,
+                      conn: Connection | None = None) -> dict | None:
+        conn = conn or self.db.reader()
+        prior = await orders.idempotent_order(conn, principal.user_id, key)
+        if prior is None:
+            return None
+        if prior["request_hash"] != request_hash:
+            raise Unprocessable("idempotency_key_reused",
+                                "this Idempotency-Key was used with a different body",
+                                "Idempotency-Key")
+        order = await orders.order(conn, prior["order_id"])
+        return {"order_id": order["id"], "status": order["status"],
+                "total_fen": order["total_fen"], "expires_at": order["expires_at"]}
+
+    async def _check(self, principal: Principal, data: OrderIn) -> tuple[int | None, dict]:
+        """Everything an order refers to must exist and belong together."""
+        conn = self.db.reader()
+        store = await stores.store(conn, data.store_id)
+        if store is None:
+            raise NotFound("store", "store_id")
+        if not is_open(store["opens_at"], store["closes_at"], self.clock.now()):
+            raise Conflict("store_closed", f"store opens {store['opens_at']}-"
+                           f"{store['closes_at']}", "store_id")
+        point_id = None
+        if data.fulfilment == "pickup":
+            if data.address_id is not None:
+                raise BadRequest("not_for_pickup", "pickup orders take no address",
+                                 "address_id")
+            if data.pickup_point_id is None:
+                point_id = (await stores.pickup_points(conn, data.store_id))[0]["id"]
+            else:
+                point = await stores.pickup_point(conn, data.pickup_point_id)
+                if point is None or point["store_id"] != data.store_id:
+                    raise NotFound("pickup point at this store", "pickup_point_id")
+                point_id = point["id"]
+        else:
+            if data.pickup_point_id is not None:
+                raise BadRequest("not_for_delivery", "delivery orders take no pickup point",
+                                 "pickup_point_id")
+            if data.address_id is None:
+                raise BadRequest("address_required", "delivery needs an address_id",
+                                 "address_id")
+            if await users.address(conn, principal.user_id, data.address_id) is None:
+                raise NotFound("address", "address_id")
+        skus = await catalogue.skus_at_store(conn, data.store_id,
+                                             [line.sku_id for line in data.lines])
+        for index, line in enumerate(data.lines):
+            if line.sku_id not in skus:
+                raise NotFound("sku at this store", f"lines.{index}.sku_id")
+        return point_id, skus
+
+    async def mine(self, principal: Principal, order_id: int) -> dict:
+        conn = self.db.reader()
+        order = await orders.order(conn, order_id)
+        if order is None or order["user_id"] != principal.user_id:
+            raise NotFound("order", "order_id")
+        return present(order, await orders.lines(conn, order_id), for_customer=True)
+
+    async def list_mine(self, principal: Principal, query: PageQuery) -> dict:
+        before = decode_cursor(query.cursor, _NO_CURSOR)
+        rows = await orders.for_user(self.db.reader(), principal.user_id, before, query.limit)
+        return _page(rows, query.limit, for_customer=True)
+
+    async def for_store(self, store_id: int, order_id: int) -> dict:
+        conn = self.db.reader()
+        order = await orders.order(conn, order_id)
+        if order is None or order["store_id"] != store_id:
+            raise NotFound("order", "order_id")
+        return present(order, await orders.lines(conn, order_id), for_customer=False)
+
+    async def store_day(self, store_id: int, query: StoreOrdersQuery) -> dict:
+        """A store's orders of one local day (today on the mall clock by default)."""
+        if query.status is not None and query.status not in ORDER_STATES:
+            raise BadRequest("unknown_status", f"status must be one of {', '.join(ORDER_STATES)}",
+                             "status")
+        try:
+            day = (datetime.strptime(query.date, "%Y-%m-%d").replace(tzinfo=SHANGHAI)
+                   if query.date else self.clock.now().replace(hour=0, minute=0, second=0,
+                                                               microsecond=0))
+        except ValueError as exc:
+            raise BadRequest("invalid_date", "date must be a real YYYY-MM-DD day",
+                             "date") from exc
+        before = decode_cursor(query.cursor, _NO_CURSOR)
+        rows = await orders.for_store(
+            self.db.reader(), store_id, since=self.clock.stamp(day),
+            until=self.clock.stamp(day + timedelta(days=1)),
+            statuses=(query.status,) if query.status else None, before_id=before,
+            limit=query.limit)
+        page = _page(rows, query.limit, for_customer=False)
+        page["date"] = day.date().isoformat()
+        return page
+
+    async def pickup_queue(self, store_id: int, limit: int = 50) -> dict:
+        rows = await orders.pickup_queue(self.db.reader(), store_id, limit)
+        return {"items": [present(row, [], for_customer=False) | {"lines": None}
+                          for row in rows]}
+
+    async def cancel(self, principal: Principal, order_id: int) -> dict:
+        order = await orders.order(self.db.reader(), order_id)
+        if order is None or order["user_id"] != principal.user_id:
+            raise NotFound("order", "order_id")
+        if not await self.close(order_id, "cancelled"):
+            raise Conflict("not_cancellable",
+                           f"an order that is {order['status']} cannot be cancelled here",
+                           "order_id")
+        return await self.mine(principal, order_id)
+
+    async def close(self, order_id: int, to_state: str) -> bool:
+        """Cancel or expire an unpaid order and give its stock back; False if it was not
+        unpaid any more (paid or closed by a concurrent request)."""
+        stamp = self.clock.stamp()
+        async with self.db.write() as conn:
+            if not await self._close_in(conn, order_id, to_state, stamp):
+                return False
+        self.metrics.orders.labels(to_state).inc()
+        return True
+
+    async def _close_in(self, conn: Connection, order_id: int, to_state: str,
+                        stamp: str) -> bool:
+        if not await orders.move(conn, order_id, ("pending_payment",), to_state,
+                                 closed_at=stamp):
+            return False
+        order = await orders.order(conn, order_id)
+        for line in await orders.lines(conn, order_id):
+            await inventory.release(conn, order["store_id"], line["sku_id"], line["qty"], stamp)
+        await payments.close_open(conn, order_id, stamp)
+        return True
+
+    async def expire_due(self, batch: int = 200) -> int:
+        """Expire unpaid orders past their time; returns how many."""
+        stamp = self.clock.stamp()
+        due = await orders.due_for_expiry(self.db.reader(), stamp, batch)
+        if not due:
+            return 0
+        expired = 0
+        async with self.db.write() as conn:
+            for order_id in due:
+                expired += await self._close_in(conn, order_id, "expired", stamp)
+        self.metrics.orders.labels("expired").inc(expired)
+        return expired
+
+    async def hand_over(self, conn: Connection, order, from_states: tuple[str, ...],
+                        stamp: str) -> bool:
+        """Complete an order whose goods leave the store: reserved stock leaves the shelf."""
+        if not await orders.move(conn, order["id"], from_states, "completed", closed_at=stamp):
+            return False
+        for line in await orders.lines(conn, order["id"]):
+            await inventory.hand_over(conn, order["store_id"], line["sku_id"], line["qty"],
+                                      stamp)
+        return True

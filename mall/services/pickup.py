@@ -1,0 +1,94 @@
+"""In-store pickup (门店自提) and delivery hand-over, as the store's staff works them.
+
+A pickup order gets its code when it is paid; staff mark it ready, then complete it by
+verifying the code the customer shows.  Wrong codes are counted per order and the order
+locks after a few, so a code cannot be guessed at the counter."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from ..auth import Principal
+from ..clock import Clock
+from ..errors import Conflict, NotFound, TooManyRequests, Unprocessable
+from ..metrics import MallMetrics
+from ..storage import Database, orders
+from . import audit_trail
+from .orders import Orders
+
+
+@dataclass
+class Pickup:
+    db: Database
+    clock: Clock
+    metrics: MallMetrics
+    orders: Orders
+    max_failures: int
+
+    async def _order(self, store_id: int, order_id: int, fulfilment: str):
+        order = await orders.order(self.db.reader(), order_id)
+        if order is None or order["store_id"] != store_id:
+            raise NotFound("order", "order_id")
+        if order["fulfilment"] != fulfilment:
+            raise Conflict("wrong_fulfilment", f"this is a {order['fulfilment']} order",
+                           "order_id")
+        return order
+
+    async def _move(self, principal: Principal, store_id: int, order, from_states, to_state,
+                    change: str, **stamps) -> dict:
+        stamp = self.clock.stamp()
+        async with self.db.write() as conn:
+            if not await orders.move(conn, order["id"], from_states, to_state,
+                                     **{k: stamp for k in stamps}):
+                raise Conflict("wrong_state", f"the order is {order['status']}", "order_id")
+            await audit_trail.record(conn, principal, stamp, f"order.{change}",
+                                     store_id=store_id, target_type="order",
+                                     target_id=order["id"])
+        self.metrics.orders.labels(change).inc()
+        return await self.orders.for_store(store_id, order["id"])
+
+    async def mark_ready(self, principal: Principal, store_id: int, order_id: int) -> dict:
+        order = await self._order(store_id, order_id, "pickup")
+        return await self._move(principal, store_id, order, ("paid",), "ready_for_pickup",
+                                "ready", ready_at=True)
+
+    async def dispatch(self, principal: Principal, store_id: int, order_id: int) -> dict:
+        order = await self._order(store_id, order_id, "delivery")
+        return await self._move(principal, store_id, order, ("paid",), "out_for_delivery",
+                                "dispatched")
+
+    async def delivered(self, principal: Principal, store_id: int, order_id: int) -> dict:
+        order = await self._order(store_id, order_id, "delivery")
+        await self._complete(principal, store_id, order, ("out_for_delivery",))
+        return await self.orders.for_store(store_id, order_id)
+
+    async def verify(self, principal: Principal, store_id: int, order_id: int,
+                     code: str) -> dict:
+        order = await self._order(store_id, order_id, "pickup")
+        if order["status"] not in ("paid", "ready_for_pickup"):
+            raise Conflict("wrong_state", f"the order is {order['status']}", "order_id")
+        if order["pickup_failures"] >= self.max_failures:
+            raise TooManyRequests("pickup_locked", "too many wrong codes; the customer must "
+                                  "contact the store", "code")
+        if not hmac.compare_digest(code, order["pickup_code"] or ""):
+            self.metrics.pickup_code_failures.inc()
+            async with self.db.write() as conn:
+                failures = await orders.count_pickup_failure(conn, order_id)
+                await audit_trail.record(conn, principal, self.clock.stamp(),
+                                         "order.pickup.wrong_code", store_id=store_id,
+                                         target_type="order", target_id=order_id)
+            raise Unprocessable("wrong_pickup_code", "the pickup code does not match", "code",
+                                extra={"attempts_left": max(self.max_failures - failures, 0)})
+        await self._complete(principal, store_id, order, ("paid", "ready_for_pickup"))
+        return await self.orders.for_store(store_id, order_id)
+
+    async def _complete(self, principal: Principal, store_id: int, order, from_states) -> None:
+        stamp = self.clock.stamp()
+        async with self.db.write() as conn:
+            if not await self.orders.hand_over(conn, order, from_states, stamp):
+                raise Conflict("wrong_state", f"the order is {order['status']}", "order_id")
+            await audit_trail.record(conn, principal, stamp, "order.complete",
+                                     store_id=store_id, target_type="order",
+                                     target_id=order["id"])
+        self.metrics.orders.labels("completed").inc()

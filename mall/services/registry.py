@@ -1,0 +1,39 @@
+"""The set of services one mall instance runs, built once by the app factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from ..auth import TokenSigner
+from ..clock import Clock
+from ..config import MallConfig
+from ..metrics import MallMetrics
+from ..storage import Database
+from .accounts import Accounts
+from .catalogue import Catalogue
+from .orders import Orders
+from .payment_sandbox import SandboxPayer
+from .payments import Payments
+from .pickup import Pickup
+from .stores import Stores
+
+
+@dataclass
+class Services:
+    config: MallConfig
+    clock: Clock
+    db: Database
+    metrics: MallMetrics
+    signer: TokenSigner
+    accounts: Accounts
+    stores: Stores
+    catalogue: Catalogue
+    orders: Orders
+    pickup: Pickup
+    payments: Payments
+    sandbox: SandboxPayer | None
+
+
+SERVICES = web.AppKey("services", Services)

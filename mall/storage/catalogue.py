@@ -1,0 +1,84 @@
+"""Products, their SKUs, tags and scene keys."""
+
+from __future__ import annotations
+
+from sqlite3 import Row
+
+from aiosqlite import Connection
+
+SEP = "\x1f"  # joins tags inside one column; a character no tag may contain
+
+_PRODUCT_COLUMNS = (
+    "SELECT p.id AS product_id, p.store_id, p.name, p.description, k.id AS sku_id, k.spec,"
+    " k.price_fen, coalesce(i.on_hand - i.reserved, 0) AS available,"
+    " (SELECT group_concat(tag, char(31)) FROM product_tags WHERE product_id = p.id) AS tags,"
+    " (SELECT group_concat(scene, char(31)) FROM product_scenes WHERE product_id = p.id)"
+    " AS scenes"
+)
+_PRODUCT_JOINS = (
+    " JOIN skus k ON k.product_id = p.id"
+    " LEFT JOIN inventory i ON i.store_id = p.store_id AND i.sku_id = k.id"
+)
+
+
+async def insert_product(conn: Connection, *, store_id: int, name: str, description: str,
+                         tags: list[str], scenes: list[str], spec: str, price_fen: int,
+                         now: str) -> tuple[int, int]:
+    """A product with its first SKU and an empty inventory row at its store."""
+    cur = await conn.execute(
+        "INSERT INTO products (store_id, name, description, created_at) VALUES (?, ?, ?, ?)",
+        (store_id, name, description, now))
+    product_id = cur.lastrowid
+    await conn.executemany("INSERT INTO product_tags (product_id, tag) VALUES (?, ?)",
+                           [(product_id, tag) for tag in tags])
+    await conn.executemany("INSERT INTO product_scenes (product_id, scene) VALUES (?, ?)",
+                           [(product_id, scene) for scene in scenes])
+    cur = await conn.execute(
+        "INSERT INTO skus (product_id, spec, price_fen, created_at) VALUES (?, ?, ?, ?)",
+        (product_id, spec, price_fen, now))
+    sku_id = cur.lastrowid
+    await conn.execute(
+        "INSERT INTO inventory (store_id, sku_id, on_hand, reserved, updated_at)"
+        " VALUES (?, ?, 0, 0, ?)", (store_id, sku_id, now))
+    return product_id, sku_id
+
+
+async def products_page(conn: Connection, store_id: int, *, after_id: int, limit: int,
+                        tag: str | None, scene: str | None, query: str | None) -> list[Row]:
+    """Rows (one per SKU) of the next `limit` products after `after_id`, in id order."""
+    where = ["p.store_id = ?", "p.id > ?"]
+    params: list = [store_id, after_id]
+    if tag is not None:
+        where.append("p.id IN (SELECT product_id FROM product_tags WHERE tag = ?)")
+        params.append(tag)
+    if scene is not None:
+        where.append("p.id IN (SELECT product_id FROM product_scenes WHERE scene = ?)")
+        params.append(scene)
+    if query is not None:
+        escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where.append("p.name LIKE ? ESCAPE '\\'")
+        params.append(f"%{escaped}%")
+    params.append(limit)
+    sql = (
+        f"WITH page AS (SELECT p.id FROM products p WHERE {' AND '.join(where)}"
+        " ORDER BY p.id LIMIT ?) "
+        f"{_PRODUCT_COLUMNS} FROM page JOIN products p ON p.id = page.id{_PRODUCT_JOINS}"
+        " ORDER BY p.id, k.id"
+    )
+    return list(await conn.execute_fetchall(sql, params))
+
+
+async def product(conn: Connection, store_id: int, product_id: int) -> list[Row]:
+    return list(await conn.execute_fetchall(
+        f"{_PRODUCT_COLUMNS} FROM products p{_PRODUCT_JOINS}"
+        " WHERE p.store_id = ? AND p.id = ? ORDER BY k.id", (store_id, product_id)))
+
+
+async def skus_at_store(conn: Connection, store_id: int, sku_ids: list[int]) -> dict[int, Row]:
+    """Name and price of each SKU sold by this store, keyed by SKU id."""
+    marks = ",".join("?" * len(sku_ids))
+    rows = await conn.execute_fetchall(
+        "SELECT k.id AS sku_id, p.name, k.price_fen FROM skus k"
+        " JOIN products p ON p.id = k.product_id"
+        f" WHERE p.store_id = ? AND k.id IN ({marks})", (store_id, *sku_ids))
+    return {row["sku_id"]: row for row in rows}

@@ -1,0 +1,48 @@
+"""Per-store stock.  `on_hand` is what stands on the shelf, `reserved` what open orders hold;
+a CHECK keeps reserved <= on_hand, so the database itself refuses to oversell."""
+
+from __future__ import annotations
+
+from sqlite3 import Row
+
+from aiosqlite import Connection
+
+
+async def level(conn: Connection, store_id: int, sku_id: int) -> Row | None:
+    rows = await conn.execute_fetchall(
+        "SELECT sku_id, on_hand, reserved, on_hand - reserved AS available, updated_at"
+        " FROM inventory WHERE store_id = ? AND sku_id = ?", (store_id, sku_id))
+    return rows[0] if rows else None
+
+
+async def reserve(conn: Connection, store_id: int, sku_id: int, qty: int, now: str) -> bool:
+    """Hold `qty` for an order if that many are available; one atomic conditional update."""
+    rows = await conn.execute_fetchall(
+        "UPDATE inventory SET reserved = reserved + ?1, updated_at = ?4"
+        " WHERE store_id = ?2 AND sku_id = ?3 AND on_hand - reserved >= ?1 RETURNING 1",
+        (qty, store_id, sku_id, now))
+    return bool(rows)
+
+
+async def release(conn: Connection, store_id: int, sku_id: int, qty: int, now: str) -> None:
+    await conn.execute(
+        "UPDATE inventory SET reserved = reserved - ?, updated_at = ?"
+        " WHERE store_id = ? AND sku_id = ?", (qty, now, store_id, sku_id))
+
+
+async def hand_over(conn: Connection, store_id: int, sku_id: int, qty: int, now: str) -> None:
+    """Goods held for an order leave the shelf: both counts drop together."""
+    await conn.execute(
+        "UPDATE inventory SET reserved = reserved - ?1, on_hand = on_hand - ?1, updated_at = ?2"
+        " WHERE store_id = ?3 AND sku_id = ?4", (qty, now, store_id, sku_id))
+
+
+async def set_on_hand(conn: Connection, store_id: int, sku_id: int, on_hand: int,
+                      now: str) -> Row | None:
+    """Absolute stock sync; refused (None) when it would fall below what orders hold."""
+    rows = await conn.execute_fetchall(
+        "UPDATE inventory SET on_hand = ?1, updated_at = ?2"
+        " WHERE store_id = ?3 AND sku_id = ?4 AND reserved <= ?1"
+        " RETURNING sku_id, on_hand, reserved, on_hand - reserved AS available, updated_at",
+        (on_hand, now, store_id, sku_id))
+    return rows[0] if rows else None

@@ -1,0 +1,109 @@
+"""Orders, their lines, and the idempotency keys that map a client's retry to its order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from sqlite3 import Row
+
+from aiosqlite import Connection
+
+_ORDER = (
+    "SELECT o.id, o.user_id, o.store_id, o.status, o.fulfilment, o.pickup_point_id,"
+    " o.address_id, o.total_fen, o.pickup_code, o.pickup_failures, o.created_at,"
+    " o.expires_at, o.paid_at, o.ready_at, o.closed_at FROM orders o"
+)
+
+
+async def insert(conn: Connection, *, user_id: int, store_id: int, fulfilment: str,
+                 pickup_point_id: int | None, address_id: int | None, total_fen: int,
+                 now: str, expires_at: str) -> int:
+    cur = await conn.execute(
+        "INSERT INTO orders (user_id, store_id, status, fulfilment, pickup_point_id, address_id,"
+        " total_fen, created_at, expires_at) VALUES (?, ?, 'pending_payment', ?, ?, ?, ?, ?, ?)",
+        (user_id, store_id, fulfilment, pickup_point_id, address_id, total_fen, now, expires_at))
+    return cur.lastrowid
+
+
+async def insert_lines(conn: Connection, order_id: int,
+                       lines: Iterable[tuple[int, str, int, int]]) -> None:
+    """Lines as (sku_id, product_name, unit_price_fen, qty)."""
+    await conn.executemany(
+        "INSERT INTO order_lines (order_id, line_no, sku_id, product_name, unit_price_fen, qty)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [(order_id, no, *line) for no, line in enumerate(lines, start=1)])
+
+
+async def order(conn: Connection, order_id: int) -> Row | None:
+    rows = await conn.execute_fetchall(f"{_ORDER} WHERE o.id = ?", (order_id,))
+    return rows[0] if rows else None
+
+
+async def lines(conn: Connection, order_id: int) -> list[Row]:
+    return list(await conn.execute_fetchall(
+        "SELECT line_no, sku_id, product_name, unit_price_fen, qty FROM order_lines"
+        " WHERE order_id = ? ORDER BY line_no", (order_id,)))
+
+
+async def move(conn: Connection, order_id: int, from_states: tuple[str, ...], to_state: str,
+               **stamps: object) -> bool:
+    """Change state only from one of `from_states`; False if another change came first."""
+    sets = ", ".join(["status = ?", *(f"{column} = ?" for column in stamps)])
+    marks = ",".join("?" * len(from_states))
+    rows = await conn.execute_fetchall(
+        f"UPDATE orders SET {sets} WHERE id = ? AND status IN ({marks}) RETURNING 1",
+        (to_state, *stamps.values(), order_id, *from_states))
+    return bool(rows)
+
+
+async def count_pickup_failure(conn: Connection, order_id: int) -> int:
+    rows = await conn.execute_fetchall(
+        "UPDATE orders SET pickup_failures = pickup_failures + 1 WHERE id = ?"
+        " RETURNING pickup_failures", (order_id,))
+    return rows[0][0]
+
+
+async def due_for_expiry(conn: Connection, now: str, limit: int) -> list[int]:
+    rows = await conn.execute_fetchall(
+        "SELECT id FROM orders WHERE status = 'pending_payment' AND expires_at <= ?"
+        " ORDER BY expires_at LIMIT ?", (now, limit))
+    return [row[0] for row in rows]
+
+
+async def for_user(conn: Connection, user_id: int, before_id: int, limit: int) -> list[Row]:
+    return list(await conn.execute_fetchall(
+        f"{_ORDER} WHERE o.user_id = ? AND o.id < ? ORDER BY o.id DESC LIMIT ?",
+        (user_id, before_id, limit)))
+
+
+async def for_store(conn: Connection, store_id: int, *, since: str, until: str,
+                    statuses: tuple[str, ...] | None, before_id: int, limit: int) -> list[Row]:
+    sql = f"{_ORDER} WHERE o.store_id = ? AND o.created_at >= ? AND o.created_at < ? AND o.id < ?"
+    params: list = [store_id, since, until, before_id]
+    if statuses:
+        sql += f" AND o.status IN ({','.join('?' * len(statuses))})"
+        params.extend(statuses)
+    sql += " ORDER BY o.id DESC LIMIT ?"
+    params.append(limit)
+    return list(await conn.execute_fetchall(sql, params))
+
+
+async def pickup_queue(conn: Connection, store_id: int, limit: int) -> list[Row]:
+    """Paid or ready pickup orders, oldest first: the counter's work list."""
+    return list(await conn.execute_fetchall(
+        f"{_ORDER} WHERE o.store_id = ? AND o.fulfilment = 'pickup'"
+        " AND o.status IN ('paid', 'ready_for_pickup') ORDER BY o.id LIMIT ?",
+        (store_id, limit)))
+
+
+async def idempotent_order(conn: Connection, user_id: int, key: str) -> Row | None:
+    rows = await conn.execute_fetchall(
+        "SELECT request_hash, order_id FROM idempotency_keys WHERE user_id = ? AND key = ?",
+        (user_id, key))
+    return rows[0] if rows else None
+
+
+async def remember_key(conn: Connection, user_id: int, key: str, request_hash: str,
+                       order_id: int, now: str) -> None:
+    await conn.execute(
+        "INSERT INTO idempotency_keys (user_id, key, request_hash, order_id, created_at)"
+        " VALUES (?, ?, ?, ?, ?)", (user_id, key, request_hash, order_id, now))

@@ -1,0 +1,66 @@
+"""Payments (one per prepay request) and the log of payment notifications received."""
+
+from __future__ import annotations
+
+from sqlite3 import Row
+
+from aiosqlite import Connection
+
+_PAYMENT = ("SELECT id, order_id, prepay_id, out_trade_no, amount_fen, status, transaction_id,"
+            " created_at, settled_at FROM payments")
+
+
+async def insert(conn: Connection, order_id: int, prepay_id: str, out_trade_no: str,
+                 amount_fen: int, now: str) -> None:
+    await conn.execute(
+        "INSERT INTO payments (order_id, prepay_id, out_trade_no, amount_fen, status, created_at)"
+        " VALUES (?, ?, ?, ?, 'created', ?)", (order_id, prepay_id, out_trade_no, amount_fen, now))
+
+
+async def open_for_order(conn: Connection, order_id: int) -> Row | None:
+    rows = await conn.execute_fetchall(
+        f"{_PAYMENT} WHERE order_id = ? AND status = 'created' ORDER BY id DESC LIMIT 1",
+        (order_id,))
+    return rows[0] if rows else None
+
+
+async def by_prepay(conn: Connection, prepay_id: str) -> Row | None:
+    rows = await conn.execute_fetchall(f"{_PAYMENT} WHERE prepay_id = ?", (prepay_id,))
+    return rows[0] if rows else None
+
+
+async def by_out_trade_no(conn: Connection, out_trade_no: str) -> Row | None:
+    rows = await conn.execute_fetchall(f"{_PAYMENT} WHERE out_trade_no = ?", (out_trade_no,))
+    return rows[0] if rows else None
+
+
+async def close_open(conn: Connection, order_id: int, now: str) -> None:
+    """An order that can no longer be paid closes its open prepay requests."""
+    await conn.execute(
+        "UPDATE payments SET status = 'closed', settled_at = ? WHERE order_id = ?"
+        " AND status = 'created'", (now, order_id))
+
+
+async def settle(conn: Connection, prepay_id: str, status: str, transaction_id: str | None,
+                 now: str) -> bool:
+    """Settle a payment still open; False when a notification settled it already."""
+    rows = await conn.execute_fetchall(
+        "UPDATE payments SET status = ?, transaction_id = ?, settled_at = ?"
+        " WHERE prepay_id = ? AND status = 'created' RETURNING 1",
+        (status, transaction_id, now, prepay_id))
+    return bool(rows)
+
+
+async def record_notification(conn: Connection, notification_id: str, prepay_id: str,
+                              trade_state: str, now: str) -> bool:
+    """Log a notification; False if this id was seen before (a repeat)."""
+    rows = await conn.execute_fetchall(
+        "INSERT INTO payment_notifications (id, prepay_id, trade_state, outcome, received_at)"
+        " VALUES (?, ?, ?, 'received', ?) ON CONFLICT (id) DO NOTHING RETURNING 1",
+        (notification_id, prepay_id, trade_state, now))
+    return bool(rows)
+
+
+async def set_notification_outcome(conn: Connection, notification_id: str, outcome: str) -> None:
+    await conn.execute("UPDATE payment_notifications SET outcome = ? WHERE id = ?",
+                       (outcome, notification_id))

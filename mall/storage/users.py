@@ -1,0 +1,67 @@
+"""Users, their staff bindings to stores, and their delivery addresses."""
+
+from __future__ import annotations
+
+from sqlite3 import Row
+
+from aiosqlite import Connection
+
+
+async def by_openid(conn: Connection, openid: str) -> Row | None:
+    rows = await conn.execute_fetchall(
+        "SELECT id, openid, role FROM users WHERE openid = ?", (openid,))
+    return rows[0] if rows else None
+
+
+async def ensure(conn: Connection, openid: str, role: str, now: str) -> Row:
+    """The user with this openid, registered on first sight."""
+    await conn.execute(
+        "INSERT INTO users (openid, role, created_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (openid) DO NOTHING", (openid, role, now))
+    row = await by_openid(conn, openid)
+    assert row is not None
+    return row
+
+
+async def staff_store_ids(conn: Connection, user_id: int) -> list[int]:
+    rows = await conn.execute_fetchall(
+        "SELECT store_id FROM store_staff WHERE user_id = ? ORDER BY store_id", (user_id,))
+    return [row[0] for row in rows]
+
+
+async def is_staff(conn: Connection, user_id: int, store_id: int) -> bool:
+    rows = await conn.execute_fetchall(
+        "SELECT 1 FROM store_staff WHERE user_id = ? AND store_id = ?", (user_id, store_id))
+    return bool(rows)
+
+
+async def bind_staff(conn: Connection, user_id: int, store_id: int, now: str) -> bool:
+    cur = await conn.execute(
+        "INSERT INTO store_staff (user_id, store_id, created_at) VALUES (?, ?, ?) "
+        "ON CONFLICT DO NOTHING", (user_id, store_id, now))
+    return cur.rowcount == 1
+
+
+async def insert_address(conn: Connection, user_id: int, district_code: str,
+                         contact_masked: str, contact_enc: bytes, lat: float | None,
+                         lng: float | None, now: str) -> int:
+    cur = await conn.execute(
+        "INSERT INTO addresses (user_id, district_code, contact_masked, contact_enc, lat, lng,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (user_id, district_code, contact_masked, contact_enc, lat, lng, now))
+    return cur.lastrowid
+
+
+_ADDRESS = ("SELECT a.id, a.district_code, d.name AS district, a.contact_masked, a.lat, a.lng,"
+            " a.created_at FROM addresses a JOIN districts d ON d.code = a.district_code")
+
+
+async def address(conn: Connection, user_id: int, address_id: int) -> Row | None:
+    rows = await conn.execute_fetchall(
+        f"{_ADDRESS} WHERE a.id = ? AND a.user_id = ?", (address_id, user_id))
+    return rows[0] if rows else None
+
+
+async def addresses(conn: Connection, user_id: int) -> list[Row]:
+    return list(await conn.execute_fetchall(
+        f"{_ADDRESS} WHERE a.user_id = ? ORDER BY a.id", (user_id,)))

@@ -1,0 +1,89 @@
+"""`xingcheng` subcommands.  Each is thin: it parses options and calls the part it fronts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from mall.clock import Clock
+
+
+class ClockParam(click.ParamType):
+    name = "INSTANT[@SPEED]"
+
+    def convert(self, value, param, ctx) -> Clock:
+        if isinstance(value, Clock):
+            return value
+        try:
+            return Clock.parse(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@click.group()
+@click.version_option(package_name="xingcheng")
+def main() -> None:
+    """Xingcheng (星城): a staging city for Changsha mall mini-programs."""
+
+
+@main.command()
+@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
+              default="xingcheng.db", show_default=True, help="SQLite database file.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--clock", type=ClockParam(), default=None,
+              help="Run on simulated time, e.g. 2026-11-27T21:00+08:00@30 (30x faster).")
+@click.option("--order-ttl", type=click.FloatRange(min=1), default=900, show_default=True,
+              help="Simulated seconds an unpaid order holds its stock.")
+@click.option("--no-access-log", is_flag=True, help="Do not log each request.")
+def serve(db_path: Path, host: str, port: int, clock: Clock | None, order_ttl: float,
+          no_access_log: bool) -> None:
+    """Run the mall."""
+    from aiohttp import web
+
+    from mall.access_log import JsonAccessLogger, access_logger
+    from mall.app import create_app
+    from mall.config import MallConfig
+    from mall.privacy import MaskingFilter
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(MaskingFilter())
+    config = MallConfig(db_path=db_path, clock=clock or Clock(), order_ttl_seconds=order_ttl,
+                        access_log=not no_access_log)
+    web.run_app(create_app(config), host=host, port=port, print=None,
+                access_log_class=JsonAccessLogger,
+                access_log=access_logger() if config.access_log else None)
+
+
+@main.command()
+@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
+              default="xingcheng.db", show_default=True, help="The mall's database file.")
+@click.option("--operator", is_flag=True, required=True, help="Issue an operator token.")
+@click.option("--name", default="ops", show_default=True, help="Operator name (audit log).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole session as JSON.")
+def token(db_path: Path, operator: bool, name: str, as_json: bool) -> None:
+    """Print an operator token for bootstrapping stores through the API."""
+    from mall.app import open_services
+    from mall.config import MallConfig
+    from mall.metrics import MallMetrics
+
+    async def issue() -> dict:
+        services = await open_services(MallConfig(db_path=db_path), MallMetrics())
+        try:
+            return await services.accounts.operator_token(name)
+        finally:
+            await services.db.close()
+
+    session = asyncio.run(issue())
+    click.echo(json.dumps(session) if as_json else session["token"])
+
+
+if __name__ == "__main__":
+    main()
