@@ -102,7 +102,7 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         code, message = _HTTP_CODES.get(exc.status, ("http_error", exc.reason))
-        resp = error_response(exc.status, code, message)
+        resp = error_response(exc.status, code, message, "body" if exc.status == 413 else None)
         for header in ("Allow", "Retry-After"):
             if header in exc.headers:
                 resp.headers[header] = exc.headers[header]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Id = Annotated[int, Field(gt=0, le=2**62)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
@@ -116,12 +116,6 @@ class StoresQuery(Query):
     open_now: bool | None = None
     cursor: str | None = None
     limit: Annotated[int, Field(ge=1, le=50)] = 20
-
-    @model_validator(mode="after")
-    def _both_or_neither(self) -> StoresQuery:
-        if (self.lat is None) != (self.lng is None):
-            raise ValueError("lat and lng go together")
-        return self
 
 
 class ProductsQuery(Query):

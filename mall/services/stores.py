@@ -88,6 +88,9 @@ class Stores:
 
     async def search(self, query: StoresQuery) -> dict:
         """Stores near a point (by distance) or in a district (by id), cursor-paginated."""
+        if (query.lat is None) != (query.lng is None):
+            missing = "lat" if query.lat is None else "lng"
+            raise BadRequest("invalid_field", f"{missing}: lat and lng go together", missing)
         conn = self.db.reader()
         district = None
         if query.district is not None:

@@ -1,0 +1,131 @@
+"""Fixtures: a real mall on a real socket over a real SQLite file, and a store set up
+through the API the way an operator and a merchant would."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from mall.app import create_app
+from mall.clock import Clock
+from mall.config import MallConfig
+from mall.services.registry import SERVICES
+
+from .api import Api
+
+WULI = (28.1960, 112.9770)  # 五一广场
+
+
+@dataclass
+class Mall:
+    api: Api
+    server: TestServer
+    config: MallConfig
+
+    @property
+    def services(self):
+        return self.server.app[SERVICES]
+
+    async def operator_token(self) -> str:
+        return (await self.services.accounts.operator_token("ops"))["token"]
+
+
+@pytest.fixture
+async def start_mall(tmp_path):
+    """Start malls with chosen settings (clock, expiry, ...); all stopped at the end."""
+    started: list[tuple[TestServer, aiohttp.ClientSession]] = []
+
+    async def start(**settings) -> Mall:
+        settings.setdefault("db_path", tmp_path / f"mall{len(started)}.db")
+        settings.setdefault("expiry_sweep_interval", 0.05)
+        config = MallConfig(**settings)
+        server = TestServer(create_app(config), host="127.0.0.1")
+        await server.start_server()
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=400))
+        started.append((server, session))
+        return Mall(Api(str(server.make_url("/")), session), server, config)
+
+    yield start
+    for server, session in started:
+        await session.close()
+        await server.close()
+
+
+@pytest.fixture
+async def mall(start_mall) -> Mall:
+    return await start_mall()
+
+
+@dataclass
+class Shop:
+    store_id: int
+    counter_id: int
+    sku_id: int
+    product_id: int
+    price_fen: int
+    merchant: str
+    operator: str
+
+
+async def open_shop(mall: Mall, *, stock: int = 10, price_fen: int = 1800,
+                    merchant_openid: str = "merchant-1", name: str = "坡子街口味虾",
+                    lat: float = WULI[0], lng: float = WULI[1], hours=("00:00", "24:00"),
+                    district: str = "天心区") -> Shop:
+    api = mall.api
+    operator = await mall.operator_token()
+    store = await api.post("/api/v1/admin/stores", token=operator, json={
+        "name": name, "kind": "snacks", "district": district, "business_circle": "五一广场",
+        "lat": lat, "lng": lng, "opens_at": hours[0], "closes_at": hours[1]})
+    assert store.status == 201, store.body
+    store_id = store.body["store_id"]
+    staff = await api.post(f"/api/v1/admin/stores/{store_id}/staff", token=operator,
+                           json={"openid": merchant_openid})
+    assert staff.status in (200, 201), staff.body
+    merchant = await api.login(merchant_openid)
+    product = await api.post(f"/api/v1/merchant/stores/{store_id}/products", token=merchant,
+                             json={"name": "口味虾 中份", "price_fen": price_fen,
+                                   "tags": ["夜宵"], "scenes": ["late_night"]})
+    assert product.status == 201, product.body
+    sku_id = product.body["sku_id"]
+    level = await api.put(f"/api/v1/merchant/stores/{store_id}/inventory/{sku_id}",
+                          token=merchant, json={"stock": stock})
+    assert level.status == 200, level.body
+    return Shop(store_id, store.body["pickup_point_id"], sku_id, product.body["product_id"],
+                price_fen, merchant, operator)
+
+
+@pytest.fixture
+async def shop(mall) -> Shop:
+    return await open_shop(mall)
+
+
+def order_body(shop: Shop, qty: int = 1, **extra) -> dict:
+    return {"store_id": shop.store_id, "lines": [{"sku_id": shop.sku_id, "qty": qty}],
+            "fulfilment": "pickup", **extra}
+
+
+async def paid_order(mall: Mall, shop: Shop, customer: str, qty: int = 1) -> int:
+    """An order paid through the sandbox payer, waiting until the notification lands."""
+    import asyncio
+
+    api = mall.api
+    order = await api.post("/api/v1/orders", token=customer, json=order_body(shop, qty))
+    assert order.status == 201, order.body
+    order_id = order.body["order_id"]
+    pay = await api.post(f"/api/v1/orders/{order_id}/pay", token=customer)
+    assert pay.status == 201, pay.body
+    done = await api.post(f"/api/v1/sandbox/payments/{pay.body['prepay_id']}/complete",
+                          token=customer, json={"result": "success"})
+    assert done.status == 202, done.body
+    for _ in range(200):
+        view = await api.get(f"/api/v1/orders/{order_id}", token=customer)
+        if view.body["status"] == "paid":
+            return order_id
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"order {order_id} never became paid: {view.body}")
+
+
+__all__ = ["Clock", "Mall", "Shop", "open_shop", "order_body", "paid_order"]

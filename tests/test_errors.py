@@ -1,0 +1,129 @@
+"""Every error path answers `{"error": {"code", "message", "field"}}` with a 4xx, never a
+500 or a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import order_body
+
+
+def assert_error(reply, status: int, code: str, field: str | None) -> None:
+    assert reply.status == status, reply.body
+    assert set(reply.body) >= {"error"}
+    error = reply.error
+    assert (error["code"], error["field"]) == (code, field), error
+    assert isinstance(error["message"], str) and error["message"]
+    assert "Traceback" not in error["message"]
+
+
+BAD_ORDERS = [
+    ("not json", "invalid_json", "body"),
+    ("[1, 2]", "invalid_body", "body"),
+    ("", "invalid_body", "body"),
+    ('{"store_id": 1}', "invalid_field", "lines"),
+    ('{"store_id": "1", "lines": [{"sku_id": 1, "qty": 1}], "fulfilment": "pickup"}',
+     "invalid_field", "store_id"),
+    ('{"store_id": 1, "lines": [{"sku_id": 1, "qty": 1.5}], "fulfilment": "pickup"}',
+     "invalid_field", "lines.0.qty"),
+    ('{"store_id": 1, "lines": [{"sku_id": 1, "qty": 0}], "fulfilment": "pickup"}',
+     "invalid_field", "lines.0.qty"),
+    ('{"store_id": 1, "lines": [], "fulfilment": "pickup"}', "invalid_field", "lines"),
+    ('{"store_id": 1, "lines": [{"sku_id": 1, "qty": 1}], "fulfilment": "drone"}',
+     "invalid_field", "fulfilment"),
+    ('{"store_id": 1, "lines": [{"sku_id": 1, "qty": 1}], "fulfilment": "pickup", "x": 1}',
+     "invalid_field", "x"),
+    ('{"store_id": -3, "lines": [{"sku_id": 1, "qty": 1}], "fulfilment": "pickup"}',
+     "invalid_field", "store_id"),
+]
+
+
+@pytest.mark.parametrize(("body", "code", "field"), BAD_ORDERS)
+async def test_bad_order_bodies_name_their_field(mall, body, code, field):
+    customer = await mall.api.login("fuzzy")
+    reply = await mall.api.post("/api/v1/orders", token=customer, data=body,
+                                headers={"Content-Type": "application/json"})
+    assert_error(reply, 400, code, field)
+
+
+async def test_bad_product_and_store_bodies(mall, shop):
+    api = mall.api
+    products = f"/api/v1/merchant/stores/{shop.store_id}/products"
+    cases = [
+        ({"name": "虾", "price_fen": "18.00"}, "price_fen"),
+        ({"name": "虾", "price_fen": 12.5}, "price_fen"),
+        ({"name": "虾", "price_fen": 0}, "price_fen"),
+        ({"name": "", "price_fen": 100}, "name"),
+        ({"name": "虾", "price_fen": 100, "tags": ["a,b"]}, "tags.0"),
+        ({"name": "虾", "price_fen": 100, "scenes": ["Late Night"]}, "scenes.0"),
+    ]
+    for body, field in cases:
+        assert_error(await api.post(products, token=shop.merchant, json=body), 400,
+                     "invalid_field", field)
+    store = {"name": "n", "kind": "fruit", "district": "雨花区", "lat": 28.1, "lng": 113.0}
+    for change, code, field in [
+        ({"lat": 123}, "invalid_field", "lat"),
+        ({"opens_at": "25:00"}, "invalid_field", "opens_at"),
+        ({"district": "朝阳区"}, "unknown_district", "district"),
+        ({"kind": "casino"}, "unknown_kind", "kind"),
+    ]:
+        assert_error(await api.post("/api/v1/admin/stores", token=shop.operator,
+                                    json=store | change), 400, code, field)
+
+
+async def test_bad_queries_and_paths(mall, shop):
+    api = mall.api
+    assert_error(await api.get("/api/v1/stores", params={"lat": "28.1"}), 400,
+                 "invalid_field", "lng")
+    assert_error(await api.get("/api/v1/stores", params={"lat": "x", "lng": "1"}), 400,
+                 "invalid_field", "lat")
+    assert_error(await api.get("/api/v1/stores", params={"radius_km": "500"}), 400,
+                 "invalid_field", "radius_km")
+    assert_error(await api.get("/api/v1/stores", params={"district": "朝阳区"}), 400,
+                 "unknown_district", "district")
+    assert_error(await api.get("/api/v1/stores", params={"bogus": "1"}), 400,
+                 "invalid_field", "bogus")
+    assert_error(await api.get(f"/api/v1/stores/{shop.store_id}/products",
+                               params={"cursor": "!!"}), 400, "invalid_cursor", "cursor")
+    assert_error(await api.get(f"/api/v1/stores/{shop.store_id}/products",
+                               params={"cursor": "ImFiYyI"}), 400, "invalid_cursor", "cursor")
+    assert_error(await api.get("/api/v1/stores/abc"), 404, "not_found", "store_id")
+    assert_error(await api.get("/api/v1/stores/99999999999999999999999"), 404, "not_found",
+                 "store_id")
+    assert_error(await api.get("/api/v1/stores/424242"), 404, "not_found", "store_id")
+    assert_error(await api.get("/api/v1/stores/424242/products"), 404, "not_found", "store_id")
+    assert_error(await api.get(f"/api/v1/stores/{shop.store_id}/products/777"), 404,
+                 "not_found", "product_id")
+    assert_error(await api.get("/api/v1/no/such/route"), 404, "not_found", None)
+    assert_error(await api.get(f"/api/v1/merchant/stores/{shop.store_id}/orders",
+                               token=shop.merchant, params={"date": "2026-02-31"}), 400,
+                 "invalid_date", "date")
+    assert_error(await api.get(f"/api/v1/merchant/stores/{shop.store_id}/orders",
+                               token=shop.merchant, params={"status": "lost"}), 400,
+                 "unknown_status", "status")
+    reply = await api.call("DELETE", "/api/v1/orders")
+    assert_error(reply, 405, "method_not_allowed", None)
+    assert "Allow" in reply.headers
+
+
+async def test_oversized_bodies_get_413(mall, shop):
+    customer = await mall.api.login("bulky")
+    body = order_body(shop) | {"padding": "x" * 100_000}
+    assert_error(await mall.api.post("/api/v1/orders", token=customer, json=body), 413,
+                 "body_too_large", "body")
+
+
+async def test_idempotency_key_shape(mall, shop):
+    customer = await mall.api.login("keyed")
+    reply = await mall.api.post("/api/v1/orders", token=customer, json=order_body(shop),
+                                headers={"Idempotency-Key": "k" * 256})
+    assert_error(reply, 400, "invalid_idempotency_key", "Idempotency-Key")
+
+
+async def test_no_request_in_this_module_produced_a_5xx(mall, shop):
+    """The metrics count every status class the mall answered with."""
+    await test_bad_queries_and_paths(mall, shop)
+    await test_bad_product_and_store_bodies(mall, shop)
+    text = await mall.api.metrics()
+    assert 'status_class="4xx"' in text
+    assert 'status_class="5xx"' not in text
