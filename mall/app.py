@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from . import __version__, openapi
+from . import __version__, keys, openapi
 from .access_log import METRICS, metrics_middleware
 from .auth import TokenSigner
 from .config import MallConfig
@@ -27,8 +26,8 @@ from .services.payments import Payments
 from .services.pickup import Pickup
 from .services.registry import SERVICES, Services
 from .services.stores import Stores
-from .storage import Database, settings
-from .wechatpay import PlatformSigner, new_private_key_pem
+from .storage import Database
+from .wechatpay import PlatformSigner
 
 log = logging.getLogger("mall")
 CONFIG = web.AppKey("config", MallConfig)
@@ -40,23 +39,17 @@ async def open_services(config: MallConfig, metrics: MallMetrics) -> Services:
     db = Database(config.db_path, clock, config.read_connections)
     await db.open()
     async with db.write() as conn:
-        token_secret = await settings.get_or_create(conn, "token_secret",
-                                                    lambda: secrets.token_hex(32))
-        vault_key = await settings.get_or_create(conn, "vault_key", lambda: secrets.token_hex(32))
-        apiv3_key = (await settings.get_or_create(conn, "apiv3_key",
-                                                  lambda: secrets.token_hex(16))).encode()
-        platform_key = await settings.get_or_create(conn, "platform_private_key",
-                                                    new_private_key_pem)
-        serial = await settings.get_or_create(conn, "platform_serial",
-                                              lambda: secrets.token_hex(20).upper())
-    signer = TokenSigner(token_secret)
-    platform = PlatformSigner(platform_key, serial)
+        server_keys = await keys.load(conn)
+    signer = TokenSigner(server_keys.token_secret)
+    platform = PlatformSigner(server_keys.platform_private_key, server_keys.platform_serial)
+    apiv3_key = server_keys.apiv3_key
     orders = Orders(db, clock, metrics, config.order_ttl_seconds)
     sandbox = (SandboxPayer(db, clock, platform, apiv3_key, config.notify_url)
                if config.payment_sandbox else None)
     return Services(
         config=config, clock=clock, db=db, metrics=metrics, signer=signer,
-        accounts=Accounts(db, clock, signer, Vault(vault_key), config.token_ttl_seconds),
+        accounts=Accounts(db, clock, signer, Vault(server_keys.vault_key),
+                          config.token_ttl_seconds),
         stores=Stores(db, clock),
         catalogue=Catalogue(db, clock),
         orders=orders,

@@ -1,0 +1,48 @@
+"""Bulk loading for a freshly migrated database (the simulated city): plain
+`executemany` over row iterables, with ids chosen by the caller so that the loader's ids
+are the mall's ids.  Call inside one `Database.write()` transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aiosqlite import Connection
+
+_INSERTS = {
+    "stores": "INSERT INTO stores (id, name, kind, district_code, business_circle, lat, lng,"
+              " opens_at, closes_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "pickup_points": "INSERT INTO pickup_points (id, store_id, kind, name, lat, lng, created_at)"
+                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "users": "INSERT INTO users (id, openid, role, nickname, phone_masked, phone_enc,"
+             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "store_staff": "INSERT INTO store_staff (user_id, store_id, created_at) VALUES (?, ?, ?)",
+    "products": "INSERT INTO products (id, store_id, name, description, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+    "product_tags": "INSERT INTO product_tags (product_id, tag) VALUES (?, ?)",
+    "product_scenes": "INSERT INTO product_scenes (product_id, scene) VALUES (?, ?)",
+    "skus": "INSERT INTO skus (id, product_id, spec, price_fen, created_at) VALUES (?, ?, ?, ?, ?)",
+    "inventory": "INSERT INTO inventory (store_id, sku_id, on_hand, reserved, updated_at)"
+                 " VALUES (?, ?, ?, 0, ?)",
+}
+
+TABLES = tuple(_INSERTS)
+
+
+async def insert(conn: Connection, table: str, rows: Iterable[tuple]) -> None:
+    """Insert rows (tuples in the column order of `_INSERTS[table]`)."""
+    await conn.executemany(_INSERTS[table], rows)
+
+
+async def count(conn: Connection, table: str) -> int:
+    if table not in _INSERTS and table != "orders":
+        raise ValueError(f"unknown table {table}")
+    rows = await conn.execute_fetchall(f"SELECT count(*) FROM {table}")
+    return rows[0][0]
+
+
+async def is_empty(conn: Connection) -> bool:
+    """True when no store, product or user exists yet (a city can be loaded)."""
+    for table in ("stores", "products", "users"):
+        if await count(conn, table):
+            return False
+    return True
