@@ -85,5 +85,13 @@ def token(db_path: Path, operator: bool, name: str, as_json: bool) -> None:
     click.echo(json.dumps(session) if as_json else session["token"])
 
 
+def _add_harness_commands() -> None:
+    from simulator.commands import city
+
+    main.add_command(city)
+
+
+_add_harness_commands()
+
 if __name__ == "__main__":
     main()

@@ -10,9 +10,20 @@ from aiosqlite import Connection
 
 async def get_or_create(conn: Connection, key: str, make: Callable[[], str]) -> str:
     """The stored value, or `make()` stored on first use (first writer wins)."""
-    rows = await conn.execute_fetchall("SELECT value FROM settings WHERE key = ?", (key,))
-    if rows:
-        return rows[0][0]
+    value = await get(conn, key)
+    if value is not None:
+        return value
     await conn.execute("INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", (key, make()))
+    value = await get(conn, key)
+    assert value is not None
+    return value
+
+
+async def get(conn: Connection, key: str) -> str | None:
     rows = await conn.execute_fetchall("SELECT value FROM settings WHERE key = ?", (key,))
-    return rows[0][0]
+    return rows[0][0] if rows else None
+
+
+async def put(conn: Connection, key: str, value: str) -> None:
+    await conn.execute("INSERT INTO settings (key, value) VALUES (?, ?)"
+                       " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))

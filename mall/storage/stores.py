@@ -76,3 +76,10 @@ async def pickup_point(conn: Connection, pickup_point_id: int) -> Row | None:
     rows = await conn.execute_fetchall(
         "SELECT id, store_id, kind, name FROM pickup_points WHERE id = ?", (pickup_point_id,))
     return rows[0] if rows else None
+
+
+async def count_by_district(conn: Connection) -> dict[str, int]:
+    rows = await conn.execute_fetchall(
+        "SELECT d.name, count(s.id) FROM districts d LEFT JOIN stores s"
+        " ON s.district_code = d.code GROUP BY d.code ORDER BY d.code")
+    return {row[0]: row[1] for row in rows}

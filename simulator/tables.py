@@ -1,0 +1,155 @@
+"""The data tables of `simulator/data/`, read once and typed."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+
+def _load(name: str) -> dict:
+    return tomllib.loads(resources.files("simulator").joinpath("data", name)
+                         .read_text(encoding="utf-8"))
+
+
+def minutes(hhmm: str) -> int:
+    hours, mins = hhmm.split(":")
+    return int(hours) * 60 + int(mins)
+
+
+@dataclass(frozen=True)
+class District:
+    code: str
+    name: str
+    en: str
+    centre: tuple[float, float]
+    area_km2: float
+    population: int
+
+
+@dataclass(frozen=True)
+class Place:
+    name: str
+    kind: str
+    district: str
+    at: tuple[float, float]
+    weight: float
+    reach_km: float
+
+
+@dataclass(frozen=True)
+class Bump:
+    at_minute: float
+    width: float
+    weight: float
+
+
+@dataclass(frozen=True)
+class Persona:
+    key: str
+    name: str
+    share: float
+    home: dict[str, float]
+    near: dict[str, float]
+    basket: tuple[int, int]
+    price_sensitivity: float
+    coupon_sensitivity: float
+    pickup_share: float
+    journeys: dict[str, float]
+    weekday: tuple[Bump, ...]
+    weekend: tuple[Bump, ...]
+
+
+@dataclass(frozen=True)
+class ProductTemplate:
+    name: str
+    low_fen: int
+    high_fen: int
+    tags: tuple[str, ...]
+    scenes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StoreKind:
+    code: str
+    share: float
+    hours: tuple[tuple[str, str], ...]
+    near: dict[str, float]
+    brand_words: tuple[str, ...]
+    suffixes: tuple[str, ...]
+    specs: tuple[tuple[str, float], ...]
+    products: tuple[ProductTemplate, ...]
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    stores: int
+    customers: int
+    skus_per_store: int
+    daily_orders: int
+
+
+@dataclass(frozen=True)
+class Peak:
+    name: str
+    window: tuple[str, str]
+    day: str
+    crest: str | None
+
+
+@cache
+def geography() -> tuple[tuple[District, ...], tuple[Place, ...]]:
+    data = _load("changsha.toml")
+    districts = tuple(District(d["code"], d["name"], d["en"], tuple(d["centre"]), d["area_km2"],
+                               d["population"]) for d in data["district"])
+    reach = data["reach_km"]
+    centres = tuple(Place(f"{d.name}中心", "centre", d.name, d.centre, 1.0, reach["centre"])
+                    for d in districts)
+    places = tuple(Place(p["name"], p["kind"], p["district"], tuple(p["at"]), p["weight"],
+                         reach[p["kind"]]) for p in data["place"])
+    return districts, centres + places
+
+
+@cache
+def river() -> tuple[tuple[float, float], ...]:
+    return tuple(tuple(point) for point in _load("changsha.toml")["xiang_river"])
+
+
+def _bumps(rows: list[dict]) -> tuple[Bump, ...]:
+    return tuple(Bump(minutes(r["at"]), r["width"], r["weight"]) for r in rows)
+
+
+@cache
+def personas() -> tuple[Persona, ...]:
+    return tuple(Persona(
+        key=p["key"], name=p["name"], share=p["share"], home=p["home"], near=p["near"],
+        basket=tuple(p["basket"]), price_sensitivity=p["price_sensitivity"],
+        coupon_sensitivity=p["coupon_sensitivity"], pickup_share=p["pickup_share"],
+        journeys=p["journeys"], weekday=_bumps(p["weekday"]), weekend=_bumps(p["weekend"]),
+    ) for p in _load("personas.toml")["persona"])
+
+
+@cache
+def store_kinds() -> tuple[StoreKind, ...]:
+    return tuple(StoreKind(
+        code=k["code"], share=k["share"], hours=tuple(tuple(h) for h in k["hours"]),
+        near=k["near"], brand_words=tuple(k["brand_words"]), suffixes=tuple(k["suffixes"]),
+        specs=tuple((name, float(f)) for name, f in k["specs"]),
+        products=tuple(ProductTemplate(n, lo, hi, tuple(t), tuple(s))
+                       for n, lo, hi, t, s in k["products"]),
+    ) for k in _load("store_kinds.toml")["kind"])
+
+
+@cache
+def presets() -> dict[str, Preset]:
+    return {name: Preset(name, **values) for name, values in _load("presets.toml").items()}
+
+
+@cache
+def peaks() -> dict:
+    data = _load("peaks.toml")
+    data["peak"] = {name: Peak(name, tuple(p["window"]), p["day"], p.get("crest"))
+                    for name, p in data["peak"].items()}
+    return data
