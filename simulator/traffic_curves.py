@@ -8,7 +8,7 @@ a window at speed k multiplies them by k in real time."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from math import exp
 
 from . import tables
@@ -130,3 +130,23 @@ class Traffic:
     def per_minute(self, persona: str) -> list[float]:
         """Sessions starting in each minute of the day (before events)."""
         return [self.base_rate(persona, m + 0.5) * 60 for m in range(DAY_MINUTES)]
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A window of simulated time played back faster: 21:00-02:00 in 10 minutes is speed 30.
+    Real-time rates are simulated rates times the speed."""
+
+    start: datetime
+    end: datetime
+    real_seconds: float
+
+    @property
+    def speed(self) -> float:
+        return (self.end - self.start).total_seconds() / self.real_seconds
+
+    def simulated(self, real_elapsed: float) -> datetime:
+        return self.start + timedelta(seconds=real_elapsed * self.speed)
+
+    def real_elapsed(self, moment: datetime) -> float:
+        return (moment - self.start).total_seconds() / self.speed
