@@ -93,6 +93,8 @@ ROUTES: tuple[Route, ...] = (
           status=202, tag="payments"),
     Route("POST", f"{S}/products", merchant.add_product, "store", "Add a product",
           schemas.ProductIn, status=201, tag="merchant"),
+    Route("GET", f"{S}/inventory/{{sku_id}}", merchant.get_stock, "store",
+          "A SKU's stock: on hand, held by open orders, available", tag="merchant"),
     Route("PUT", f"{S}/inventory/{{sku_id}}", merchant.set_stock, "store",
           "Set a SKU's stock on hand (absolute sync)", schemas.StockIn, tag="merchant"),
     Route("PUT", f"{S}/inventory", merchant.bulk_set_stock, "store",

@@ -60,6 +60,8 @@ async def test_stock_sync_cannot_go_below_what_orders_hold(mall, shop):
     below = await api.put(f"{path}/{shop.sku_id}", token=shop.merchant, json={"stock": 3})
     assert below.status == 409 and below.error["code"] == "below_reserved"
     assert below.error["reserved"] == 4 and below.error["field"] == "stock"
+    seen = await api.get(f"{path}/{shop.sku_id}", token=shop.merchant)
+    assert seen.body == {"sku_id": shop.sku_id, "on_hand": 10, "reserved": 4, "available": 6}
     level = await api.put(f"{path}/{shop.sku_id}", token=shop.merchant, json={"stock": 4})
     assert level.body == {"sku_id": shop.sku_id, "on_hand": 4, "reserved": 4, "available": 0}
     bulk = await api.put(path, token=shop.merchant, json={"items": [

@@ -16,6 +16,12 @@ async def add_product(request: web.Request) -> web.Response:
                                                                 data), 201)
 
 
+async def get_stock(request: web.Request) -> web.Response:
+    store_id = validation.path_id(request, "store_id")
+    sku_id = validation.path_id(request, "sku_id")
+    return reply(await services(request).catalogue.stock_level(store_id, sku_id))
+
+
 async def set_stock(request: web.Request) -> web.Response:
     store_id = validation.path_id(request, "store_id")
     sku_id = validation.path_id(request, "sku_id")

@@ -76,6 +76,12 @@ class Catalogue:
             raise NotFound("product", "product_id")
         return _products(rows)[0]
 
+    async def stock_level(self, store_id: int, sku_id: int) -> dict:
+        row = await inventory.level(self.db.reader(), store_id, sku_id)
+        if row is None:
+            raise NotFound("sku at this store", "sku_id")
+        return {k: row[k] for k in ("sku_id", "on_hand", "reserved", "available")}
+
     async def set_stock(self, principal: Principal, store_id: int,
                         items: list[tuple[int, int]]) -> list[dict]:
         """Absolute stock sync of (sku_id, stock) pairs: all of them, or none."""
