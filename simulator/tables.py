@@ -57,6 +57,7 @@ class Persona:
     coupon_sensitivity: float
     pickup_share: float
     journeys: dict[str, float]
+    scenes: tuple[str, ...]
     weekday: tuple[Bump, ...]
     weekend: tuple[Bump, ...]
 
@@ -127,7 +128,8 @@ def personas() -> tuple[Persona, ...]:
         key=p["key"], name=p["name"], share=p["share"], home=p["home"], near=p["near"],
         basket=tuple(p["basket"]), price_sensitivity=p["price_sensitivity"],
         coupon_sensitivity=p["coupon_sensitivity"], pickup_share=p["pickup_share"],
-        journeys=p["journeys"], weekday=_bumps(p["weekday"]), weekend=_bumps(p["weekend"]),
+        journeys=p["journeys"], scenes=tuple(p["scenes"]), weekday=_bumps(p["weekday"]),
+        weekend=_bumps(p["weekend"]),
     ) for p in _load("personas.toml")["persona"])
 
 

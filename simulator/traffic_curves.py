@@ -150,3 +150,13 @@ class Replay:
 
     def real_elapsed(self, moment: datetime) -> float:
         return (moment - self.start).total_seconds() / self.speed
+
+
+@dataclass(frozen=True)
+class PersonaMix:
+    """A scenario's override of the personas' weights (1.0 keeps a persona as it is)."""
+
+    multipliers: dict[str, float]
+
+    def factor(self, moment: datetime, persona: str) -> float:
+        return self.multipliers.get(persona, 1.0)

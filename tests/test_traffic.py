@@ -3,6 +3,7 @@ spikes where events put them, and replayable sessions."""
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -91,7 +92,7 @@ def test_sessions_are_replayable_and_follow_the_curve():
     assert first != list(sessions(traffic, start, end, 8, customers))
     expected = sum(traffic.city_rate(start + timedelta(seconds=s)) for s in range(1800))
     assert abs(len(first) - expected) < 4 * expected ** 0.5  # Poisson: within 4 sigma
-    assert all(a.at <= b.at for a, b in zip(first, first[1:], strict=False))
+    assert all(a.at <= b.at for a, b in itertools.pairwise(first))
     mix = Counter(s.persona for s in first)
     assert mix.most_common(1)[0][0] in ("student", "young_professional")
 

@@ -85,6 +85,19 @@ def token(db_path: Path, operator: bool, name: str, as_json: bool) -> None:
     click.echo(json.dumps(session) if as_json else session["token"])
 
 
+@main.command()
+@click.argument("scenario")
+@click.option("--target", metavar="URL", help="Run against an already running mall.")
+@click.option("--reports", type=click.Path(file_okay=False, path_type=Path),
+              default="reports", show_default=True, help="Where report folders go.")
+def run(scenario: str, target: str | None, reports: Path) -> None:
+    """Run a scenario (a shipped name such as smoke, or a file); exit 0 pass, 1 fail,
+    2 harness error."""
+    from loadtests.run import run as run_scenario
+
+    sys.exit(run_scenario(scenario, target, reports))
+
+
 def _add_harness_commands() -> None:
     from simulator.commands import city
 

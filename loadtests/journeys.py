@@ -1,0 +1,251 @@
+"""Believable customer journeys and store staff work, step by step over the real API.
+
+Each step is a named request, so its latency is reported per step.  A journey's choices
+come from its own random stream (seeded by the run seed and the session's number), so a
+run can be replayed.  Think times are simulated seconds, shortened by the replay speed."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+import gevent
+from locust.contrib.fasthttp import FastHttpSession
+
+from simulator import tables
+from simulator.city import City
+from simulator.sessions import Session
+
+from .client_metrics import LoadMetrics
+from .pickup_desk import PickupDesk, Ticket
+
+V1 = "/api/v1"
+# Statuses that are business answers, not failures: sold out, sync below held stock.
+EXPECTED = {"create_order": {409}, "stock_sync": {409}}
+PERSONAS = {p.key: p for p in tables.personas()}
+SEARCH_WORDS = ("粉", "虾", "奶茶", "果", "面包", "臭豆腐", "辣", "家庭装")
+
+
+class JourneyEnded(Exception):
+    """The journey stops here (nothing open nearby, sold out, the mall said no)."""
+
+
+@dataclass
+class Pace:
+    speed: float
+    max_real_seconds: float = 3.0
+
+    def think(self, rng: random.Random, simulated_seconds: float) -> None:
+        seconds = rng.expovariate(1 / simulated_seconds) / self.speed
+        gevent.sleep(min(max(seconds, 0.005), self.max_real_seconds))
+
+
+@dataclass
+class Walk:
+    """What one session needs: the HTTP session, the city, and where results go."""
+
+    client: FastHttpSession
+    city: City
+    desk: PickupDesk
+    metrics: LoadMetrics
+    pace: Pace
+    addresses: dict[int, int] = field(default_factory=dict)  # user -> address id (shared)
+
+    def call(self, method: str, path: str, name: str, token: str | None = None,
+             json: object = None, headers: dict | None = None) -> tuple[int, object]:
+        hdrs = dict(headers or {})
+        if token:
+            hdrs["Authorization"] = f"Bearer {token}"
+        with self.client.request(method, path, name=name, json=json, headers=hdrs,
+                                 catch_response=True) as resp:
+            status = resp.status_code or 0
+            body = None
+            try:
+                body = resp.json() if resp.text else None
+            except ValueError:
+                body = None
+            if 200 <= status < 300 or status in EXPECTED.get(name, ()):
+                resp.success()
+            else:
+                resp.failure(f"{status}: {str(body)[:200]}")
+            return status, body
+
+
+def customer_journey(walk: Walk, session: Session, user_id: int, rng: random.Random) -> None:
+    """Open the mini-program, find a store nearby, browse, and maybe buy."""
+    c = walk.city.customers
+    persona = PERSONAS[session.persona]
+    status, login = walk.call("POST", f"{V1}/auth/wx-login", "login",
+                              json={"code": f"sandbox:{c.openids[user_id - 1]}"})
+    if status != 200:
+        raise JourneyEnded("login")
+    token = login["token"]
+    lat, lng = c.lat[user_id - 1], c.lng[user_id - 1]
+    stores = []
+    for radius in (3, 10):
+        _, found = walk.call("GET", f"{V1}/stores?lat={lat}&lng={lng}&radius_km={radius}"
+                             "&open_now=true&limit=10", "nearby_stores")
+        stores = (found or {}).get("items", [])
+        if stores:
+            break
+    if not stores:
+        raise JourneyEnded("no open store nearby")
+    store = rng.choices(stores[:5], weights=[1 / (1 + s["distance_km"]) for s in stores[:5]])[0]
+    walk.pace.think(rng, 20)
+    scene = rng.choice(persona.scenes)
+    _, page = walk.call("GET", f"{V1}/stores/{store['id']}/products?scene={scene}&limit=20",
+                        "catalogue")
+    items = (page or {}).get("items", [])
+    if not items:
+        _, page = walk.call("GET", f"{V1}/stores/{store['id']}/products?limit=20", "catalogue")
+        items = (page or {}).get("items", [])
+    if rng.random() < 0.3:
+        word = rng.choice(SEARCH_WORDS)
+        _, found = walk.call("GET", f"{V1}/stores/{store['id']}/products?q={word}", "search")
+        items = (found or {}).get("items", []) or items
+    in_stock = [p for p in items if any(k["available"] > 0 for k in p["skus"])]
+    if not in_stock:
+        raise JourneyEnded("nothing in stock")
+    walk.pace.think(rng, 15)
+    viewed = rng.choice(in_stock)
+    walk.call("GET", f"{V1}/stores/{store['id']}/products/{viewed['product_id']}", "product")
+    if session.journey == "browse":
+        return
+    walk.pace.think(rng, 30)
+    _place_order(walk, session, persona, token, user_id, store, in_stock, rng)
+
+
+def _place_order(walk: Walk, session: Session, persona, token: str, user_id: int, store: dict,
+                 in_stock: list[dict], rng: random.Random) -> None:
+    size = min(rng.randint(*persona.basket), len(in_stock))
+    lines = []
+    for product in rng.sample(in_stock, size):
+        sku = rng.choice([k for k in product["skus"] if k["available"] > 0])
+        lines.append({"sku_id": sku["sku_id"], "qty": 1 if rng.random() < 0.8 else 2})
+    delivery = session.journey == "delivery_order" or (
+        session.journey in ("abandon", "cancel") and rng.random() > persona.pickup_share)
+    body: dict = {"store_id": store["id"], "lines": lines,
+                  "fulfilment": "delivery" if delivery else "pickup"}
+    if delivery:
+        body["address_id"] = _address(walk, token, user_id, rng)
+    key = f"{walk.city.seed}-{user_id}-{rng.getrandbits(64):016x}"
+    status, order = walk.call("POST", f"{V1}/orders", "create_order", token, body,
+                              {"Idempotency-Key": key})
+    if status == 409:
+        walk.metrics.orders.labels("out_of_stock").inc()
+        raise JourneyEnded("sold out")
+    if status != 201:
+        raise JourneyEnded("order refused")
+    order_id = order["order_id"]
+    walk.metrics.orders.labels("created").inc()
+    if session.journey == "abandon":
+        walk.metrics.orders.labels("abandoned").inc()
+        return  # the unpaid order expires and gives its stock back
+    if session.journey == "cancel":
+        walk.pace.think(rng, 20)
+        walk.call("POST", f"{V1}/orders/{order_id}/cancel", "cancel_order", token)
+        walk.metrics.orders.labels("cancelled").inc()
+        return
+    walk.metrics.orders.labels("to_complete").inc()
+    _pay(walk, token, order_id, rng)
+    code = _wait_paid(walk, token, order_id)
+    walk.metrics.orders.labels("paid").inc()
+    walk.metrics.gmv_yuan.inc(order["total_fen"] / 100)
+    walk.desk.hand_in(Ticket(store["id"], order_id, body["fulfilment"], code,
+                             order["total_fen"]))
+
+
+def _address(walk: Walk, token: str, user_id: int, rng: random.Random) -> int:
+    if user_id not in walk.addresses:
+        c = walk.city.customers
+        person = c.person[user_id - 1]
+        status, made = walk.call("POST", f"{V1}/me/addresses", "add_address", token, {
+            "contact_name": walk.city.pools.names[person],
+            "phone": walk.city.pools.phones[person],
+            "district": walk.city.district_names[c.district[user_id - 1]],
+            "detail": f"{rng.randint(1, 300)}号 {rng.randint(1, 30)}栋 {rng.randint(101, 2808)}",
+            "lat": c.lat[user_id - 1], "lng": c.lng[user_id - 1]})
+        if status != 201:
+            raise JourneyEnded("address refused")
+        walk.addresses[user_id] = made["id"]
+    return walk.addresses[user_id]
+
+
+def _pay(walk: Walk, token: str, order_id: int, rng: random.Random) -> None:
+    for attempt in range(2):
+        status, prepay = walk.call("POST", f"{V1}/orders/{order_id}/pay", "pay", token)
+        if status != 201:
+            raise JourneyEnded("payment refused")
+        result = "fail" if attempt == 0 and rng.random() < 0.03 else "success"
+        walk.call("POST", f"{V1}/sandbox/payments/{prepay['prepay_id']}/complete",
+                  "sandbox_pay", token, {"result": result})
+        if result == "success":
+            return
+        gevent.sleep(0.2)
+
+
+def _wait_paid(walk: Walk, token: str, order_id: int, timeout: float = 15.0) -> str | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        gevent.sleep(0.15)
+        status, order = walk.call("GET", f"{V1}/orders/{order_id}", "order_status", token)
+        if status == 200 and order["status"] == "paid":
+            return order.get("pickup_code")
+    walk.metrics.orders.labels("never_paid").inc()
+    raise JourneyEnded("payment notification never arrived")
+
+
+@dataclass
+class Staff:
+    """A store clerk working the desk: readies and hands over pickups, sends out deliveries,
+    now and then restocks what runs low."""
+
+    walk: Walk
+    rng: random.Random
+    tokens: dict[int, str] = field(default_factory=dict)
+
+    def token(self, store_id: int) -> str:
+        if store_id not in self.tokens:
+            openid = self.walk.city.stores[store_id - 1].merchant_openid
+            status, login = self.walk.call("POST", f"{V1}/auth/wx-login", "merchant_login",
+                                           json={"code": f"sandbox:{openid}"})
+            if status != 200:
+                raise JourneyEnded("merchant login")
+            self.tokens[store_id] = login["token"]
+        return self.tokens[store_id]
+
+    def work_once(self) -> bool:
+        """Serve one batch from the desk; False when the desk was empty."""
+        batch = self.walk.desk.take()
+        if not batch:
+            return False
+        store_id = batch[0].store_id
+        token = self.token(store_id)
+        base = f"{V1}/merchant/stores/{store_id}"
+        self.walk.call("GET", f"{base}/pickup-queue", "merchant_queue", token)
+        for ticket in batch:
+            if ticket.fulfilment == "pickup":
+                self.walk.call("POST", f"{base}/orders/{ticket.order_id}/ready", "mark_ready",
+                               token)
+                status, _ = self.walk.call("POST", f"{base}/orders/{ticket.order_id}/pickup",
+                                           "verify_pickup", token, {"code": ticket.code})
+            else:
+                self.walk.call("POST", f"{base}/orders/{ticket.order_id}/dispatch", "dispatch",
+                               token)
+                status, _ = self.walk.call("POST", f"{base}/orders/{ticket.order_id}/delivered",
+                                           "delivered", token)
+            if status == 200:
+                self.walk.metrics.orders.labels("completed").inc()
+        if self.rng.random() < 0.3:
+            self.restock(store_id, token)
+        return True
+
+    def restock(self, store_id: int, token: str) -> None:
+        store = self.walk.city.stores[store_id - 1]
+        product = self.rng.choice(store.products)
+        sku = self.rng.choice(product["skus"])
+        base = f"{V1}/merchant/stores/{store_id}/inventory/{sku['sku_id']}"
+        status, level = self.walk.call("GET", base, "stock_level", token)
+        if status == 200 and level["available"] < 10:
+            self.walk.call("PUT", base, "stock_sync", token, {"stock": level["on_hand"] + 30})

@@ -1,0 +1,137 @@
+"""Scenario files (`scenarios/*.toml`): what to simulate, how fast, on which city, and which
+thresholds decide the verdict.  Validated on load, with errors that name the field."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from simulator import tables
+
+from .thresholds import Threshold, parse_thresholds
+
+SHIPPED = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot be used; the message says where and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Window(_Strict):
+    start: datetime
+    end: datetime
+    day: Literal["weekday", "weekend"]
+    speed: Annotated[float, Field(gt=0, le=3600)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Window:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("start and end need a UTC offset, e.g. +08:00")
+        if self.end <= self.start:
+            raise ValueError("end must come after start")
+        return self
+
+    @property
+    def real_seconds(self) -> float:
+        return (self.end - self.start).total_seconds() / self.speed
+
+
+class CityChoice(_Strict):
+    preset: str = "small"
+    seed: int = 7
+    daily_orders: Annotated[int, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _known(self) -> CityChoice:
+        if self.preset not in tables.presets():
+            raise ValueError(f"preset must be one of {', '.join(sorted(tables.presets()))}")
+        return self
+
+
+class Events(_Strict):
+    flash_sale: datetime | None = None
+    campus_promo: tuple[str, str] | None = None
+
+
+class Load(_Strict):
+    staff: Annotated[int, Field(ge=1, le=200)] = 4
+    max_sessions: Annotated[int, Field(ge=1, le=20_000)] = 2000
+    drain_seconds: Annotated[float, Field(ge=0, le=600)] = 20
+    late_after_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+
+
+class ScenarioFile(_Strict):
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,40}$")]
+    description: str = ""
+    window: Window
+    city: CityChoice = CityChoice()
+    mix: dict[str, Annotated[float, Field(ge=0, le=100)]] = {}
+    events: Events = Events()
+    load: Load = Load()
+    thresholds: dict[str, list[str]] = {}
+
+    @model_validator(mode="after")
+    def _personas(self) -> ScenarioFile:
+        known = {p.key for p in tables.personas()}
+        unknown = set(self.mix) - known
+        if unknown:
+            raise ValueError(f"mix names unknown personas {sorted(unknown)}; "
+                             f"known: {sorted(known)}")
+        return self
+
+
+class Scenario:
+    def __init__(self, path: Path, spec: ScenarioFile, thresholds: list[Threshold]) -> None:
+        self.path = path
+        self.spec = spec
+        self.thresholds = thresholds
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def preset(self):
+        return tables.presets()[self.spec.city.preset]
+
+    @property
+    def daily_orders(self) -> int:
+        return self.spec.city.daily_orders or self.preset.daily_orders
+
+
+def resolve(name_or_path: str) -> Path:
+    """A shipped scenario's name (`smoke`) or the path of a scenario file."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ScenarioError(f"{name_or_path}: no such scenario file")
+        return path
+    shipped = SHIPPED / f"{name_or_path}.toml"
+    if not shipped.is_file():
+        names = ", ".join(sorted(p.stem for p in SHIPPED.glob("*.toml")))
+        raise ScenarioError(f"no scenario named {name_or_path!r}; shipped: {names}")
+    return shipped
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    path = resolve(name_or_path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        spec = ScenarioFile.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise ScenarioError(f"{path}: {where}: {first['msg']}") from exc
+    return Scenario(path, spec, parse_thresholds(spec.thresholds, text, str(path)))
