@@ -54,9 +54,11 @@ class Threshold:
         return _OPS[self.op](observed, self.limit)
 
 
-def _line_of(text: str, needle: str) -> int | None:
+def _line_of(text: str, key: str) -> int | None:
+    """The line that defines `key` (quoted or bare) in the scenario's TOML text."""
+    pattern = re.compile(rf'^\s*("{re.escape(key)}"|{re.escape(key)})\s*=')
     for number, line in enumerate(text.splitlines(), start=1):
-        if needle in line:
+        if pattern.match(line):
             return number
     return None
 

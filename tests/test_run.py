@@ -1,0 +1,123 @@
+"""`xingcheng run` end to end: a real mall process, a real headless Locust run kept short,
+a verdict and an exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .test_cli import call, free_port
+
+SHORT = """name = "{name}"
+[window]
+day = "weekday"
+start = "2026-11-27T22:20:00+08:00"
+end = "2026-11-27T22:26:40+08:00"
+speed = 40
+[load]
+staff = 2
+drain_seconds = 5
+[thresholds]
+"http_5xx" = ["count==0"]
+"oversold" = ["count==0"]
+"orders" = ["count>0"]
+{extra}
+"""
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict:
+    cache = tmp_path_factory.mktemp("cache")
+    return {**os.environ, "XINGCHENG_CACHE": str(cache)}
+
+
+def xingcheng(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "xingcheng.cli", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=240)
+
+
+def test_an_impossible_threshold_fails_the_run_and_is_named(tmp_path, env):
+    scenario = tmp_path / "impossible.toml"
+    scenario.write_text(SHORT.format(name="impossible", extra=(
+        '"http_req_duration{name:create_order}" = ["p(95)<0.001"]')), encoding="utf-8")
+    result = xingcheng(["run", str(scenario), "--reports", str(tmp_path / "reports")], env,
+                       tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert "FAIL" in last and "http_req_duration{name:create_order}: p(95)<0.001" in last
+    report = next((tmp_path / "reports").iterdir())
+    verdict = json.loads((report / "verdict.json").read_text())
+    by_name = {r["threshold"]: r for r in verdict["thresholds"]}
+    assert by_name["oversold: count==0"]["passed"] is True
+    assert by_name["http_5xx: count==0"]["passed"] is True
+    assert by_name["orders: count>0"]["observed"] > 0
+    assert by_name["http_req_duration{name:create_order}: p(95)<0.001"]["passed"] is False
+    assert verdict["sessions"]["started"] == verdict["sessions"]["scheduled"] > 50
+    assert (report / "locust_stats.csv").exists() and (report / "summary.md").exists()
+    steps = {s["name"] for s in verdict["steps"]}
+    assert {"login", "nearby_stores", "catalogue", "create_order", "pay", "sandbox_pay",
+            "verify_pickup"} <= steps
+    # Reports and logs never show a full phone number (the journeys send full ones).
+    for path in report.iterdir():
+        if path.suffix in (".json", ".md", ".csv", ".log"):
+            assert not re.search(r"(?<!\d)1[3-9]\d{9}(?!\d)", path.read_text()), path.name
+
+
+def test_run_against_a_running_mall_with_target(tmp_path, env):
+    # The city cache is filled by the previous run, or made here on first use.
+    scenario = tmp_path / "target.toml"
+    scenario.write_text(SHORT.format(name="target", extra='"order_completion" = ["rate>0.5"]'),
+                        encoding="utf-8")
+    cached = Path(env["XINGCHENG_CACHE"]) / "cities" / "small-7.db"
+    if not cached.exists():
+        assert xingcheng(["city", "generate", "--preset", "small", "--seed", "7", "--db",
+                          str(cached)], env, tmp_path).returncode == 0
+    db = tmp_path / "mall.db"
+    db.write_bytes(cached.read_bytes())
+    port = free_port()
+    mall = subprocess.Popen([sys.executable, "-m", "xingcheng.cli", "serve", "--db", str(db),
+                             "--port", str(port), "--clock", "2026-11-27T22:20+08:00@40",
+                             "--no-access-log"], env=env, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                if call(f"{base}/readyz")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        result = xingcheng(["run", str(scenario), "--target", base, "--reports",
+                            str(tmp_path / "reports")], env, tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "PASS target" in result.stdout.strip().splitlines()[-1]
+    finally:
+        mall.terminate()
+        mall.wait(timeout=10)
+
+
+def test_misuse_is_exit_2(tmp_path, env):
+    result = xingcheng(["run", "no-such-scenario"], env, tmp_path)
+    assert result.returncode == 2 and "no scenario named" in result.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SHORT.format(name="bad", extra='"oversold" = ["count=0"]'))
+    result = xingcheng(["run", str(bad)], env, tmp_path)
+    assert result.returncode == 2 and "bad.toml:" in result.stdout
+    empty_mall_port = free_port()
+    mall = subprocess.Popen([sys.executable, "-m", "xingcheng.cli", "serve", "--db",
+                             str(tmp_path / "empty.db"), "--port", str(empty_mall_port),
+                             "--no-access-log"], env=env, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.5)
+        result = xingcheng(["run", "smoke", "--target", f"http://127.0.0.1:{empty_mall_port}"],
+                           env, tmp_path)
+        assert result.returncode == 2 and "does not" in result.stdout
+    finally:
+        mall.terminate()
+        mall.wait(timeout=10)
