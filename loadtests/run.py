@@ -146,7 +146,7 @@ def _p95(load: dict[str, float]) -> float:
 
 
 def run(name: str, target: str | None = None, reports: Path = Path("reports"),
-        console: Console | None = None) -> int:
+        console: Console | None = None, loadgen_port: int = 0) -> int:
     console = console or Console()
     try:
         scenario = load_scenario(name)
@@ -175,7 +175,7 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
             target = target.rstrip("/")
             wait_ready(target, None, 10)
             check_city(target, scenario)
-        verdict = _drive(scenario, target, report_dir, console)
+        verdict = _drive(scenario, target, report_dir, console, loadgen_port or free_port())
     except HarnessError as exc:
         console.print(f"[red]harness error:[/red] {exc}")
         console.print(f"report folder: {report_dir}")
@@ -197,9 +197,11 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
     return PASSED
 
 
-def _drive(scenario: Scenario, target: str, report_dir: Path, console: Console) -> dict:
+def _drive(scenario: Scenario, target: str, report_dir: Path, console: Console,
+           metrics_port: int) -> dict:
     spec = scenario.spec
-    metrics_port = free_port()
+    console.print(f"mall {target}/metrics, load generator http://127.0.0.1:{metrics_port}"
+                  f"/metrics, report {report_dir}")
     limit = spec.window.real_seconds + 3 * spec.load.drain_seconds + 120
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
                "--host", target, "--users", str(1 + spec.load.staff), "--spawn-rate", "1000",

@@ -38,8 +38,7 @@ async def open_services(config: MallConfig, metrics: MallMetrics) -> Services:
     clock = config.clock
     db = Database(config.db_path, clock, config.read_connections)
     await db.open()
-    async with db.write() as conn:
-        server_keys = await keys.load(conn)
+    server_keys = await db.transaction(keys.load)
     signer = TokenSigner(server_keys.token_secret)
     platform = PlatformSigner(server_keys.platform_private_key, server_keys.platform_serial)
     apiv3_key = server_keys.apiv3_key
@@ -60,13 +59,18 @@ async def open_services(config: MallConfig, metrics: MallMetrics) -> Services:
     )
 
 
-async def _expiry_sweeper(services: Services) -> None:
+async def _sweeper(services: Services) -> None:
+    """Expire unpaid orders, and audit the stock that changed since the last look."""
+    audited_from = services.clock.stamp()
     while True:
         await asyncio.sleep(services.config.expiry_sweep_interval)
         try:
             await services.orders.expire_due()
+            now = services.clock.stamp()
+            await services.orders.audit_stock(audited_from)
+            audited_from = now
         except Exception:
-            log.exception("expiry sweep failed; will try again")
+            log.exception("sweep failed; will try again")
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
@@ -74,7 +78,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[SERVICES] = services
     if services.sandbox is not None:
         await services.sandbox.start()
-    sweeper = asyncio.create_task(_expiry_sweeper(services))
+    sweeper = asyncio.create_task(_sweeper(services))
     log.info("mall ready on %s (clock %s)", services.db.path, services.clock.describe())
     yield
     sweeper.cancel()

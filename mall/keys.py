@@ -6,9 +6,8 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from aiosqlite import Connection
-
 from .storage import settings
+from .storage.database import Connection
 from .wechatpay import new_private_key_pem
 
 

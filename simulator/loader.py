@@ -99,13 +99,17 @@ async def load(city: City, db_path: Path,
     db = Database(db_path, clock, read_connections=1)
     await db.open()
     try:
-        async with db.write() as conn:
+
+        async def prepare(conn) -> keys.Keys:
             if not await bulk.is_empty(conn):
                 raise CityExists(f"{db_path} already holds a city or shop data")
-            server_keys = await keys.load(conn)
+            return await keys.load(conn)
+
+        server_keys = await db.transaction(prepare)
         stamp = clock.stamp(FOUNDED)
-        counts = {}
-        async with db.write() as conn:
+        counts: dict[str, int] = {}
+
+        async def insert_all(conn) -> None:
             for table, (total, rows) in table_rows(city, Vault(server_keys.vault_key),
                                                    stamp).items():
                 done = 0
@@ -116,6 +120,8 @@ async def load(city: City, db_path: Path,
                     on_progress(table, done, total)
                 counts[table] = done
             await settings.put(conn, CITY_KEY, json.dumps(manifest(city), ensure_ascii=False))
+
+        await db.transaction(insert_all)
     finally:
         await db.close()
     return counts

@@ -125,3 +125,22 @@ async def test_opening_hours_across_midnight_follow_the_mall_clock(start_mall):
             assert reply.error["code"] == "store_closed"
         store = await mall.api.get(f"/api/v1/stores/{shop.store_id}")
         assert store.body["open_now"] is (status == 201)
+
+
+async def test_the_stock_audit_counts_units_promised_beyond_the_shelf(mall, shop):
+    """Live orders are counted against the shelf, independently of the `reserved` column:
+    a bookkeeping bug (simulated here by editing the file behind the mall's back) shows."""
+    customer = await mall.api.login("audited")
+    order = await mall.api.post("/api/v1/orders", token=customer, json=order_body(shop, 3))
+    assert order.status == 201
+    await asyncio.sleep(0.2)
+    assert await mall.api.metric("mall_stock_oversold_total") == 0
+    stamp = mall.services.clock.stamp()
+    with sqlite3.connect(mall.config.db_path) as conn:
+        conn.execute("UPDATE inventory SET on_hand = 1, reserved = 1, updated_at = ?"
+                     " WHERE sku_id = ?", (stamp, shop.sku_id))
+    for _ in range(40):
+        if await mall.api.metric("mall_stock_oversold_total") == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert await mall.api.metric("mall_stock_oversold_total") == 2

@@ -90,12 +90,14 @@ def token(db_path: Path, operator: bool, name: str, as_json: bool) -> None:
 @click.option("--target", metavar="URL", help="Run against an already running mall.")
 @click.option("--reports", type=click.Path(file_okay=False, path_type=Path),
               default="reports", show_default=True, help="Where report folders go.")
-def run(scenario: str, target: str | None, reports: Path) -> None:
+@click.option("--loadgen-port", type=click.IntRange(0, 65535), default=0,
+              help="Port of the load generator's Prometheus metrics (default: any free one).")
+def run(scenario: str, target: str | None, reports: Path, loadgen_port: int) -> None:
     """Run a scenario (a shipped name such as smoke, or a file); exit 0 pass, 1 fail,
     2 harness error."""
     from loadtests.run import run as run_scenario
 
-    sys.exit(run_scenario(scenario, target, reports))
+    sys.exit(run_scenario(scenario, target, reports, loadgen_port=loadgen_port))
 
 
 def _add_harness_commands() -> None:

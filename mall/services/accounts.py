@@ -32,8 +32,9 @@ class Accounts:
         openid = match.group(1)
         user = await users.by_openid(self.db.reader(), openid)
         if user is None:
-            async with self.db.write() as conn:
-                user = await users.ensure(conn, openid, "customer", self.clock.stamp())
+            stamp = self.clock.stamp()
+            user = await self.db.transaction(
+                lambda conn: users.ensure(conn, openid, "customer", stamp))
         return await self.session_for(user["id"], user["role"])
 
     async def session_for(self, user_id: int, role: str) -> dict:
@@ -44,8 +45,9 @@ class Accounts:
                 "expires_at": expires_at, "roles": roles, "store_ids": store_ids}
 
     async def operator_token(self, name: str) -> dict:
-        async with self.db.write() as conn:
-            user = await users.ensure(conn, f"operator:{name}", "operator", self.clock.stamp())
+        stamp = self.clock.stamp()
+        user = await self.db.transaction(
+            lambda conn: users.ensure(conn, f"operator:{name}", "operator", stamp))
         return await self.session_for(user["id"], user["role"])
 
     async def require_store_access(self, principal: Principal, store_id: int) -> None:
@@ -66,12 +68,14 @@ class Accounts:
                            mask_address(data.detail)))
         sealed = self.vault.seal({"name": data.contact_name, "phone": data.phone,
                                   "detail": data.detail})
-        async with self.db.write() as conn:
+        stamp = self.clock.stamp()
+
+        async def add(conn):
             address_id = await users.insert_address(conn, principal.user_id, district, masked,
-                                                    sealed, data.lat, data.lng,
-                                                    self.clock.stamp())
-            row = await users.address(conn, principal.user_id, address_id)
-        return dict(row)
+                                                    sealed, data.lat, data.lng, stamp)
+            return await users.address(conn, principal.user_id, address_id)
+
+        return dict(await self.db.transaction(add))
 
     async def addresses(self, principal: Principal) -> list[dict]:
         return [dict(row) for row in await users.addresses(self.db.reader(), principal.user_id)]

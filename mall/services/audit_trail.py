@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from aiosqlite import Connection
-
 from ..auth import Principal
 from ..storage import audit
+from ..storage.database import Connection
 
 
 async def record(conn: Connection, principal: Principal, at: str, action: str, *,

@@ -48,7 +48,8 @@ class Catalogue:
 
     async def add_product(self, principal: Principal, store_id: int, data: ProductIn) -> dict:
         now = self.clock.stamp()
-        async with self.db.write() as conn:
+
+        async def add(conn) -> dict:
             product_id, sku_id = await catalogue.insert_product(
                 conn, store_id=store_id, name=data.name, description=data.description,
                 tags=sorted(set(data.tags)), scenes=sorted(set(data.scenes)), spec=data.spec,
@@ -56,7 +57,9 @@ class Catalogue:
             await audit_trail.record(conn, principal, now, "product.create", store_id=store_id,
                                      target_type="sku", target_id=sku_id,
                                      detail={"name": data.name, "price_fen": data.price_fen})
-        return {"product_id": product_id, "sku_id": sku_id}
+            return {"product_id": product_id, "sku_id": sku_id}
+
+        return await self.db.transaction(add)
 
     async def products(self, store_id: int, query: ProductsQuery) -> dict:
         conn = self.db.reader()
@@ -86,8 +89,9 @@ class Catalogue:
                         items: list[tuple[int, int]]) -> list[dict]:
         """Absolute stock sync of (sku_id, stock) pairs: all of them, or none."""
         now = self.clock.stamp()
-        levels = []
-        async with self.db.write() as conn:
+
+        async def sync(conn) -> list[dict]:
+            levels = []
             for index, (sku_id, stock) in enumerate(items):
                 field = "sku_id" if len(items) == 1 else f"items.{index}.sku_id"
                 current = await inventory.level(conn, store_id, sku_id)
@@ -105,7 +109,9 @@ class Catalogue:
                                          store_id=store_id, target_type="sku",
                                          target_id=sku_id,
                                          detail={"from": current["on_hand"], "to": stock})
-        return levels
+            return levels
+
+        return await self.db.transaction(sync)
 
     async def bulk_set_stock(self, principal: Principal, store_id: int,
                              data: BulkStockIn) -> list[dict]:

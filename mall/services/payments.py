@@ -46,15 +46,19 @@ class Payments:
             raise Conflict("order_expired", "the order expired before payment", "order_id")
         if order["status"] != "pending_payment":
             raise Conflict("not_payable", f"the order is {order['status']}", "order_id")
-        async with self.db.write() as conn:
+        stamp = self.clock.stamp()
+
+        async def open_payment(conn) -> str:
             payment = await payments.open_for_order(conn, order_id)
-            if payment is None:
-                prepay_id = f"wx{secrets.token_hex(14)}"
-                out_trade_no = f"XC{order_id:010d}{secrets.token_hex(3).upper()}"
-                await payments.insert(conn, order_id, prepay_id, out_trade_no,
-                                      order["total_fen"], self.clock.stamp())
-            else:
-                prepay_id = payment["prepay_id"]
+            if payment is not None:
+                return payment["prepay_id"]
+            prepay_id = f"wx{secrets.token_hex(14)}"
+            out_trade_no = f"XC{order_id:010d}{secrets.token_hex(3).upper()}"
+            await payments.insert(conn, order_id, prepay_id, out_trade_no, order["total_fen"],
+                                  stamp)
+            return prepay_id
+
+        prepay_id = await self.db.transaction(open_payment)
         return {"prepay_id": prepay_id, "order_id": order_id, "amount_fen": order["total_fen"],
                 "package": f"prepay_id={prepay_id}", "sign_type": "RSA",
                 "expires_at": order["expires_at"]}
@@ -92,19 +96,21 @@ class Payments:
             raise BadRequest("bad_resource", "notification body or resource is malformed",
                              "resource") from exc
         stamp = self.clock.stamp()
-        async with self.db.write() as conn:
+
+        async def apply(conn) -> tuple[str, object]:
             payment = await payments.by_out_trade_no(conn, out_trade_no)
             if payment is None or payment["amount_fen"] != amount:
                 self.metrics.payment_notifications.labels("unknown").inc()
                 raise NotFound("payment", "out_trade_no")
             if not await payments.record_notification(conn, notification_id,
                                                       payment["prepay_id"], trade_state, stamp):
-                outcome = "duplicate"
-            else:
-                outcome = await self._apply(conn, payment, trade_state,
-                                            transaction.get("transaction_id"), stamp)
-                await payments.set_notification_outcome(conn, notification_id, outcome)
-            order = await orders.order(conn, payment["order_id"])
+                return "duplicate", None
+            outcome = await self._apply(conn, payment, trade_state,
+                                        transaction.get("transaction_id"), stamp)
+            await payments.set_notification_outcome(conn, notification_id, outcome)
+            return outcome, await orders.order(conn, payment["order_id"])
+
+        outcome, order = await self.db.transaction(apply)
         self.metrics.payment_notifications.labels(outcome).inc()
         if outcome == "applied":
             self.metrics.orders.labels("paid").inc()

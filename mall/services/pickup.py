@@ -38,13 +38,16 @@ class Pickup:
     async def _move(self, principal: Principal, store_id: int, order, from_states, to_state,
                     change: str, **stamps) -> dict:
         stamp = self.clock.stamp()
-        async with self.db.write() as conn:
+
+        async def move(conn) -> None:
             if not await orders.move(conn, order["id"], from_states, to_state,
                                      **{k: stamp for k in stamps}):
                 raise Conflict("wrong_state", f"the order is {order['status']}", "order_id")
             await audit_trail.record(conn, principal, stamp, f"order.{change}",
                                      store_id=store_id, target_type="order",
                                      target_id=order["id"])
+
+        await self.db.transaction(move)
         self.metrics.orders.labels(change).inc()
         return await self.orders.for_store(store_id, order["id"])
 
@@ -73,11 +76,16 @@ class Pickup:
                                   "contact the store", "code")
         if not hmac.compare_digest(code, order["pickup_code"] or ""):
             self.metrics.pickup_code_failures.inc()
-            async with self.db.write() as conn:
+            stamp = self.clock.stamp()
+
+            async def count_failure(conn) -> int:
                 failures = await orders.count_pickup_failure(conn, order_id)
-                await audit_trail.record(conn, principal, self.clock.stamp(),
-                                         "order.pickup.wrong_code", store_id=store_id,
-                                         target_type="order", target_id=order_id)
+                await audit_trail.record(conn, principal, stamp, "order.pickup.wrong_code",
+                                         store_id=store_id, target_type="order",
+                                         target_id=order_id)
+                return failures
+
+            failures = await self.db.transaction(count_failure)
             raise Unprocessable("wrong_pickup_code", "the pickup code does not match", "code",
                                 extra={"attempts_left": max(self.max_failures - failures, 0)})
         await self._complete(principal, store_id, order, ("paid", "ready_for_pickup"))
@@ -85,10 +93,13 @@ class Pickup:
 
     async def _complete(self, principal: Principal, store_id: int, order, from_states) -> None:
         stamp = self.clock.stamp()
-        async with self.db.write() as conn:
+
+        async def complete(conn) -> None:
             if not await self.orders.hand_over(conn, order, from_states, stamp):
                 raise Conflict("wrong_state", f"the order is {order['status']}", "order_id")
             await audit_trail.record(conn, principal, stamp, "order.complete",
                                      store_id=store_id, target_type="order",
                                      target_id=order["id"])
+
+        await self.db.transaction(complete)
         self.metrics.orders.labels("completed").inc()

@@ -29,7 +29,8 @@ class Stores:
             kinds = ", ".join(await stores.kinds(conn))
             raise BadRequest("unknown_kind", f"kind must be one of: {kinds}", "kind")
         now = self.clock.stamp()
-        async with self.db.write() as conn:
+
+        async def create(conn) -> int:
             store_id = await stores.insert_store(
                 conn, name=data.name, kind=data.kind, district_code=district,
                 business_circle=data.business_circle, lat=data.lat, lng=data.lng,
@@ -40,32 +41,40 @@ class Stores:
             await audit_trail.record(conn, principal, now, "store.create", store_id=store_id,
                                      target_type="store", target_id=store_id,
                                      detail={"name": data.name, "district": district})
-        return {"store_id": store_id, "pickup_point_id": counter_id}
+            return {"store_id": store_id, "pickup_point_id": counter_id}
+
+        return await self.db.transaction(create)
 
     async def add_staff(self, principal: Principal, store_id: int, data: StaffIn) -> dict:
         await self._existing(store_id)
         now = self.clock.stamp()
-        async with self.db.write() as conn:
+
+        async def bind(conn) -> dict:
             user = await users.ensure(conn, data.openid, "customer", now)
             added = await users.bind_staff(conn, user["id"], store_id, now)
             if added:
                 await audit_trail.record(conn, principal, now, "store.staff.add",
                                          store_id=store_id, target_type="user",
                                          target_id=user["id"])
-        return {"store_id": store_id, "user_id": user["id"], "added": added}
+            return {"store_id": store_id, "user_id": user["id"], "added": added}
+
+        return await self.db.transaction(bind)
 
     async def add_pickup_point(self, principal: Principal, store_id: int,
                                data: PickupPointIn) -> dict:
         await self._existing(store_id)
         now = self.clock.stamp()
-        async with self.db.write() as conn:
+
+        async def add(conn) -> dict:
             point_id = await stores.insert_pickup_point(
                 conn, store_id=store_id, kind=data.kind, name=data.name, lat=data.lat,
                 lng=data.lng, now=now)
             await audit_trail.record(conn, principal, now, "store.pickup_point.add",
                                      store_id=store_id, target_type="pickup_point",
                                      target_id=point_id, detail={"kind": data.kind})
-        return {"pickup_point_id": point_id, "store_id": store_id}
+            return {"pickup_point_id": point_id, "store_id": store_id}
+
+        return await self.db.transaction(add)
 
     async def _existing(self, store_id: int):
         row = await stores.store(self.db.reader(), store_id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from sqlite3 import Row
 
-from aiosqlite import Connection
+from .database import Connection
 
 
 async def record(conn: Connection, *, at: str, actor_id: int | None, actor_role: str,

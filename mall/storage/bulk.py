@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from aiosqlite import Connection
+from .database import Connection
 
 _INSERTS = {
     "stores": "INSERT INTO stores (id, name, kind, district_code, business_circle, lat, lng,"

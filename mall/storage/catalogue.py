@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlite3 import Row
 
-from aiosqlite import Connection
+from .database import Connection
 
 SEP = "\x1f"  # joins tags inside one column; a character no tag may contain
 
@@ -49,10 +49,14 @@ async def products_page(conn: Connection, store_id: int, *, after_id: int, limit
     where = ["p.store_id = ?", "p.id > ?"]
     params: list = [store_id, after_id]
     if tag is not None:
-        where.append("p.id IN (SELECT product_id FROM product_tags WHERE tag = ?)")
+        # Correlated EXISTS probes the (product_id, tag) key per product of this store,
+        # instead of listing every product in the city that has the tag.
+        where.append("EXISTS (SELECT 1 FROM product_tags t WHERE t.product_id = p.id"
+                     " AND t.tag = ?)")
         params.append(tag)
     if scene is not None:
-        where.append("p.id IN (SELECT product_id FROM product_scenes WHERE scene = ?)")
+        where.append("EXISTS (SELECT 1 FROM product_scenes s WHERE s.product_id = p.id"
+                     " AND s.scene = ?)")
         params.append(scene)
     if query is not None:
         escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -1,24 +1,32 @@
 """Connections, transactions and migrations for the embedded SQLite store.
 
-One writer connection guarded by an asyncio lock gives serialisable write transactions
-(SQLite allows one writer at a time anyway, and the lock keeps coroutines from
-interleaving statements inside each other's transactions).  A few reader connections
-serve the browse endpoints concurrently thanks to WAL mode.
-"""
+Writes: one writer connection in a thread of its own.  A transaction is a body — an async
+function of the storage calls it makes — run whole in that thread between BEGIN IMMEDIATE
+and COMMIT: one trip from the event loop per transaction, not one per statement (under
+load every trip waits a full turn of a busy loop, and the write lock was held across all of
+them).  The single thread also serialises transactions, as SQLite allows one writer anyway.
+
+Reads: a few aiosqlite connections, concurrent with the writer thanks to WAL mode.
+
+The storage functions are written once against `Connection`; both the reader connections
+and the writer's `SyncConnection` provide it."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
 from ..clock import Clock
+
+T = TypeVar("T")
 
 _PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -28,6 +36,46 @@ _PRAGMAS = (
     "PRAGMA temp_store = MEMORY",
     "PRAGMA cache_size = -65536",
 )
+
+
+class Connection(Protocol):
+    """What storage functions may do with a connection."""
+
+    async def execute(self, sql: str, parameters: Iterable[Any] = ...) -> Any: ...
+
+    async def execute_fetchall(self, sql: str, parameters: Iterable[Any] = ...
+                               ) -> Iterable[sqlite3.Row]: ...
+
+    async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> Any: ...
+
+
+class SyncConnection:
+    """The writer's sqlite3 connection behind awaitable methods that never suspend, so a
+    transaction body written with `await` runs straight through in the writer thread."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, parameters: Iterable[Any] = ()) -> sqlite3.Cursor:
+        return self._conn.execute(sql, tuple(parameters))
+
+    async def execute_fetchall(self, sql: str, parameters: Iterable[Any] = ()
+                               ) -> list[sqlite3.Row]:
+        return self._conn.execute(sql, tuple(parameters)).fetchall()
+
+    async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]
+                          ) -> sqlite3.Cursor:
+        return self._conn.executemany(sql, parameters)
+
+
+def _run_to_end(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Drive a coroutine that awaits only `SyncConnection` calls, without an event loop."""
+    try:
+        coroutine.send(None)
+    except StopIteration as finished:
+        return finished.value
+    coroutine.close()
+    raise RuntimeError("a transaction body may await only its connection")
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -40,7 +88,15 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-async def _connect(path: Path) -> aiosqlite.Connection:
+def _connect_writer(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    for pragma in _PRAGMAS:
+        conn.execute(pragma)
+    return conn
+
+
+async def _connect_reader(path: Path) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)
     conn.row_factory = sqlite3.Row
     for pragma in _PRAGMAS:
@@ -53,59 +109,66 @@ class Database:
         self.path = Path(path)
         self.clock = clock
         self._read_count = max(1, read_connections)
-        self._writer: aiosqlite.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._writer: sqlite3.Connection | None = None
         self._readers: list[aiosqlite.Connection] = []
         self._next_reader = itertools.cycle(range(self._read_count))
-        self._write_lock = asyncio.Lock()
+
+    async def _in_writer(self, function: Callable[..., T], *args: Any) -> T:
+        assert self._executor is not None, "database is not open"
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
     async def open(self) -> None:
-        self._writer = await _connect(self.path)
-        await self.migrate()
-        self._readers = [await _connect(self.path) for _ in range(self._read_count)]
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._writer = await self._in_writer(_connect_writer, self.path)
+        await self._in_writer(self._migrate)
+        self._readers = [await _connect_reader(self.path) for _ in range(self._read_count)]
 
     async def close(self) -> None:
-        for conn in [*self._readers, self._writer]:
-            if conn is not None:
-                await conn.close()
-        self._readers, self._writer = [], None
+        for conn in self._readers:
+            await conn.close()
+        self._readers = []
+        if self._writer is not None:
+            await self._in_writer(self._writer.close)
+            self._writer = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
-    async def migrate(self) -> list[str]:
+    def _migrate(self) -> list[str]:
         """Apply every migration not yet recorded; each in its own transaction."""
         conn = self._writer
         assert conn is not None
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-        )
-        done = {row[0] for row in await conn.execute_fetchall(
-            "SELECT version FROM schema_migrations")}
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                     " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
         applied = []
         for version, name, sql in migrations():
             if version in done:
                 continue
-            # executescript commits first, so the whole script plus its record run as one
-            # explicit transaction inside it.
-            await conn.executescript(
-                f"BEGIN IMMEDIATE;\n{sql}\n"
-                f"INSERT INTO schema_migrations VALUES ({version}, '{name}', "
-                f"'{self.clock.now().isoformat()}');\nCOMMIT;"
-            )
+            # executescript commits first, so the script and its record form one transaction.
+            conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\n"
+                               f"INSERT INTO schema_migrations VALUES ({version}, '{name}', "
+                               f"'{self.clock.stamp()}');\nCOMMIT;")
             applied.append(name)
         return applied
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A serialised write transaction: committed on success, rolled back on any error."""
-        async with self._write_lock:
-            conn = self._writer
-            assert conn is not None, "database is not open"
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
-            await conn.execute("COMMIT")
+    async def transaction(self, body: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run `body` as one serialised write transaction: committed when it returns,
+        rolled back when it raises (and the exception passes on)."""
+        return await self._in_writer(self._transact, body)
+
+    def _transact(self, body: Callable[[Connection], Awaitable[T]]) -> T:
+        conn = self._writer
+        assert conn is not None, "database is not open"
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = _run_to_end(body(SyncConnection(conn)))  # type: ignore[arg-type]
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
 
     def reader(self) -> aiosqlite.Connection:
         """A connection for single-statement reads outside any write transaction."""

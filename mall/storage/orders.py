@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from sqlite3 import Row
 
-from aiosqlite import Connection
+from .database import Connection
 
 _ORDER = (
     "SELECT o.id, o.user_id, o.store_id, o.status, o.fulfilment, o.pickup_point_id,"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlite3 import Row
 
-from aiosqlite import Connection
+from .database import Connection
 
 _PAYMENT = ("SELECT id, order_id, prepay_id, out_trade_no, amount_fen, status, transaction_id,"
             " created_at, settled_at FROM payments")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from aiosqlite import Connection
+from .database import Connection
 
 
 async def get_or_create(conn: Connection, key: str, make: Callable[[], str]) -> str:

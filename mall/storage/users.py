@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlite3 import Row
 
-from aiosqlite import Connection
+from .database import Connection
 
 
 async def by_openid(conn: Connection, openid: str) -> Row | None:
