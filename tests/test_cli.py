@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -34,28 +36,34 @@ def call(url: str, method: str = "GET", body: dict | None = None, token: str | N
         return exc.code, json.loads(exc.read())
 
 
-@pytest.fixture
-def served(tmp_path):
-    db = tmp_path / "cli.db"
-    token = subprocess.run([*XINGCHENG, "token", "--operator", "--db", str(db)],
-                           capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+@contextlib.contextmanager
+def serving(db: Path, *args: str, env: dict | None = None, log=subprocess.DEVNULL):
+    """`xingcheng serve` on a free port, ready; stopped on leaving."""
     port = free_port()
-    log = (tmp_path / "serve.log").open("w+")
-    proc = subprocess.Popen([*XINGCHENG, "serve", "--db", str(db), "--port", str(port),
-                             "--clock", "2026-11-27T21:00+08:00@30"], stderr=log, stdout=log)
+    proc = subprocess.Popen([*XINGCHENG, "serve", "--db", str(db), "--port", str(port), *args],
+                            stderr=log, stdout=log, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
+        for _ in range(150):
             try:
                 if call(f"{base}/readyz")[0] == 200:
                     break
             except OSError:
                 time.sleep(0.1)
-        yield base, token, log
+        yield base
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-        log.close()
+
+
+@pytest.fixture
+def served(tmp_path):
+    db = tmp_path / "cli.db"
+    token = subprocess.run([*XINGCHENG, "token", "--operator", "--db", str(db)],
+                           capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    with (tmp_path / "serve.log").open("w+") as log, serving(
+            db, "--clock", "2026-11-27T21:00+08:00@30", log=log) as base:
+        yield base, token, log
 
 
 def test_serve_runs_on_the_simulated_clock_and_accepts_a_cli_operator_token(served):

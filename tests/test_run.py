@@ -8,12 +8,11 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from .test_cli import call, free_port
+from .test_cli import serving
 
 SHORT = """name = "{name}"
 [window]
@@ -81,25 +80,12 @@ def test_run_against_a_running_mall_with_target(tmp_path, env):
                           str(cached)], env, tmp_path).returncode == 0
     db = tmp_path / "mall.db"
     db.write_bytes(cached.read_bytes())
-    port = free_port()
-    mall = subprocess.Popen([sys.executable, "-m", "xingcheng.cli", "serve", "--db", str(db),
-                             "--port", str(port), "--clock", "2026-11-27T22:20+08:00@40",
-                             "--no-access-log"], env=env, stderr=subprocess.DEVNULL)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                if call(f"{base}/readyz")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
+    with serving(db, "--clock", "2026-11-27T22:20+08:00@40", "--no-access-log",
+                 env=env) as base:
         result = xingcheng(["run", str(scenario), "--target", base, "--reports",
                             str(tmp_path / "reports")], env, tmp_path)
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert "PASS target" in result.stdout.strip().splitlines()[-1]
-    finally:
-        mall.terminate()
-        mall.wait(timeout=10)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASS target" in result.stdout.strip().splitlines()[-1]
 
 
 def test_misuse_is_exit_2(tmp_path, env):
@@ -109,15 +95,6 @@ def test_misuse_is_exit_2(tmp_path, env):
     bad.write_text(SHORT.format(name="bad", extra='"oversold" = ["count=0"]'))
     result = xingcheng(["run", str(bad)], env, tmp_path)
     assert result.returncode == 2 and "bad.toml:" in result.stdout
-    empty_mall_port = free_port()
-    mall = subprocess.Popen([sys.executable, "-m", "xingcheng.cli", "serve", "--db",
-                             str(tmp_path / "empty.db"), "--port", str(empty_mall_port),
-                             "--no-access-log"], env=env, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(1.5)
-        result = xingcheng(["run", "smoke", "--target", f"http://127.0.0.1:{empty_mall_port}"],
-                           env, tmp_path)
-        assert result.returncode == 2 and "does not" in result.stdout
-    finally:
-        mall.terminate()
-        mall.wait(timeout=10)
+    with serving(tmp_path / "empty.db", "--no-access-log", env=env) as base:
+        result = xingcheng(["run", "smoke", "--target", base], env, tmp_path)
+    assert result.returncode == 2 and "does not" in result.stdout

@@ -45,9 +45,12 @@ async def store_orders(request: web.Request) -> web.Response:
     return reply(await services(request).orders.store_day(store_id, query))
 
 
+def _store_order(request: web.Request) -> tuple[int, int]:
+    return validation.path_id(request, "store_id"), validation.path_id(request, "order_id")
+
+
 async def store_order(request: web.Request) -> web.Response:
-    store_id = validation.path_id(request, "store_id")
-    order_id = validation.path_id(request, "order_id")
+    store_id, order_id = _store_order(request)
     return reply(await services(request).orders.for_store(store_id, order_id))
 
 
@@ -57,32 +60,25 @@ async def pickup_queue(request: web.Request) -> web.Response:
 
 
 async def mark_ready(request: web.Request) -> web.Response:
-    store_id = validation.path_id(request, "store_id")
-    order_id = validation.path_id(request, "order_id")
-    return reply(await services(request).pickup.mark_ready(principal(request), store_id,
-                                                           order_id))
+    store_id, order_id = _store_order(request)
+    return reply(await services(request).pickup.mark_ready(principal(request), store_id, order_id))
 
 
 async def verify_pickup(request: web.Request) -> web.Response:
-    store_id = validation.path_id(request, "store_id")
-    order_id = validation.path_id(request, "order_id")
+    store_id, order_id = _store_order(request)
     data = await validation.body(request, PickupCode)
     return reply(await services(request).pickup.verify(principal(request), store_id, order_id,
                                                        data.code))
 
 
 async def dispatch(request: web.Request) -> web.Response:
-    store_id = validation.path_id(request, "store_id")
-    order_id = validation.path_id(request, "order_id")
-    return reply(await services(request).pickup.dispatch(principal(request), store_id,
-                                                         order_id))
+    store_id, order_id = _store_order(request)
+    return reply(await services(request).pickup.dispatch(principal(request), store_id, order_id))
 
 
 async def delivered(request: web.Request) -> web.Response:
-    store_id = validation.path_id(request, "store_id")
-    order_id = validation.path_id(request, "order_id")
-    return reply(await services(request).pickup.delivered(principal(request), store_id,
-                                                          order_id))
+    store_id, order_id = _store_order(request)
+    return reply(await services(request).pickup.delivered(principal(request), store_id, order_id))
 
 
 async def audit_log(request: web.Request) -> web.Response:
