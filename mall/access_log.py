@@ -12,6 +12,7 @@ import time
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from .auth import PRINCIPAL
 from .metrics import MallMetrics
 from .privacy import MaskingFilter, mask_text
 
@@ -27,7 +28,7 @@ def route_template(request: web.Request) -> str:
 
 class JsonAccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        principal = request.get("principal")
+        principal = request.get(PRINCIPAL)
         self.logger.info(json.dumps({
             "method": request.method,
             "route": route_template(request),  # type: ignore[arg-type]

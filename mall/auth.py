@@ -13,6 +13,8 @@ import hmac
 import json
 from dataclasses import dataclass
 
+from aiohttp import web
+
 from .errors import Unauthorized
 
 
@@ -59,6 +61,9 @@ class TokenSigner:
             raise Unauthorized("token_expired", "token has expired; log in again",
                                "Authorization")
         return Principal(user_id, role)
+
+
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 def bearer_token(header: str | None) -> str | None:

@@ -17,7 +17,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from . import schemas, validation
-from .auth import bearer_token
+from .auth import PRINCIPAL, bearer_token
 from .errors import Forbidden, Unauthorized
 from .handlers import accounts, admin, browse, merchant, ops, orders, payments
 from .services.registry import SERVICES
@@ -137,7 +137,7 @@ def guarded(route: Route) -> Handler:
         if route.access == "store":
             await svc.accounts.require_store_access(principal,
                                                     validation.path_id(request, "store_id"))
-        request["principal"] = principal
+        request[PRINCIPAL] = principal
         return await route.handler(request)
 
     return handler

@@ -8,7 +8,7 @@ from functools import partial
 
 from aiohttp import web
 
-from ..auth import Principal
+from ..auth import PRINCIPAL, Principal
 from ..services.registry import SERVICES, Services
 
 _dumps = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
@@ -23,4 +23,4 @@ def services(request: web.Request) -> Services:
 
 
 def principal(request: web.Request) -> Principal:
-    return request["principal"]
+    return request[PRINCIPAL]
