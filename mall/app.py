@@ -20,6 +20,7 @@ from .privacy import Vault
 from .routes import ROUTES, setup_routes
 from .services.accounts import Accounts
 from .services.catalogue import Catalogue
+from .services.catalogue_cache import CatalogueCache
 from .services.orders import Orders
 from .services.payment_sandbox import SandboxPayer
 from .services.payments import Payments
@@ -42,7 +43,8 @@ async def open_services(config: MallConfig, metrics: MallMetrics) -> Services:
     signer = TokenSigner(server_keys.token_secret)
     platform = PlatformSigner(server_keys.platform_private_key, server_keys.platform_serial)
     apiv3_key = server_keys.apiv3_key
-    orders = Orders(db, clock, metrics, config.order_ttl_seconds)
+    cache = CatalogueCache()
+    orders = Orders(db, clock, metrics, config.order_ttl_seconds, cache)
     sandbox = (SandboxPayer(db, clock, platform, apiv3_key, config.notify_url)
                if config.payment_sandbox else None)
     return Services(
@@ -50,7 +52,7 @@ async def open_services(config: MallConfig, metrics: MallMetrics) -> Services:
         accounts=Accounts(db, clock, signer, Vault(server_keys.vault_key),
                           config.token_ttl_seconds),
         stores=Stores(db, clock),
-        catalogue=Catalogue(db, clock),
+        catalogue=Catalogue(db, clock, cache),
         orders=orders,
         pickup=Pickup(db, clock, metrics, orders, config.pickup_code_attempts),
         payments=Payments(db, clock, metrics, orders, platform.verifier(), apiv3_key,
@@ -60,7 +62,8 @@ async def open_services(config: MallConfig, metrics: MallMetrics) -> Services:
 
 
 async def _sweeper(services: Services) -> None:
-    """Expire unpaid orders, and audit the stock that changed since the last look."""
+    """Expire unpaid orders, audit the stock that changed since the last look, and
+    checkpoint the WAL off the request path."""
     audited_from = services.clock.stamp()
     while True:
         await asyncio.sleep(services.config.expiry_sweep_interval)
@@ -69,6 +72,7 @@ async def _sweeper(services: Services) -> None:
             now = services.clock.stamp()
             await services.orders.audit_stock(audited_from)
             audited_from = now
+            await services.db.checkpoint()
         except Exception:
             log.exception("sweep failed; will try again")
 

@@ -72,3 +72,29 @@ async def test_catalogue_filters_and_pages(mall, shop):
                                   "stock_state": "in_stock"}
     detail = await api.get(f"{catalogue}/{first.body['items'][1]['product_id']}")
     assert detail.body["skus"][0]["stock_state"] == "sold_out"
+
+
+async def test_catalogue_pages_follow_every_stock_change(mall, shop):
+    """Pages are cached; every change of the store's stock or products shows at once."""
+    api = mall.api
+    catalogue = f"/api/v1/stores/{shop.store_id}/products"
+
+    async def available() -> list[int]:
+        page = await api.get(catalogue)
+        return [k["available"] for p in page.body["items"] for k in p["skus"]]
+
+    assert await available() == [10]
+    assert await available() == [10]  # served again, from the cache
+    customer = await api.login("shopper")
+    order = await api.post("/api/v1/orders", token=customer, json={
+        "store_id": shop.store_id, "lines": [{"sku_id": shop.sku_id, "qty": 3}],
+        "fulfilment": "pickup"})
+    assert await available() == [7]
+    await api.post(f"/api/v1/orders/{order.body['order_id']}/cancel", token=customer)
+    assert await available() == [10]
+    await api.put(f"/api/v1/merchant/stores/{shop.store_id}/inventory/{shop.sku_id}",
+                  token=shop.merchant, json={"stock": 4})
+    assert await available() == [4]
+    await api.post(f"/api/v1/merchant/stores/{shop.store_id}/products", token=shop.merchant,
+                   json={"name": "臭豆腐", "price_fen": 1000})
+    assert await available() == [4, 0]

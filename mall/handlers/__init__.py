@@ -3,19 +3,20 @@ The route table in `mall.routes` says which handler serves which path and who ma
 
 from __future__ import annotations
 
-import json
-from functools import partial
-
 from aiohttp import web
 
 from ..auth import PRINCIPAL, Principal
+from ..json_body import dumps
 from ..services.registry import SERVICES, Services
-
-_dumps = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
 
 
 def reply(data: object, status: int = 200, headers: dict | None = None) -> web.Response:
-    return web.json_response(data, status=status, headers=headers, dumps=_dumps)
+    return web.json_response(data, status=status, headers=headers, dumps=dumps)
+
+
+def reply_bytes(body: bytes) -> web.Response:
+    """A JSON body serialised earlier (a cached page)."""
+    return web.Response(body=body, content_type="application/json")
 
 
 def services(request: web.Request) -> Services:

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from .. import validation
 from ..schemas import ProductsQuery, StoresQuery
-from . import reply, services
+from . import reply, reply_bytes, services
 
 
 async def list_stores(request: web.Request) -> web.Response:
@@ -22,7 +22,7 @@ async def get_store(request: web.Request) -> web.Response:
 async def list_products(request: web.Request) -> web.Response:
     store_id = validation.path_id(request, "store_id")
     query = validation.query(request, ProductsQuery)
-    return reply(await services(request).catalogue.products(store_id, query))
+    return reply_bytes(await services(request).catalogue.products_page(store_id, query))
 
 
 async def get_product(request: web.Request) -> web.Response:

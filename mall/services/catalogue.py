@@ -8,11 +8,13 @@ from itertools import groupby
 from ..auth import Principal
 from ..clock import Clock
 from ..errors import Conflict, NotFound
+from ..json_body import dumps
 from ..schemas import BulkStockIn, ProductIn, ProductsQuery
 from ..storage import Database, catalogue, inventory, stores
 from ..storage.catalogue import SEP
 from ..validation import decode_cursor, encode_cursor
 from . import audit_trail
+from .catalogue_cache import CatalogueCache
 
 LOW_STOCK = 5
 
@@ -45,6 +47,7 @@ def _products(rows) -> list[dict]:
 class Catalogue:
     db: Database
     clock: Clock
+    cache: CatalogueCache
 
     async def add_product(self, principal: Principal, store_id: int, data: ProductIn) -> dict:
         now = self.clock.stamp()
@@ -59,7 +62,19 @@ class Catalogue:
                                      detail={"name": data.name, "price_fen": data.price_fen})
             return {"product_id": product_id, "sku_id": sku_id}
 
-        return await self.db.transaction(add)
+        created = await self.db.transaction(add)
+        self.cache.changed(store_id)
+        return created
+
+    async def products_page(self, store_id: int, query: ProductsQuery) -> bytes:
+        """A catalogue page as JSON bytes, from the cache when the store has not changed."""
+        key = (query.tag, query.scene, query.q, query.cursor, query.limit)
+        page = self.cache.get(store_id, key)
+        if page is None:
+            version = self.cache.version(store_id)
+            page = dumps(await self.products(store_id, query)).encode()
+            self.cache.put(store_id, key, version, page)
+        return page
 
     async def products(self, store_id: int, query: ProductsQuery) -> dict:
         conn = self.db.reader()
@@ -111,7 +126,9 @@ class Catalogue:
                                          detail={"from": current["on_hand"], "to": stock})
             return levels
 
-        return await self.db.transaction(sync)
+        levels = await self.db.transaction(sync)
+        self.cache.changed(store_id)
+        return levels
 
     async def bulk_set_stock(self, principal: Principal, store_id: int,
                              data: BulkStockIn) -> list[dict]:

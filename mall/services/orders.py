@@ -20,6 +20,7 @@ from ..schemas import OrderIn, PageQuery, StoreOrdersQuery
 from ..storage import Database, catalogue, inventory, orders, payments, stores, users
 from ..storage.database import Connection
 from ..validation import decode_cursor, encode_cursor
+from .catalogue_cache import CatalogueCache
 
 log = logging.getLogger("mall.orders")
 ORDER_STATES = ("pending_payment", "paid", "ready_for_pickup", "out_for_delivery", "completed",
@@ -53,6 +54,7 @@ class Orders:
     clock: Clock
     metrics: MallMetrics
     ttl_seconds: float
+    catalogue_cache: CatalogueCache
 
     async def create(self, principal: Principal, data: OrderIn,
                      idempotency_key: str | None) -> tuple[dict, bool]:
@@ -101,6 +103,7 @@ class Orders:
 
         summary, replayed = await self.db.transaction(place)
         if not replayed:
+            self.catalogue_cache.changed(data.store_id)
             self.metrics.orders.labels("created").inc()
         return summary, replayed
 
@@ -215,22 +218,25 @@ class Orders:
         """Cancel or expire an unpaid order and give its stock back; False if it was not
         unpaid any more (paid or closed by a concurrent request)."""
         stamp = self.clock.stamp()
-        closed = await self.db.transaction(
+        store_id = await self.db.transaction(
             lambda conn: self._close_in(conn, order_id, to_state, stamp))
-        if closed:
-            self.metrics.orders.labels(to_state).inc()
-        return closed
+        if store_id is None:
+            return False
+        self.catalogue_cache.changed(store_id)
+        self.metrics.orders.labels(to_state).inc()
+        return True
 
     async def _close_in(self, conn: Connection, order_id: int, to_state: str,
-                        stamp: str) -> bool:
+                        stamp: str) -> int | None:
+        """The store whose stock came back, or None when the order was no longer unpaid."""
         if not await orders.move(conn, order_id, ("pending_payment",), to_state,
                                  closed_at=stamp):
-            return False
+            return None
         order = await orders.order(conn, order_id)
         for line in await orders.lines(conn, order_id):
             await inventory.release(conn, order["store_id"], line["sku_id"], line["qty"], stamp)
         await payments.close_open(conn, order_id, stamp)
-        return True
+        return order["store_id"]
 
     async def expire_due(self, batch: int = 200) -> int:
         """Expire unpaid orders past their time; returns how many."""
@@ -239,13 +245,14 @@ class Orders:
         if not due:
             return 0
 
-        async def expire(conn) -> int:
-            return sum([await self._close_in(conn, order_id, "expired", stamp)
-                        for order_id in due])
+        async def expire(conn) -> list[int]:
+            stores = [await self._close_in(conn, order_id, "expired", stamp) for order_id in due]
+            return [store_id for store_id in stores if store_id is not None]
 
-        expired = await self.db.transaction(expire)
-        self.metrics.orders.labels("expired").inc(expired)
-        return expired
+        stores = await self.db.transaction(expire)
+        self.catalogue_cache.changed(*set(stores))
+        self.metrics.orders.labels("expired").inc(len(stores))
+        return len(stores)
 
     async def audit_stock(self, since: str) -> int:
         """Units promised beyond stock among SKUs changed since `since` (must stay 0); each

@@ -93,6 +93,9 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     for pragma in _PRAGMAS:
         conn.execute(pragma)
+    # Checkpoints are run by `Database.checkpoint` (the sweeper), not by whichever commit
+    # happens to cross the WAL threshold and then stalls on the flush.
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
     return conn
 
 
@@ -169,6 +172,11 @@ class Database:
             raise
         conn.execute("COMMIT")
         return result
+
+    async def checkpoint(self) -> None:
+        """Copy committed pages from the WAL into the database, without waiting on readers."""
+        assert self._writer is not None, "database is not open"
+        await self._in_writer(self._writer.execute, "PRAGMA wal_checkpoint(PASSIVE)")
 
     def reader(self) -> aiosqlite.Connection:
         """A connection for single-statement reads outside any write transaction."""
