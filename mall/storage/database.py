@@ -167,16 +167,22 @@ class Database:
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = _run_to_end(body(SyncConnection(conn)))  # type: ignore[arg-type]
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # never leave the writer inside a failed transaction
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
         return result
 
     async def checkpoint(self) -> None:
         """Copy committed pages from the WAL into the database, without waiting on readers."""
         assert self._writer is not None, "database is not open"
-        await self._in_writer(self._writer.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+        await self._in_writer(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        assert self._writer is not None
+        # Fetch its result row: an unfinished statement would block the next COMMIT.
+        self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def reader(self) -> aiosqlite.Connection:
         """A connection for single-statement reads outside any write transaction."""
