@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
+from json import loads
 
 import gevent
 from locust.contrib.fasthttp import FastHttpSession
@@ -60,9 +61,8 @@ class Walk:
         with self.client.request(method, path, name=name, json=json, headers=hdrs,
                                  catch_response=True) as resp:
             status = resp.status_code or 0
-            body = None
-            try:
-                body = resp.json() if resp.text else None
+            try:  # bytes straight to json: no text decoding, no charset guessing
+                body = loads(resp.content) if resp.content else None
             except ValueError:
                 body = None
             if 200 <= status < 300 or status in EXPECTED.get(name, ()):

@@ -18,7 +18,7 @@ from .geography import Territory, territory
 from .provider import PersonPools, changsha_faker
 from .tables import Place, Preset
 
-POOL_PER_PLACE = 2000    # home positions per place; customers share them like buildings
+MAX_HOMES_PER_PLACE = 2000  # home positions per place; customers share them like buildings
 SOLD_OUT_SHARE = 0.05
 
 
@@ -143,7 +143,8 @@ def build_customers(count: int, seed: int, land: Territory, pools: PersonPools
     district_index = {d.name: i for i, d in enumerate(districts)}
     # Home positions: a pool per place, drawn once; customers pick from them.
     pool_rng = random.Random(f"{seed}:homes")
-    homes = {place.name: [land.point_near(place, pool_rng) for _ in range(POOL_PER_PLACE)]
+    per_place = min(MAX_HOMES_PER_PLACE, max(50, count // 50))
+    homes = {place.name: [land.point_near(place, pool_rng) for _ in range(per_place)]
              for place in land.places}
     persona_cum = list(accumulate(p.share for p in personas))
     plans = []
@@ -166,7 +167,7 @@ def build_customers(count: int, seed: int, land: Territory, pools: PersonPools
         district = rng.choices(names, cum_weights=home_cum)[0]
         places, place_cum = by_district[district]
         place = rng.choices(places, cum_weights=place_cum)[0]
-        lat, lng = homes[place.name][rng.randrange(POOL_PER_PLACE)]
+        lat, lng = homes[place.name][rng.randrange(per_place)]
         openids.append(f"o{rng.getrandbits(96):024x}")
         persona_col.append(p)
         district_col.append(district_index[district])

@@ -16,7 +16,7 @@ def reply(data: object, status: int = 200, headers: dict | None = None) -> web.R
 
 def reply_bytes(body: bytes) -> web.Response:
     """A JSON body serialised earlier (a cached page)."""
-    return web.Response(body=body, content_type="application/json")
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
 def services(request: web.Request) -> Services:
