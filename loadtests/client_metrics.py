@@ -42,6 +42,8 @@ class LoadMetrics:
         self.samples: dict[str, list[float]] = defaultdict(list)  # name -> response times, ms
         self.failures: dict[str, int] = defaultdict(int)
         self.server_errors = 0
+        self._counters: dict[tuple[str, str], Counter] = {}
+        self._histograms: dict[str, Histogram] = {}
 
     def serve(self, port: int) -> None:
         start_http_server(port, addr="127.0.0.1", registry=self.registry)
@@ -50,8 +52,16 @@ class LoadMetrics:
                    response=None, **_) -> None:
         """Locust's request event: every request the journeys make passes through here."""
         status = getattr(response, "status_code", 0) or 0
-        self.requests.labels(name, f"{status // 100}xx" if status else "error").inc()
-        self.duration.labels(name).observe(response_time / 1000)
+        status_class = f"{status // 100}xx" if status else "error"
+        counter = self._counters.get((name, status_class))
+        if counter is None:  # labels() costs a lock and a lookup; children are kept here
+            counter = self._counters[name, status_class] = self.requests.labels(name,
+                                                                                status_class)
+        counter.inc()
+        histogram = self._histograms.get(name)
+        if histogram is None:
+            histogram = self._histograms[name] = self.duration.labels(name)
+        histogram.observe(response_time / 1000)
         self.samples[name].append(response_time)
         if exception is not None:
             self.failures[name] += 1
