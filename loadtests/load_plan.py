@@ -1,5 +1,5 @@
 """From a scenario to what the load generator does: the city its customers come from, the
-traffic curve of the simulated window, and the schedule of sessions in it."""
+schedule of sessions in the simulated window, drawn from its traffic curve."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from .scenario import Scenario
 class LoadPlan:
     scenario: Scenario
     city: City
-    traffic: Traffic
     replay: Replay
     schedule: list[Session]
     customers: dict[str, list[int]]   # persona -> user ids
@@ -50,6 +49,6 @@ def plan(scenario: Scenario, worker: int = 0, workers: int = 1) -> LoadPlan:
     window = spec.window
     schedule = list(sessions(traffic, window.start, window.end, spec.city.seed,
                              {key: len(ids) for key, ids in customers.items()}))
-    return LoadPlan(scenario, city, traffic,
+    return LoadPlan(scenario, city,
                     Replay(window.start, window.end, window.real_seconds),
                     schedule[worker::workers], customers)

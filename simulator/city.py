@@ -65,7 +65,6 @@ class City:
     customers: Customers
     pools: PersonPools
     persona_keys: tuple[str, ...]
-    district_codes: tuple[str, ...]
     district_names: tuple[str, ...]
 
     def customer_ids_by_persona(self) -> dict[str, list[int]]:
@@ -191,6 +190,5 @@ def build_city(preset: Preset, seed: int, *, stores: int | None = None,
         customers=build_customers(preset.customers, seed, land, pools),
         pools=pools,
         persona_keys=tuple(p.key for p in tables.personas()),
-        district_codes=tuple(d.code for d in districts),
         district_names=tuple(d.name for d in districts),
     )
