@@ -88,7 +88,6 @@ class Dispatcher:
                     self.metrics.sessions_late.inc()
                 self.log.max_lateness = max(self.log.max_lateness, lateness)
                 self.log.started[int(now // WINDOW_SECONDS)] += 1
-                self.metrics.sessions_started.labels(session.persona).inc()
                 self.pool.spawn(self.walk, number, session)
         finally:
             ticker.kill()

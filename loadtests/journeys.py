@@ -2,10 +2,16 @@
 
 Each step is a named request, so its latency is reported per step.  A journey's choices
 come from its own random stream (seeded by the run seed and the session's number), so a
-run can be replayed.  Think times are simulated seconds, shortened by the replay speed."""
+run can be replayed.  Think times are simulated seconds, shortened by the replay speed.
+
+Customers react to the build they meet, or no gate could see a business regression: a
+price above the one they know sends some away (more of the price-sensitive personas), and a
+screen slower than their patience makes them leave.  Both draws are taken on every session,
+whatever the build, so a baseline and a canary session walk the same random stream."""
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -20,12 +26,16 @@ from simulator.sessions import Session
 
 from .client_metrics import LoadMetrics
 from .pickup_desk import PickupDesk, Ticket
+from .records import RunRecords, SessionRecord
 
 V1 = "/api/v1"
 # Statuses that are business answers, not failures: sold out, sync below held stock.
 EXPECTED = {"create_order": {409}, "stock_sync": {409}}
 PERSONAS = {p.key: p for p in tables.personas()}
 SEARCH_WORDS = ("粉", "虾", "奶茶", "果", "面包", "臭豆腐", "辣", "家庭装")
+# The share still buying is (shown / usual price) ** -(PRICE_ELASTICITY * price_sensitivity);
+# see simulator/data/personas.toml.
+PRICE_ELASTICITY = 8.0
 
 
 class JourneyEnded(Exception):
@@ -43,33 +53,61 @@ class Pace:
 
 
 @dataclass
-class Walk:
-    """What one session needs: the HTTP session, the city, and where results go."""
+class Side:
+    """One mall under load and what its sessions share: its HTTP session, its pickup desk
+    and the delivery addresses its customers have registered there."""
 
+    name: str                 # baseline | canary
     client: FastHttpSession
+    desk: PickupDesk = field(default_factory=PickupDesk)
+    addresses: dict[int, int] = field(default_factory=dict)  # user -> address id
+
+
+@dataclass
+class Walk:
+    """What one session (or one clerk) needs: its side, the city, and where results go."""
+
+    side: Side
     city: City
-    desk: PickupDesk
     metrics: LoadMetrics
+    records: RunRecords
     pace: Pace
-    addresses: dict[int, int] = field(default_factory=dict)  # user -> address id (shared)
+    usual_prices: dict[int, int]          # sku id -> the price customers know, fen
+    record: SessionRecord | None = None   # None for staff
+    patience_s: float = math.inf
 
     def call(self, method: str, path: str, name: str, token: str | None = None,
              json: object = None, headers: dict | None = None) -> tuple[int, object]:
         hdrs = dict(headers or {})
         if token:
             hdrs["Authorization"] = f"Bearer {token}"
+        context = {"side": self.side.name}
         expected = EXPECTED.get(name)
+        started = time.perf_counter()
         if expected is None:  # Locust itself counts any status >= 400 as a failure
-            resp = self.client.request(method, path, name=name, json=json, headers=hdrs)
-            return resp.status_code or 0, _body(resp)
-        with self.client.request(method, path, name=name, json=json, headers=hdrs,
-                                 catch_response=True) as resp:
+            resp = self.side.client.request(method, path, name=name, json=json, headers=hdrs,
+                                            context=context)
             status, body = resp.status_code or 0, _body(resp)
-            if 200 <= status < 300 or status in expected:
-                resp.success()
-            else:
-                resp.failure(f"{status}: {str(body)[:200]}")
-            return status, body
+        else:
+            with self.side.client.request(method, path, name=name, json=json, headers=hdrs,
+                                          catch_response=True, context=context) as resp:
+                status, body = resp.status_code or 0, _body(resp)
+                if 200 <= status < 300 or status in expected:
+                    resp.success()
+                else:
+                    resp.failure(f"{status}: {str(body)[:200]}")
+        if time.perf_counter() - started > self.patience_s:
+            self.lose("impatient")
+        return status, body
+
+    def lose(self, reason: str) -> None:
+        """The customer leaves because of what this build did to them."""
+        assert self.record is not None
+        self.metrics.sessions_lost.labels(self.side.name, self.record.persona, reason).inc()
+        raise JourneyEnded(reason)
+
+    def count_order(self, outcome: str) -> None:
+        self.metrics.orders.labels(self.side.name, outcome).inc()
 
 
 def _body(resp) -> object:
@@ -83,6 +121,7 @@ def customer_journey(walk: Walk, session: Session, user_id: int, rng: random.Ran
     """Open the mini-program, find a store nearby, browse, and maybe buy."""
     c = walk.city.customers
     persona = PERSONAS[session.persona]
+    walk.patience_s = persona.patience_s * rng.lognormvariate(0, 0.5)
     status, login = walk.call("POST", f"{V1}/auth/wx-login", "login",
                               json={"code": f"sandbox:{c.openids[user_id - 1]}"})
     if status != 200:
@@ -117,6 +156,7 @@ def customer_journey(walk: Walk, session: Session, user_id: int, rng: random.Ran
     walk.pace.think(rng, 15)
     viewed = rng.choice(in_stock)
     walk.call("GET", f"{V1}/stores/{store['id']}/products/{viewed['product_id']}", "product")
+    walk.records.reach(walk.record, "viewed")
     if session.journey == "browse":
         return
     walk.pace.think(rng, 30)
@@ -129,7 +169,11 @@ def _place_order(walk: Walk, session: Session, persona, token: str, user_id: int
     lines = []
     for product in rng.sample(in_stock, size):
         sku = rng.choice([k for k in product["skus"] if k["available"] > 0])
-        lines.append({"sku_id": sku["sku_id"], "qty": 1 if rng.random() < 0.8 else 2})
+        lines.append({"sku_id": sku["sku_id"], "qty": 1 if rng.random() < 0.8 else 2,
+                      "price_fen": sku["price_fen"]})
+    _judge_prices(walk, persona, lines, rng.random())
+    for line in lines:
+        del line["price_fen"]
     delivery = session.journey == "delivery_order" or (
         session.journey in ("abandon", "cancel") and rng.random() > persona.pickup_share)
     body: dict = {"store_id": store["id"], "lines": lines,
@@ -140,31 +184,49 @@ def _place_order(walk: Walk, session: Session, persona, token: str, user_id: int
     status, order = walk.call("POST", f"{V1}/orders", "create_order", token, body,
                               {"Idempotency-Key": key})
     if status == 409:
-        walk.metrics.orders.labels("out_of_stock").inc()
+        walk.count_order("out_of_stock")
         raise JourneyEnded("sold out")
     if status != 201:
         raise JourneyEnded("order refused")
     order_id = order["order_id"]
-    walk.metrics.orders.labels("created").inc()
+    walk.count_order("created")
+    record = walk.record
+    record.items = sum(line["qty"] for line in lines)
+    walk.metrics.basket_items.labels(walk.side.name).observe(record.items)
+    walk.records.reach(record, "ordered")
     if session.journey == "abandon":
-        walk.metrics.orders.labels("abandoned").inc()
+        walk.count_order("abandoned")
         return  # the unpaid order expires and gives its stock back
     if session.journey == "cancel":
         walk.pace.think(rng, 20)
         walk.call("POST", f"{V1}/orders/{order_id}/cancel", "cancel_order", token)
-        walk.metrics.orders.labels("cancelled").inc()
+        walk.count_order("cancelled")
         return
-    walk.metrics.orders.labels("to_complete").inc()
+    walk.records.reach(record, "paying")
+    walk.patience_s = math.inf  # once paying, a customer sees the order through
     _pay(walk, token, order_id, rng)
     code = _wait_paid(walk, token, order_id)
-    walk.metrics.orders.labels("paid").inc()
-    walk.metrics.gmv_yuan.inc(order["total_fen"] / 100)
-    walk.desk.hand_in(Ticket(store["id"], order_id, body["fulfilment"], code,
-                             order["total_fen"]))
+    record.gmv_fen = order["total_fen"]
+    walk.records.reach(record, "paid")
+    walk.metrics.gmv_yuan.labels(walk.side.name).inc(order["total_fen"] / 100)
+    walk.side.desk.hand_in(Ticket(store["id"], order_id, body["fulfilment"], code,
+                                  order["total_fen"], record))
+
+
+def _judge_prices(walk: Walk, persona, lines: list[dict], draw: float) -> None:
+    """Compare the basket's prices with the ones the customer knows; too dear, they go."""
+    shown = sum(line["price_fen"] * line["qty"] for line in lines)
+    usual = sum(walk.usual_prices.get(line["sku_id"], line["price_fen"]) * line["qty"]
+                for line in lines)
+    if shown > usual > 0:
+        still_buying = (shown / usual) ** -(PRICE_ELASTICITY * persona.price_sensitivity)
+        if draw >= still_buying:
+            walk.lose("too_expensive")
 
 
 def _address(walk: Walk, token: str, user_id: int, rng: random.Random) -> int:
-    if user_id not in walk.addresses:
+    addresses = walk.side.addresses
+    if user_id not in addresses:
         c = walk.city.customers
         person = c.person[user_id - 1]
         status, made = walk.call("POST", f"{V1}/me/addresses", "add_address", token, {
@@ -175,8 +237,8 @@ def _address(walk: Walk, token: str, user_id: int, rng: random.Random) -> int:
             "lat": c.lat[user_id - 1], "lng": c.lng[user_id - 1]})
         if status != 201:
             raise JourneyEnded("address refused")
-        walk.addresses[user_id] = made["id"]
-    return walk.addresses[user_id]
+        addresses[user_id] = made["id"]
+    return addresses[user_id]
 
 
 def _pay(walk: Walk, token: str, order_id: int, rng: random.Random) -> None:
@@ -199,7 +261,7 @@ def _wait_paid(walk: Walk, token: str, order_id: int, timeout: float = 15.0) -> 
         status, order = walk.call("GET", f"{V1}/orders/{order_id}", "order_status", token)
         if status == 200 and order["status"] == "paid":
             return order.get("pickup_code")
-    walk.metrics.orders.labels("never_paid").inc()
+    walk.count_order("never_paid")
     raise JourneyEnded("payment notification never arrived")
 
 
@@ -224,7 +286,7 @@ class Staff:
 
     def work_once(self) -> bool:
         """Serve one batch from the desk; False when the desk was empty."""
-        batch = self.walk.desk.take()
+        batch = self.walk.side.desk.take()
         if not batch:
             return False
         store_id = batch[0].store_id
@@ -243,7 +305,8 @@ class Staff:
                 status, _ = self.walk.call("POST", f"{base}/orders/{ticket.order_id}/delivered",
                                            "delivered", token)
             if status == 200:
-                self.walk.metrics.orders.labels("completed").inc()
+                self.walk.count_order("completed")
+                self.walk.records.reach(ticket.record, "completed")
         if self.rng.random() < 0.3:
             self.restock(store_id, token)
         return True

@@ -1,14 +1,17 @@
 """The Locust entry point: `locust -f loadtests/locustfile.py --scenario smoke ...`.
 
 Two user classes: one `CitySessions` dispatcher that starts the scenario's sessions on
-schedule (an open workload), and `StoreStaff` clerks working the pickup desk.  The run
-ends by itself once every session has started and the stragglers have drained."""
+schedule (an open workload), and `StoreStaff` clerks working the pickup desks.  With
+`--canary-host`, two malls share the load: each customer goes to one side by a stable hash
+(`loadtests.sides`), each side has its own desk and clerks, and every sample carries its side.
+The run ends by itself once every session has started and the stragglers have drained."""
 
 from __future__ import annotations
 
 import json
 import logging
 import random
+import time
 from pathlib import Path
 
 import gevent
@@ -19,10 +22,11 @@ from locust.contrib.fasthttp import FastHttpSession
 
 from loadtests.arrivals import Dispatcher
 from loadtests.client_metrics import LoadMetrics
-from loadtests.journeys import JourneyEnded, Pace, Staff, Walk, customer_journey
+from loadtests.journeys import JourneyEnded, Pace, Side, Staff, Walk, customer_journey
 from loadtests.load_plan import LoadPlan, plan
-from loadtests.pickup_desk import PickupDesk
+from loadtests.records import RunRecords
 from loadtests.scenario import load_scenario
+from loadtests.sides import BASELINE, CANARY, side_of
 from loadtests.summary import client_summary
 
 log = logging.getLogger("loadtests")
@@ -34,6 +38,13 @@ def _options(parser) -> None:
     parser.add_argument("--report-dir", default="", help="Where summary.json goes")
     parser.add_argument("--metrics-port", type=int, default=0,
                         help="Serve load-generator metrics for Prometheus on this port")
+    parser.add_argument("--canary-host", default="",
+                        help="A second mall (the canary) to share the load with --host")
+    parser.add_argument("--canary-share", type=float, default=0.5,
+                        help="Share of customers sent to the canary")
+    parser.add_argument("--linger-seconds", type=float, default=0,
+                        help="Keep serving metrics this long after the load ends (a last "
+                             "Prometheus scrape)")
 
 
 class Run:
@@ -48,40 +59,56 @@ class Run:
         if options.metrics_port:
             self.metrics.serve(options.metrics_port)
         environment.events.request.add_listener(self.metrics.on_request)
+        self.records = RunRecords(self.metrics)
         self.report_dir = Path(options.report_dir) if options.report_dir else None
-        self.desk = PickupDesk()
+        self.linger = options.linger_seconds
         self.pace = Pace(spec.window.speed)
-        # One HTTP session for every walker: the API keeps no cookies, connections come from
-        # a shared keep-alive pool, and building a session per walk cost ~10% of the CPU.
-        self.client = FastHttpSession(
-            environment.host, environment.events.request, None,
-            client_pool=HTTPClientPool(concurrency=spec.load.max_sessions + spec.load.staff * 2),
-            network_timeout=30, connection_timeout=10)
-        self.addresses: dict[int, int] = {}
-        self.outcomes: dict[str, int] = {}
+        hosts = {BASELINE: environment.host}
+        if options.canary_host:
+            hosts[CANARY] = options.canary_host
+        self.canary_share = options.canary_share if options.canary_host else 0.0
+        # One HTTP session per side for every walker: the API keeps no cookies, connections
+        # come from a shared keep-alive pool, and a session per walk cost ~10% of the CPU.
+        pool_size = spec.load.max_sessions + spec.load.staff * 2
+        self.sides = {name: Side(name, FastHttpSession(
+            host, environment.events.request, None,
+            client_pool=HTTPClientPool(concurrency=pool_size),
+            network_timeout=30, connection_timeout=10)) for name, host in hosts.items()}
+        city = self.plan.city
+        self.usual_prices = {sku["sku_id"]: sku["price_fen"] for store in city.stores
+                             for product in store.products for sku in product["skus"]}
+        self.outcomes: dict[str, dict[str, int]] = {name: {} for name in self.sides}
         self.dispatcher = Dispatcher(self.plan.schedule, self.plan.replay,
                                      Pool(spec.load.max_sessions), self.walk_session,
                                      self.metrics, spec.load.late_after_seconds)
         self.cut_off = 0
         self.finished = False
 
-    def walk(self) -> Walk:
-        return Walk(self.client, self.plan.city, self.desk, self.metrics, self.pace,
-                    self.addresses)
+    def walk(self, side: str) -> Walk:
+        return Walk(self.sides[side], self.plan.city, self.metrics, self.records, self.pace,
+                    self.usual_prices)
 
     def walk_session(self, number: int, session) -> None:
         ids = self.plan.customers[session.persona]
         user_id = ids[session.customer % len(ids)]
+        city = self.plan.city
+        side = side_of(city.customers.openids[user_id - 1], self.canary_share)
+        district = city.district_names[city.customers.district[user_id - 1]]
+        walk = self.walk(side)
+        walk.record = self.records.begin(number, side, session.persona, district,
+                                         session.journey)
         rng = random.Random(f"{self.plan.scenario.spec.city.seed}:walk:{number}")
         try:
-            customer_journey(self.walk(), session, user_id, rng)
+            customer_journey(walk, session, user_id, rng)
             outcome = session.journey
         except JourneyEnded as ended:
             outcome = f"ended: {ended}"
         except Exception as exc:  # a journey bug must not stop the run; it is reported
             log.exception("session %d failed", number)
             outcome = f"error: {type(exc).__name__}"
-        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        self.records.end(walk.record, outcome)
+        counts = self.outcomes[side]
+        counts[outcome] = counts.get(outcome, 0) + 1
 
 
 RUN: Run | None = None
@@ -93,7 +120,7 @@ def _init(environment, **_) -> None:
     if environment.parsed_options is None:
         return
     RUN = Run(environment)
-    StoreStaff.fixed_count = RUN.plan.scenario.spec.load.staff
+    StoreStaff.fixed_count = RUN.plan.scenario.spec.load.staff * len(RUN.sides)
 
 
 @events.quitting.add_listener
@@ -105,6 +132,10 @@ def _write_summary(environment, **_) -> None:
                              len(RUN.plan.schedule), RUN.finished)
     (RUN.report_dir / "client.json").write_text(json.dumps(summary, indent=1,
                                                            ensure_ascii=False))
+    (RUN.report_dir / "loadgen-metrics.prom").write_bytes(RUN.metrics.exposition())
+    RUN.records.write(RUN.report_dir)
+    if RUN.linger:  # the metrics server thread keeps answering while this one waits
+        time.sleep(RUN.linger)
 
 
 class CitySessions(User):
@@ -116,15 +147,17 @@ class CitySessions(User):
     @task
     def run_schedule(self) -> None:
         assert RUN is not None
+        RUN.records.origin = time.monotonic()
         RUN.dispatcher.run()
         spec = RUN.plan.scenario.spec
         RUN.cut_off = RUN.dispatcher.drain(spec.load.drain_seconds)
         # Let the clerks clear the desk before stopping.
         for _ in range(int(spec.load.drain_seconds * 10)):
-            if not len(RUN.desk):
+            if not any(len(side.desk) for side in RUN.sides.values()):
                 break
             gevent.sleep(0.1)
         RUN.finished = True
+        RUN.metrics.finished.set(1)
         # quit() stops every user, this one included: call it from a greenlet of its own.
         gevent.spawn(self.environment.runner.quit).join()
 
@@ -139,7 +172,8 @@ class StoreStaff(User):
         assert RUN is not None
         StoreStaff.hired += 1
         rng = random.Random(f"{RUN.plan.scenario.spec.city.seed}:staff:{StoreStaff.hired}")
-        self.staff = Staff(RUN.walk(), rng)
+        sides = list(RUN.sides)
+        self.staff = Staff(RUN.walk(sides[StoreStaff.hired % len(sides)]), rng)
 
     @task
     def serve(self) -> None:

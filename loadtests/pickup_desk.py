@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict, deque
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,7 @@ class Ticket:
     fulfilment: str          # pickup | delivery
     code: str | None         # the pickup code the customer shows
     total_fen: int
+    record: Any = None       # the customer's session record, to mark it completed
 
 
 class PickupDesk:

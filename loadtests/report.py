@@ -26,28 +26,46 @@ def evaluate(scenario: Scenario, observed: Observed) -> list[dict]:
 
 def steps(observed: Observed) -> list[dict]:
     rows = []
-    for name, values in observed.client["latencies_ms"].items():
-        failures = observed.client["failures"].get(name, 0)
+    for name, values in observed.seen["latencies_ms"].items():
+        failures = observed.seen["failures"].get(name, 0)
         rows.append({"name": name, "count": len(values), "failures": failures,
                      **{f"p{p}_ms": round(percentile(values, p), 1) for p in STEP_PERCENTILES}})
     return rows
 
 
-def write(report_dir: Path, scenario: Scenario, observed: Observed, results: list[dict],
-          facts: dict) -> dict:
-    verdict = {
-        "scenario": scenario.name,
+def side_summary(observed: Observed, results: list[dict], build: dict) -> dict:
+    seen = observed.seen
+    return {
+        "build": build,
         "passed": all(r["passed"] for r in results),
         "thresholds": results,
-        "facts": facts,
-        "sessions": observed.client["sessions"],
-        "orders_client": observed.client["orders"],
+        "funnel": seen["funnel"],
+        "orders_client": seen["orders"],
+        "outcomes": seen["outcomes"],
         "mall": {k: v for k, v in observed.mall.items() if k.startswith(
             ("mall_orders_total", "mall_gmv", "mall_stock_oversold", "mall_payment_notif",
-             "mall_pickup_code"))},
+             "mall_pickup_code", "mall_build_info"))},
         "steps": steps(observed),
-        "arrival_rate_error": observed.client["arrival_rate_error"],
     }
+
+
+def write(report_dir: Path, scenario: Scenario, observed: dict[str, Observed],
+          results: dict[str, list[dict]], facts: dict, builds: dict[str, dict]) -> dict:
+    """verdict.json and summary.md for a single or a paired run (the gate adds its part)."""
+    client = next(iter(observed.values())).client
+    verdict = {
+        "scenario": scenario.name,
+        "scenario_path": str(scenario.path.resolve()),
+        "run": report_dir.name,
+        "mode": "paired" if len(observed) > 1 else "single",
+        "facts": facts,
+        "sessions": client["sessions"],
+        "arrival_rate_error": client["arrival_rate_error"],
+        "sides": {side: side_summary(seen, results[side], builds[side])
+                  for side, seen in observed.items()},
+    }
+    if verdict["mode"] == "single":
+        verdict["passed"] = verdict["sides"]["baseline"]["passed"]
     (report_dir / "verdict.json").write_text(json.dumps(verdict, indent=2, ensure_ascii=False)
                                              + "\n", encoding="utf-8")
     (report_dir / "summary.md").write_text(_markdown(verdict), encoding="utf-8")
@@ -56,27 +74,37 @@ def write(report_dir: Path, scenario: Scenario, observed: Observed, results: lis
 
 def _markdown(v: dict) -> str:
     s, facts = v["sessions"], v["facts"]
-    lines = [f"# {v['scenario']}: {'PASS' if v['passed'] else 'FAIL'}", "",
+    title = ("PASS" if v["passed"] else "FAIL") if v["mode"] == "single" else \
+        v.get("gate", {}).get("verdict", "not judged").upper()
+    lines = [f"# {v['scenario']}: {title}", "",
              f"- simulated window: {facts['window']} at {facts['speed']}x "
              f"({facts['real_seconds']:.0f} s real), city {facts['city']}",
              f"- sessions: {s['started']} started of {s['scheduled']} scheduled, "
              f"{s['late']} late (max {s['max_lateness_s']} s), {s['cut_off']} cut off at the end",
              f"- arrival rate error (worst 10 s window above 5/s): "
-             f"{_pct(v['arrival_rate_error'])}",
-             f"- orders (client): {json.dumps(v['orders_client'], ensure_ascii=False)}",
-             f"- GMV (mall): {v['mall'].get('mall_gmv_yuan_total', 0):,.2f} yuan", "",
-             "## Thresholds", "", "| threshold | observed | result |", "|---|---|---|"]
-    for r in v["thresholds"]:
-        lines.append(f"| `{r['threshold']}` | {r['observed']} | "
-                     f"{'pass' if r['passed'] else '**FAIL**'} |")
-    lines += ["", "## Steps (client-side latency, ms)", "",
-              "| step | requests | failures | p50 | p95 | p99 |", "|---|---|---|---|---|---|"]
-    for row in v["steps"]:
-        lines.append(f"| {row['name']} | {row['count']} | {row['failures']} | {row['p50_ms']} |"
-                     f" {row['p95_ms']} | {row['p99_ms']} |")
-    lines += ["", "## Session outcomes", ""]
-    lines += [f"- {k}: {n}" for k, n in s["outcomes"].items()]
-    return "\n".join(lines) + "\n"
+             f"{_pct(v['arrival_rate_error'])}", ""]
+    lines += v.get("gate_markdown", [])
+    for side, data in v["sides"].items():
+        build = data["build"]
+        faults = f", faults {build['faults']}" if build["faults"] else ""
+        lines += [f"## {side}: {build['build']} ({build['kind']}, commit "
+                  f"{build['commit'][:12]}){faults}", "",
+                  f"- funnel: {json.dumps(data['funnel'], ensure_ascii=False)}",
+                  f"- orders (client): {json.dumps(data['orders_client'], ensure_ascii=False)}",
+                  f"- GMV (mall): {data['mall'].get('mall_gmv_yuan_total', 0):,.2f} yuan", "",
+                  "| threshold | observed | result |", "|---|---|---|"]
+        for r in data["thresholds"]:
+            lines.append(f"| `{r['threshold']}` | {r['observed']} | "
+                         f"{'pass' if r['passed'] else '**FAIL**'} |")
+        lines += ["", "| step | requests | failures | p50 ms | p95 ms | p99 ms |",
+                  "|---|---|---|---|---|---|"]
+        for row in data["steps"]:
+            lines.append(f"| {row['name']} | {row['count']} | {row['failures']} | "
+                         f"{row['p50_ms']} | {row['p95_ms']} | {row['p99_ms']} |")
+        lines += ["", "Session outcomes:", ""]
+        lines += [f"- {k}: {n}" for k, n in data["outcomes"].items()]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def _pct(value: float | None) -> str:

@@ -1,9 +1,14 @@
 """`xingcheng run SCENARIO`: the main job.
 
 Generate (or reuse) the scenario's city, start the mall on the scenario's simulated clock,
-run Locust headless with the city's sessions, show live progress, then judge the
-thresholds and write `reports/<scenario>-<timestamp>/`.  Exit 0 when every threshold
-holds, 1 when any fails, 2 when the harness itself failed or was misused."""
+run Locust headless with the city's sessions, show live progress, then judge and write
+`reports/<scenario>-<timestamp>/`.
+
+A single run judges one mall against the scenario's thresholds: exit 0 when every threshold
+holds, 1 when any fails.  A paired run (`--canary BUILD`) serves the baseline and the canary
+side by side under one load, each on its own copy of the city, and the release gate judges
+the canary against the baseline: exit 0 promote, 1 rollback, 3 hold.  Exit 2 whenever the
+harness itself failed or was misused."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -29,8 +35,11 @@ from mall.clock import SHANGHAI
 from simulator.city import build_city
 from simulator.loader import load
 
+from . import builds
+from .builds import Build, BuildError
 from .report import evaluate, write
 from .scenario import Scenario, ScenarioError, load_scenario
+from .sides import BASELINE, CANARY
 from .summary import Observed
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -53,14 +62,18 @@ def fetch(url: str, timeout: float = 5) -> str:
         return resp.read().decode()
 
 
-def scrape(url: str) -> dict[str, float]:
+def flatten(text: str) -> dict[str, float]:
     """A Prometheus text page as {'name{label="v",...}': value}."""
     samples = {}
-    for family in text_string_to_metric_families(fetch(url)):
+    for family in text_string_to_metric_families(text):
         for s in family.samples:
             labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
             samples[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
     return samples
+
+
+def scrape(url: str) -> dict[str, float]:
+    return flatten(fetch(url))
 
 
 def city_database(scenario: Scenario, console: Console) -> Path:
@@ -81,7 +94,8 @@ def wait_ready(base: str, process: subprocess.Popen | None, seconds: float = 30)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise HarnessError(f"the mall exited with {process.returncode} while starting")
+            raise HarnessError(f"the mall at {base} exited with {process.returncode} while "
+                               "starting; see its log in the report folder")
         try:
             return json.loads(fetch(f"{base}/readyz", timeout=2))
         except (OSError, ValueError):
@@ -101,38 +115,217 @@ def check_city(base: str, scenario: Scenario) -> None:
                            f"seed {scenario.spec.city.seed} (store 1 is {store.get('name')!r})")
 
 
-def live_table(scenario: Scenario, load: dict[str, float], mall: dict[str, float],
+@dataclass
+class Mall:
+    """One side of the run: the build, where it answers, and its process if we started it."""
+
+    side: str
+    build: Build
+    url: str = ""
+    process: subprocess.Popen | None = None
+
+
+def start_malls(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Console,
+                faults: dict[str, Path]) -> None:
+    """Each side on its own copy of the city, on the scenario's simulated clock."""
+    window = scenario.spec.window
+    clock = f"{window.start.isoformat()}@{window.speed:g}"
+    for mall in malls:
+        if mall.build.kind == "url":
+            mall.url = mall.build.url or ""
+            continue
+        db = report_dir / f"mall-{mall.side}.db"
+        shutil.copyfile(city_database(scenario, console), db)
+        port = free_port()
+        mall.process = builds.start_mall(mall.build, db, port, clock,
+                                         report_dir / f"mall-{mall.side}.log",
+                                         faults.get(mall.side))
+        mall.url = f"http://127.0.0.1:{port}"
+    for mall in malls:
+        wait_ready(mall.url, mall.process, 30 if mall.process else 10)
+        if mall.process is None:
+            check_city(mall.url, scenario)
+
+
+def run(name: str, target: str | None = None, reports: Path = Path("reports"),
+        console: Console | None = None, loadgen_port: int = 0, *,
+        baseline: str | None = None, canary: str | None = None, canary_share: float = 0.5,
+        canary_faults: Path | None = None) -> int:
+    console = console or Console()
+    try:
+        scenario = load_scenario(name)
+        if canary is None and (baseline is not None or canary_faults is not None):
+            raise ScenarioError("--baseline and --canary-faults need --canary BUILD")
+        if canary is not None and target is not None:
+            raise ScenarioError("--target is for a single run; give --baseline URL instead")
+        worktrees = CACHE / "builds"
+        if canary is None:
+            malls = [Mall(BASELINE, builds.resolve(target or str(builds.REPO), worktrees))]
+        else:
+            malls = [Mall(BASELINE, builds.resolve(baseline or str(builds.REPO), worktrees)),
+                     Mall(CANARY, builds.resolve(canary, worktrees))]
+        if canary_faults is not None and not canary_faults.is_file():
+            raise ScenarioError(f"{canary_faults}: no such fault profile")
+    except (ScenarioError, BuildError, ValueError) as exc:
+        console.print(f"[red]harness error:[/red] {exc}")
+        return HARNESS
+    stamp = datetime.now(SHANGHAI).strftime("%Y%m%d-%H%M%S")
+    report_dir = reports / f"{scenario.name}-{stamp}"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    faults = {CANARY: canary_faults} if canary_faults else {}
+    try:
+        for mall in malls:
+            console.print(f"{mall.side}: {mall.build.describe()}"
+                          + (f", faults {faults[mall.side]}" if mall.side in faults else ""))
+        start_malls(scenario, malls, report_dir, console, faults)
+        verdict = _drive(scenario, malls, report_dir, console, loadgen_port or free_port(),
+                         canary_share, faults)
+    except HarnessError as exc:
+        console.print(f"[red]harness error:[/red] {exc}")
+        console.print(f"report folder: {report_dir}")
+        return HARNESS
+    finally:
+        for mall in malls:
+            builds.stop(mall.process)
+    console.print(f"report: {report_dir}/summary.md")
+    return _conclude(scenario, verdict, console)
+
+
+def _conclude(scenario: Scenario, verdict: dict, console: Console) -> int:
+    if "gate" in verdict:
+        gate = verdict["gate"]
+        colour = {"promote": "green", "hold": "yellow", "rollback": "red"}[gate["verdict"]]
+        deciding = "; ".join(gate.get("deciding", [])) or "every compared metric passes"
+        console.print(f"[{colour}]{gate['verdict'].upper()}[/{colour}] {scenario.name}: "
+                      f"{deciding}")
+        return gate["exit_code"]
+    results = verdict["sides"][BASELINE]["thresholds"]
+    failed = [r["threshold"] for r in results if not r["passed"]]
+    if failed:
+        console.print(f"[red]FAIL[/red] {scenario.name}: {'; '.join(failed)}")
+        return FAILED
+    console.print(f"[green]PASS[/green] {scenario.name}: all {len(results)} thresholds hold")
+    return PASSED
+
+
+def _drive(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Console,
+           metrics_port: int, canary_share: float, faults: dict[str, Path]) -> dict:
+    spec = scenario.spec
+    urls = {mall.side: mall.url for mall in malls}
+    console.print(f"malls {', '.join(f'{s} {u}/metrics' for s, u in urls.items())}; load "
+                  f"generator http://127.0.0.1:{metrics_port}/metrics; report {report_dir}")
+    limit = spec.window.real_seconds + 3 * spec.load.drain_seconds + 120
+    command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+               "--host", urls[BASELINE], "--users", str(1 + spec.load.staff * len(malls)),
+               "--spawn-rate", "1000",
+               "--run-time", f"{int(limit)}s", "--stop-timeout", "5",
+               "--csv", str(report_dir / "locust"), "--only-summary",
+               "--exit-code-on-error", "0", "--loglevel", "WARNING",
+               "--scenario", str(scenario.path), "--report-dir", str(report_dir),
+               "--metrics-port", str(metrics_port)]
+    if CANARY in urls:
+        command += ["--canary-host", urls[CANARY], "--canary-share", str(canary_share)]
+    started, started_at = time.monotonic(), time.time()
+    with (report_dir / "loadgen.log").open("w") as log:
+        locust = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        with Live(console=console, auto_refresh=False,
+                  transient=not console.is_terminal) as live:
+            last_print = 0.0
+            while locust.poll() is None:
+                time.sleep(1)
+                try:
+                    loadgen = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+                    mall_now = {side: scrape(f"{url}/metrics") for side, url in urls.items()}
+                except (OSError, ValueError):
+                    continue
+                elapsed = time.monotonic() - started
+                table = live_table(scenario, loadgen, mall_now, elapsed)
+                if console.is_terminal:
+                    live.update(table, refresh=True)
+                elif elapsed - last_print >= 10:
+                    console.print(table)
+                    last_print = elapsed
+    ended_at = time.time()
+    if locust.returncode != 0:
+        raise HarnessError(f"locust exited with {locust.returncode}; see "
+                           f"{report_dir / 'loadgen.log'}")
+    client_file = report_dir / "client.json"
+    if not client_file.exists():
+        raise HarnessError(f"the load generator wrote no {client_file.name}; see loadgen.log")
+    client = json.loads(client_file.read_text())
+    if not client["finished"]:
+        raise HarnessError("the load generator stopped before its schedule ended")
+    observed = {}
+    for side, url in urls.items():
+        try:
+            text = fetch(f"{url}/metrics")
+        except OSError as exc:
+            raise HarnessError(f"the {side} mall stopped answering: {exc}") from exc
+        (report_dir / f"mall-{side}.prom").write_text(text, encoding="utf-8")
+        observed[side] = Observed(client, flatten(text), side)
+    builds_seen = {mall.side: {"build": mall.build.spec, "kind": mall.build.kind,
+                               "commit": mall.build.commit, "url": mall.url,
+                               "faults": str(faults[mall.side]) if mall.side in faults
+                               else None} for mall in malls}
+    facts = {"window": f"{spec.window.start.isoformat()} - {spec.window.end.isoformat()}",
+             "speed": spec.window.speed, "real_seconds": spec.window.real_seconds,
+             "city": f"{spec.city.preset}/seed {spec.city.seed}",
+             "canary_share": canary_share if CANARY in urls else None,
+             "wall_seconds": round(time.monotonic() - started, 1),
+             "started_at": round(started_at, 3), "ended_at": round(ended_at, 3)}
+    results = {side: evaluate(scenario, seen) for side, seen in observed.items()}
+    return write(report_dir, scenario, observed, results, facts, builds_seen)
+
+
+def live_table(scenario: Scenario, load: dict[str, float], malls: dict[str, dict[str, float]],
                elapsed: float) -> Table:
+    """What the terminal shows each second: the clock, arrivals, and each side's health."""
     spec = scenario.spec
     sim = load.get("loadgen_simulated_time_seconds")
     clock = datetime.fromtimestamp(sim, SHANGHAI).strftime("%a %H:%M:%S") if sim else "-"
-    table = Table(title=f"xingcheng run {scenario.name}", show_header=False)
-    table.add_row("simulated clock", f"{clock}  ({spec.window.speed:g}x)")
-    table.add_row("elapsed", f"{elapsed:5.0f} s of {spec.window.real_seconds:.0f} s")
+    table = Table(title=f"xingcheng run {scenario.name}", show_header=len(malls) > 1)
+    table.add_column("")
+    for side in malls:
+        table.add_column(side)
+    blank = [""] * (len(malls) - 1)
+    table.add_row("simulated clock", f"{clock}  ({spec.window.speed:g}x)", *blank)
+    table.add_row("elapsed", f"{elapsed:5.0f} s of {spec.window.real_seconds:.0f} s", *blank)
     table.add_row("sessions/s target | achieved",
                   f"{load.get('loadgen_target_sessions_per_second', 0):6.1f} | "
-                  f"{load.get('loadgen_achieved_sessions_per_second', 0):6.1f}")
-    started = sum(v for k, v in load.items() if k.startswith("loadgen_sessions_started_total"))
-    table.add_row("sessions started | late | walking",
-                  f"{started:.0f} | {load.get('loadgen_sessions_late_total', 0):.0f} | "
-                  f"{load.get('loadgen_sessions_in_flight', 0):.0f}")
-    table.add_row("p95 (all steps)", f"{_p95(load) * 1000:.0f} ms")
-    errors = sum(v for k, v in load.items() if k.startswith("loadgen_requests_total")
-                 and ('status_class="5xx"' in k or 'status_class="error"' in k))
-    table.add_row("server errors", f"{errors:.0f}")
-    orders = {c: mall.get(f'mall_orders_total{{change="{c}"}}', 0)
-              for c in ("created", "paid", "completed")}
-    table.add_row("orders created | paid | completed",
-                  " | ".join(f"{v:.0f}" for v in orders.values()))
-    table.add_row("GMV", f"¥{mall.get('mall_gmv_yuan_total', 0):,.2f}")
+                  f"{load.get('loadgen_achieved_sessions_per_second', 0):6.1f}", *blank)
+    table.add_row("late | walking", f"{load.get('loadgen_sessions_late_total', 0):.0f} | "
+                  f"{load.get('loadgen_sessions_in_flight', 0):.0f}", *blank)
+    rows: dict[str, list[str]] = {"sessions started": [], "p95 (all steps)": [],
+                                  "server errors": [], "orders created | paid | completed": [],
+                                  "GMV": []}
+    session_stage, changes = 'stage="session"', ("created", "paid", "completed")
+    for side, mall in malls.items():
+        started = _sum(load, "loadgen_funnel_total", side, session_stage)
+        rows["sessions started"].append(f"{started:.0f}")
+        rows["p95 (all steps)"].append(f"{_p95(load, side) * 1000:.0f} ms")
+        errors = (_sum(load, "loadgen_requests_total", side, 'status_class="5xx"')
+                  + _sum(load, "loadgen_requests_total", side, 'status_class="error"'))
+        rows["server errors"].append(f"{errors:.0f}")
+        orders = [mall.get(f'mall_orders_total{{change="{c}"}}', 0) for c in changes]
+        rows["orders created | paid | completed"].append(" | ".join(f"{n:.0f}" for n in orders))
+        rows["GMV"].append(f"¥{mall.get('mall_gmv_yuan_total', 0):,.2f}")
+    for label, cells in rows.items():
+        table.add_row(label, *cells)
     return table
 
 
-def _p95(load: dict[str, float]) -> float:
-    """p95 over all steps from the client histogram's cumulative buckets."""
+def _sum(load: dict[str, float], prefix: str, side: str, *needles: str) -> float:
+    tag = f'side="{side}"'
+    return sum(v for k, v in load.items()
+               if k.startswith(prefix) and tag in k and all(n in k for n in needles))
+
+
+def _p95(load: dict[str, float], side: str) -> float:
+    """p95 over all steps of one side from the client histogram's cumulative buckets."""
     buckets: dict[float, float] = {}
+    tag = f'side="{side}"'
     for key, value in load.items():
-        if key.startswith("loadgen_request_duration_seconds_bucket"):
+        if key.startswith("loadgen_request_duration_seconds_bucket") and tag in key:
             le = key.split('le="')[1].split('"')[0]
             bound = float("inf") if le == "+Inf" else float(le)
             buckets[bound] = buckets.get(bound, 0) + value
@@ -143,110 +336,3 @@ def _p95(load: dict[str, float]) -> float:
         if buckets[bound] >= 0.95 * total:
             return bound if bound != float("inf") else max(b for b in buckets if b < bound)
     return 0.0
-
-
-def run(name: str, target: str | None = None, reports: Path = Path("reports"),
-        console: Console | None = None, loadgen_port: int = 0) -> int:
-    console = console or Console()
-    try:
-        scenario = load_scenario(name)
-    except (ScenarioError, ValueError) as exc:
-        console.print(f"[red]scenario error:[/red] {exc}")
-        return HARNESS
-    stamp = datetime.now(SHANGHAI).strftime("%Y%m%d-%H%M%S")
-    report_dir = reports / f"{scenario.name}-{stamp}"
-    report_dir.mkdir(parents=True, exist_ok=True)
-    mall_process = None
-    try:
-        if target is None:
-            db = report_dir / "mall.db"
-            shutil.copyfile(city_database(scenario, console), db)
-            port = free_port()
-            window = scenario.spec.window
-            clock = f"{window.start.isoformat()}@{window.speed:g}"
-            with (report_dir / "mall.log").open("w") as mall_log:
-                mall_process = subprocess.Popen(
-                    [sys.executable, "-m", "xingcheng.cli", "serve", "--db", str(db), "--port",
-                     str(port), "--clock", clock, "--no-access-log"],
-                    stdout=mall_log, stderr=subprocess.STDOUT)
-            target = f"http://127.0.0.1:{port}"
-            wait_ready(target, mall_process)
-        else:
-            target = target.rstrip("/")
-            wait_ready(target, None, 10)
-            check_city(target, scenario)
-        verdict = _drive(scenario, target, report_dir, console, loadgen_port or free_port())
-    except HarnessError as exc:
-        console.print(f"[red]harness error:[/red] {exc}")
-        console.print(f"report folder: {report_dir}")
-        return HARNESS
-    finally:
-        if mall_process is not None:
-            mall_process.terminate()
-            try:
-                mall_process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                mall_process.kill()
-    console.print(f"report: {report_dir}/summary.md")
-    failed = [r["threshold"] for r in verdict["thresholds"] if not r["passed"]]
-    if failed:
-        console.print(f"[red]FAIL[/red] {scenario.name}: {'; '.join(failed)}")
-        return FAILED
-    console.print(f"[green]PASS[/green] {scenario.name}: all {len(verdict['thresholds'])} "
-                  "thresholds hold")
-    return PASSED
-
-
-def _drive(scenario: Scenario, target: str, report_dir: Path, console: Console,
-           metrics_port: int) -> dict:
-    spec = scenario.spec
-    console.print(f"mall {target}/metrics, load generator http://127.0.0.1:{metrics_port}"
-                  f"/metrics, report {report_dir}")
-    limit = spec.window.real_seconds + 3 * spec.load.drain_seconds + 120
-    command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-               "--host", target, "--users", str(1 + spec.load.staff), "--spawn-rate", "1000",
-               "--run-time", f"{int(limit)}s", "--stop-timeout", "5",
-               "--csv", str(report_dir / "locust"), "--only-summary",
-               "--exit-code-on-error", "0", "--loglevel", "WARNING",
-               "--scenario", str(scenario.path), "--report-dir", str(report_dir),
-               "--metrics-port", str(metrics_port)]
-    started = time.monotonic()
-    with (report_dir / "loadgen.log").open("w") as log:
-        locust = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        mall: dict[str, float] = {}
-        with Live(console=console, auto_refresh=False,
-                  transient=not console.is_terminal) as live:
-            last_print = 0.0
-            while locust.poll() is None:
-                time.sleep(1)
-                try:
-                    load, mall = scrape(f"http://127.0.0.1:{metrics_port}/metrics"), \
-                        scrape(f"{target}/metrics")
-                except (OSError, ValueError):
-                    continue
-                elapsed = time.monotonic() - started
-                table = live_table(scenario, load, mall, elapsed)
-                if console.is_terminal:
-                    live.update(table, refresh=True)
-                elif elapsed - last_print >= 10:
-                    console.print(table)
-                    last_print = elapsed
-    if locust.returncode != 0:
-        raise HarnessError(f"locust exited with {locust.returncode}; see "
-                           f"{report_dir / 'loadgen.log'}")
-    client_file = report_dir / "client.json"
-    if not client_file.exists():
-        raise HarnessError(f"the load generator wrote no {client_file.name}; see loadgen.log")
-    client = json.loads(client_file.read_text())
-    if not client["finished"]:
-        raise HarnessError("the load generator stopped before its schedule ended")
-    try:
-        mall = scrape(f"{target}/metrics")
-    except OSError as exc:
-        raise HarnessError(f"the mall stopped answering: {exc}") from exc
-    observed = Observed(client, mall)
-    facts = {"window": f"{spec.window.start.isoformat()} - {spec.window.end.isoformat()}",
-             "speed": spec.window.speed, "real_seconds": spec.window.real_seconds,
-             "city": f"{spec.city.preset}/seed {spec.city.seed}", "target": target,
-             "wall_seconds": round(time.monotonic() - started, 1)}
-    return write(report_dir, scenario, observed, evaluate(scenario, observed), facts)

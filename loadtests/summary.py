@@ -10,24 +10,44 @@ from .client_metrics import LoadMetrics
 from .thresholds import Threshold
 
 
-def client_summary(metrics: LoadMetrics, arrivals: ArrivalLog, outcomes: dict[str, int],
-                   cut_off: int, scheduled: int, finished: bool) -> dict:
-    orders = {sample.labels["outcome"]: int(sample.value)
-              for family in metrics.orders.collect() for sample in family.samples
-              if sample.name.endswith("_total")}
+def client_summary(metrics: LoadMetrics, arrivals: ArrivalLog,
+                   outcomes: dict[str, dict[str, int]], cut_off: int, scheduled: int,
+                   finished: bool) -> dict:
+    """What the load generator saw: arrivals for the whole run, the rest per side."""
+    orders: dict[str, dict[str, int]] = {side: {} for side in outcomes}
+    gmv: dict[str, float] = dict.fromkeys(outcomes, 0.0)
+    funnel: dict[str, dict[str, int]] = {side: {} for side in outcomes}
+    for family in metrics.registry.collect():
+        for sample in family.samples:
+            if not sample.name.endswith("_total") or "side" not in sample.labels:
+                continue
+            side = sample.labels["side"]
+            if sample.name == "loadgen_orders_total":
+                orders.setdefault(side, {})[sample.labels["outcome"]] = int(sample.value)
+            elif sample.name == "loadgen_gmv_yuan_total":
+                gmv[side] = round(sample.value, 2)
+            elif sample.name == "loadgen_funnel_total":
+                stages = funnel.setdefault(side, {})
+                stage = sample.labels["stage"]
+                stages[stage] = stages.get(stage, 0) + int(sample.value)
+    sides = {side: {
+        "latencies_ms": {name: sorted(round(v, 3) for v in values)
+                         for name, values in sorted(metrics.samples[side].items())},
+        "failures": dict(sorted(metrics.failures[side].items())),
+        "server_errors": metrics.server_errors[side],
+        "funnel": funnel.get(side, {}),
+        "orders": orders.get(side, {}),
+        "gmv_yuan_client": gmv.get(side, 0.0),
+        "outcomes": dict(sorted(outcomes[side].items())),
+    } for side in outcomes}
     return {
         "finished": finished,
-        "latencies_ms": {name: sorted(round(v, 3) for v in values)
-                         for name, values in sorted(metrics.samples.items())},
-        "failures": dict(sorted(metrics.failures.items())),
-        "server_errors": metrics.server_errors,
         "sessions": {"scheduled": scheduled, "started": sum(arrivals.started.values()),
                      "late": arrivals.late, "max_lateness_s": round(arrivals.max_lateness, 3),
-                     "cut_off": cut_off, "outcomes": dict(sorted(outcomes.items()))},
+                     "cut_off": cut_off},
         "arrival_windows": arrivals.windows(),
         "arrival_rate_error": arrivals.rate_error(),
-        "orders": orders,
-        "gmv_yuan_client": round(metrics.gmv_yuan._value.get(), 2),
+        "sides": sides,
     }
 
 
@@ -41,11 +61,19 @@ def percentile(sorted_values: list[float], pct: float) -> float:
 
 @dataclass
 class Observed:
-    client: dict
-    mall: dict[str, float]   # sample name -> value, from the mall's /metrics
+    """One side of a run as thresholds see it: the client's view of that side, the run's
+    arrivals, and that side's mall metrics."""
+
+    client: dict             # client.json
+    mall: dict[str, float]   # sample name -> value, from this side's mall /metrics
+    side: str = "baseline"
+
+    @property
+    def seen(self) -> dict:
+        return self.client["sides"][self.side]
 
     def _latencies(self, name: str | None) -> list[float]:
-        by_name = self.client["latencies_ms"]
+        by_name = self.seen["latencies_ms"]
         if name is not None:
             return by_name.get(name, [])
         return sorted(v for values in by_name.values() for v in values)
@@ -53,6 +81,7 @@ class Observed:
     def value(self, threshold: Threshold) -> float:
         name = threshold.tag[1] if threshold.tag and threshold.tag[0] == "name" else None
         agg = threshold.aggregation
+        seen = self.seen
         if threshold.metric == "http_req_duration":
             values = self._latencies(name)
             if not values:
@@ -63,16 +92,16 @@ class Observed:
                     "min": values[0], "max": values[-1]}[agg]
         if threshold.metric == "http_req_failed":
             total = len(self._latencies(name))
-            failed = (self.client["failures"].get(name, 0) if name
-                      else sum(self.client["failures"].values()))
+            failed = (seen["failures"].get(name, 0) if name
+                      else sum(seen["failures"].values()))
             return failed / total if total else 0.0
         if threshold.metric == "http_reqs":
             return float(len(self._latencies(name)))
-        sessions, orders = self.client["sessions"], self.client["orders"]
+        sessions, funnel = self.client["sessions"], seen["funnel"]
         simple = {
-            "http_5xx": self.client["server_errors"],
-            "sessions_started": sessions["started"],
-            "orders": orders.get("created", 0),
+            "http_5xx": seen["server_errors"],
+            "sessions_started": funnel.get("session", 0),
+            "orders": seen["orders"].get("created", 0),
             "gmv_yuan": self.mall.get("mall_gmv_yuan_total", 0.0),
             "oversold": self.mall.get("mall_stock_oversold_total", 0.0),
             "arrival_rate_error": self.client["arrival_rate_error"] or 0.0,
@@ -83,7 +112,7 @@ class Observed:
             late = sessions["late"]
             return late if agg == "count" else late / max(sessions["started"], 1)
         if threshold.metric == "order_completion":
-            return orders.get("completed", 0) / max(orders.get("to_complete", 0), 1)
+            return funnel.get("completed", 0) / max(funnel.get("paying", 0), 1)
         if threshold.metric == "conversion":
-            return orders.get("paid", 0) / max(sessions["started"], 1)
+            return funnel.get("paid", 0) / max(funnel.get("session", 0), 1)
         raise KeyError(threshold.metric)

@@ -54,6 +54,7 @@ class Persona:
     near: dict[str, float]
     basket: tuple[int, int]
     price_sensitivity: float
+    patience_s: float
     coupon_sensitivity: float
     pickup_share: float
     journeys: dict[str, float]
@@ -127,6 +128,7 @@ def personas() -> tuple[Persona, ...]:
     return tuple(Persona(
         key=p["key"], name=p["name"], share=p["share"], home=p["home"], near=p["near"],
         basket=tuple(p["basket"]), price_sensitivity=p["price_sensitivity"],
+        patience_s=p["patience_s"],
         coupon_sensitivity=p["coupon_sensitivity"], pickup_share=p["pickup_share"],
         journeys=p["journeys"], scenes=tuple(p["scenes"]), weekday=_bumps(p["weekday"]),
         weekend=_bumps(p["weekend"]),

@@ -53,14 +53,14 @@ def test_an_impossible_threshold_fails_the_run_and_is_named(tmp_path, env):
     assert "FAIL" in last and "http_req_duration{name:create_order}: p(95)<0.001" in last
     report = next((tmp_path / "reports").iterdir())
     verdict = json.loads((report / "verdict.json").read_text())
-    by_name = {r["threshold"]: r for r in verdict["thresholds"]}
+    by_name = {r["threshold"]: r for r in verdict["sides"]["baseline"]["thresholds"]}
     assert by_name["oversold: count==0"]["passed"] is True
     assert by_name["http_5xx: count==0"]["passed"] is True
     assert by_name["orders: count>0"]["observed"] > 0
     assert by_name["http_req_duration{name:create_order}: p(95)<0.001"]["passed"] is False
     assert verdict["sessions"]["started"] == verdict["sessions"]["scheduled"] > 50
     assert (report / "locust_stats.csv").exists() and (report / "summary.md").exists()
-    steps = {s["name"] for s in verdict["steps"]}
+    steps = {s["name"] for s in verdict["sides"]["baseline"]["steps"]}
     assert {"login", "nearby_stores", "catalogue", "create_order", "pay", "sandbox_pay",
             "verify_pickup"} <= steps
     # Reports and logs never show a full phone number (the journeys send full ones).

@@ -90,12 +90,13 @@ def test_thresholds_judge_observed_values():
         "http_req_duration{name:create_order}": ["p(50)<=20", "max<100"],
         "order_completion": ["rate>0.9"], "oversold": ["count==0"],
         "sessions_late": ["rate<0.01"]})
-    client = {"latencies_ms": {"create_order": [float(v) for v in range(1, 101)],
+    canary = {"latencies_ms": {"create_order": [float(v) for v in range(1, 101)],
                                "login": [1.0]},
-              "failures": {}, "server_errors": 0, "arrival_rate_error": 0.01,
-              "sessions": {"started": 100, "late": 2}, "orders": {"to_complete": 10,
-                                                                 "completed": 9}}
-    observed = Observed(client, {"mall_stock_oversold_total": 0.0})
+              "failures": {}, "server_errors": 0, "orders": {},
+              "funnel": {"session": 100, "paying": 10, "completed": 9}}
+    client = {"arrival_rate_error": 0.01, "sessions": {"started": 100, "late": 2},
+              "sides": {"canary": canary, "baseline": {}}}
+    observed = Observed(client, {"mall_stock_oversold_total": 0.0}, "canary")
     values = [observed.value(t) for t in thresholds]
     assert values == [50.0, 100.0, 0.9, 0.0, 0.02]
     assert [t.holds(v) for t, v in zip(thresholds, values, strict=True)] == [

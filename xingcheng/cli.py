@@ -92,12 +92,27 @@ def token(db_path: Path, operator: bool, name: str, as_json: bool) -> None:
               default="reports", show_default=True, help="Where report folders go.")
 @click.option("--loadgen-port", type=click.IntRange(0, 65535), default=0,
               help="Port of the load generator's Prometheus metrics (default: any free one).")
-def run(scenario: str, target: str | None, reports: Path, loadgen_port: int) -> None:
-    """Run a scenario (a shipped name such as smoke, or a file); exit 0 pass, 1 fail,
-    2 harness error."""
+@click.option("--baseline", metavar="BUILD",
+              help="Paired run: the baseline build (default: this checkout).")
+@click.option("--canary", metavar="BUILD",
+              help="Paired run: the canary build, served beside the baseline under one load. "
+                   "A BUILD is a checkout directory, a git ref, or a running mall's URL.")
+@click.option("--canary-share", type=click.FloatRange(0.01, 0.99), default=0.5,
+              show_default=True, help="Share of customers sent to the canary.")
+@click.option("--canary-faults", type=click.Path(dir_okay=False, path_type=Path),
+              help="Start the canary with this fault profile (a rehearsal).")
+def run(scenario: str, target: str | None, reports: Path, loadgen_port: int,
+        baseline: str | None, canary: str | None, canary_share: float,
+        canary_faults: Path | None) -> None:
+    """Run a scenario (a shipped name such as smoke, or a file).
+
+    Single run: exit 0 pass, 1 fail.  Paired run (--canary): exit 0 promote, 1 rollback,
+    3 hold.  Exit 2 on a harness error."""
     from loadtests.run import run as run_scenario
 
-    sys.exit(run_scenario(scenario, target, reports, loadgen_port=loadgen_port))
+    sys.exit(run_scenario(scenario, target, reports, loadgen_port=loadgen_port,
+                          baseline=baseline, canary=canary, canary_share=canary_share,
+                          canary_faults=canary_faults))
 
 
 def _add_harness_commands() -> None:

@@ -1,0 +1,99 @@
+"""Builds under test, and the mall processes that run them.
+
+A build is a checkout directory, a git ref of this repository (checked out once into a
+worktree under the cache), or the URL of a mall already running.  Each build's mall runs its
+own code: the process starts in the build's directory with that directory first on the
+import path, on the database and clock the harness hands it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class BuildError(Exception):
+    """The build named cannot be found or run."""
+
+
+@dataclass(frozen=True)
+class Build:
+    spec: str                 # as the user wrote it
+    kind: str                 # checkout | ref | url
+    path: Path | None = None  # where its code is (checkout, ref)
+    url: str | None = None    # a running mall (url)
+    commit: str = "unknown"
+
+    def describe(self) -> str:
+        where = self.url if self.kind == "url" else str(self.path)
+        return f"{self.spec} ({self.kind} {where}, commit {self.commit[:12]})"
+
+
+def _git(*args: str, cwd: Path = REPO) -> str:
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BuildError(result.stderr.strip() or f"git {' '.join(args)} failed")
+    return result.stdout.strip()
+
+
+def _commit_of(path: Path) -> str:
+    try:
+        commit = _git("rev-parse", "HEAD", cwd=path)
+    except (BuildError, OSError):
+        return "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                           cwd=path, capture_output=True, text=True).stdout.strip()
+    return f"{commit}-dirty" if dirty else commit
+
+
+def _is_checkout(path: Path) -> bool:
+    return (path / "mall" / "app.py").is_file() and (path / "xingcheng" / "cli.py").is_file()
+
+
+def resolve(spec: str, worktrees: Path) -> Build:
+    if spec.startswith(("http://", "https://")):
+        return Build(spec, "url", url=spec.rstrip("/"), commit="unknown")
+    path = Path(spec)
+    if path.is_dir():
+        if not _is_checkout(path):
+            raise BuildError(f"{spec} is a directory but not a Xingcheng checkout")
+        return Build(spec, "checkout", path=path.resolve(), commit=_commit_of(path))
+    try:
+        commit = _git("rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}")
+    except BuildError as exc:
+        raise BuildError(f"{spec!r} is no directory, URL or git ref of {REPO}") from exc
+    tree = (worktrees / commit[:12]).resolve()
+    if not _is_checkout(tree):
+        tree.parent.mkdir(parents=True, exist_ok=True)
+        _git("worktree", "prune")
+        _git("worktree", "add", "--force", "--detach", str(tree), commit)
+    return Build(spec, "ref", path=tree, commit=commit)
+
+
+def start_mall(build: Build, db: Path, port: int, clock: str, log: Path,
+               faults: Path | None = None) -> subprocess.Popen:
+    """`xingcheng serve` from the build's own code, its output to `log`."""
+    assert build.path is not None
+    command = [sys.executable, "-m", "xingcheng.cli", "serve", "--db", str(db.resolve()),
+               "--port", str(port), "--clock", clock]
+    if faults is not None:
+        command += ["--faults", str(faults.resolve())]
+    env = {**os.environ, "PYTHONPATH": str(build.path), "XINGCHENG_BUILD_COMMIT": build.commit}
+    with log.open("w") as out:
+        return subprocess.Popen(command, cwd=build.path, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
+def stop(process: subprocess.Popen | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -1,0 +1,85 @@
+"""What a run keeps row by row: every request and every session, each with its side.
+
+Metrics answer the gate; these rows answer the report's questions over time (latency
+percentiles per step, orders and GMV per minute, the funnel by persona).  Rows are kept in
+memory as tuples (a five-minute peak is a few hundred thousand) and written once, gzipped,
+when the load ends."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from .client_metrics import FUNNEL, LoadMetrics
+
+
+@dataclass
+class SessionRecord:
+    """One shopping session: who, on which side, and how far it got."""
+
+    number: int
+    side: str
+    persona: str
+    district: str
+    journey: str
+    start_s: float
+    stage: str = "session"
+    outcome: str = ""
+    items: int = 0
+    gmv_fen: int = 0
+    ordered_s: float | None = None
+    paid_s: float | None = None
+    completed_s: float | None = None
+
+
+class RunRecords:
+    """Collects request and session rows; times are real seconds since the load began."""
+
+    def __init__(self, metrics: LoadMetrics) -> None:
+        self.metrics = metrics
+        self.origin = time.monotonic()
+        self.requests: list[tuple] = []
+        self.sessions: list[SessionRecord] = []
+        metrics.listeners.append(self.on_request)
+
+    def now(self) -> float:
+        return round(time.monotonic() - self.origin, 3)
+
+    def on_request(self, side: str, name: str, status: int, ms: float, failed: bool) -> None:
+        self.requests.append((self.now(), side, name, status, round(ms, 2), int(failed)))
+
+    def begin(self, number: int, side: str, persona: str, district: str,
+              journey: str) -> SessionRecord:
+        record = SessionRecord(number, side, persona, district, journey, self.now())
+        self.sessions.append(record)
+        self.metrics.funnel.labels(side, persona, district, "session").inc()
+        return record
+
+    def reach(self, record: SessionRecord, stage: str) -> None:
+        """The session got as far as `stage` (each stage is counted once per session)."""
+        if FUNNEL.index(stage) <= FUNNEL.index(record.stage):
+            return
+        record.stage = stage
+        if stage in ("ordered", "paid", "completed"):
+            setattr(record, f"{stage}_s", self.now())
+        self.metrics.funnel.labels(record.side, record.persona, record.district, stage).inc()
+
+    def end(self, record: SessionRecord, outcome: str) -> None:
+        record.outcome = outcome
+        self.metrics.session_gmv.labels(record.side).observe(record.gmv_fen / 100)
+
+    def write(self, folder: Path) -> None:
+        with gzip.open(folder / "requests.csv.gz", "wt", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out)
+            writer.writerow(("t_s", "side", "name", "status", "ms", "failed"))
+            writer.writerows(self.requests)
+        names = [f.name for f in fields(SessionRecord)]
+        with gzip.open(folder / "sessions.csv.gz", "wt", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out)
+            writer.writerow(names)
+            for record in self.sessions:
+                writer.writerow(["" if getattr(record, n) is None else getattr(record, n)
+                                 for n in names])
