@@ -36,9 +36,12 @@ def query(request: web.Request, model: type[M]) -> M:
 
 
 def path_id(request: web.Request, name: str) -> int:
-    """A positive integer id from the path; anything else names no resource, so 404."""
+    """A positive integer id from the path; anything else names no resource, so 404.
+
+    Only ASCII digits: `str.isdigit()` also accepts ¹, ٣ and full-width digits, which
+    `int()` then refuses (or reads as another number)."""
     text = request.match_info[name]
-    if not text.isdigit() or len(text) > 18 or int(text) == 0:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18 or int(text) == 0:
         raise NotFound(name.removesuffix("_id"), name)
     return int(text)
 

@@ -106,6 +106,26 @@ async def test_bad_queries_and_paths(mall, shop):
     assert "Allow" in reply.headers
 
 
+# Ids a fuzzer wrote with digits that str.isdigit() accepts but int() does not (once 500s).
+ODD_IDS = ["%C2%B9", "%C2%B2", "%D9%A3", "%EF%BC%91", "%E2%91%A0", "0", "1234567890123456789",
+           "+1", "-1", "%1C", "W%C3%9E"]
+
+
+async def test_path_ids_are_ascii_digits_or_404(mall, shop):
+    api, base = mall.api, f"/api/v1/merchant/stores/{shop.store_id}"
+    for odd in ODD_IDS:
+        for path in (f"/api/v1/merchant/stores/{odd}/orders",
+                     f"/api/v1/merchant/stores/{odd}/pickup-queue",
+                     f"/api/v1/merchant/stores/{odd}/orders/%1C"):
+            assert_error(await api.get(path, token=shop.operator), 404, "not_found", "store_id")
+        assert_error(await api.get(f"{base}/orders/{odd}", token=shop.merchant), 404,
+                     "not_found", "order_id")
+        assert_error(await api.post(f"{base}/orders/{odd}/delivered", token=shop.merchant),
+                     404, "not_found", "order_id")
+        assert_error(await api.get(f"/api/v1/stores/{odd}"), 404, "not_found", "store_id")
+    assert 'status_class="5xx"' not in await api.metrics()
+
+
 async def test_oversized_bodies_get_413(mall, shop):
     customer = await mall.api.login("bulky")
     body = order_body(shop) | {"padding": "x" * 100_000}
