@@ -6,6 +6,9 @@ import json
 import math
 from pathlib import Path
 
+from monitoring.gate import judge, markdown
+from monitoring.gate_inputs import recorded
+
 from .scenario import Scenario
 from .summary import Observed, percentile
 
@@ -66,6 +69,8 @@ def write(report_dir: Path, scenario: Scenario, observed: dict[str, Observed],
     }
     if verdict["mode"] == "single":
         verdict["passed"] = verdict["sides"]["baseline"]["passed"]
+    else:
+        verdict["gate"] = judge(scenario.spec.gate, recorded(report_dir), results)
     (report_dir / "verdict.json").write_text(json.dumps(verdict, indent=2, ensure_ascii=False)
                                              + "\n", encoding="utf-8")
     (report_dir / "summary.md").write_text(_markdown(verdict), encoding="utf-8")
@@ -83,7 +88,8 @@ def _markdown(v: dict) -> str:
              f"{s['late']} late (max {s['max_lateness_s']} s), {s['cut_off']} cut off at the end",
              f"- arrival rate error (worst 10 s window above 5/s): "
              f"{_pct(v['arrival_rate_error'])}", ""]
-    lines += v.get("gate_markdown", [])
+    if "gate" in v:
+        lines += markdown(v["gate"])
     for side, data in v["sides"].items():
         build = data["build"]
         faults = f", faults {build['faults']}" if build["faults"] else ""

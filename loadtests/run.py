@@ -32,6 +32,7 @@ from rich.live import Live
 from rich.table import Table
 
 from mall.clock import SHANGHAI
+from monitoring.gate import table as gate_table
 from simulator.city import build_city
 from simulator.loader import load
 
@@ -194,15 +195,16 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
 def _conclude(scenario: Scenario, verdict: dict, console: Console) -> int:
     if "gate" in verdict:
         gate = verdict["gate"]
+        console.print(gate_table(gate))
         colour = {"promote": "green", "hold": "yellow", "rollback": "red"}[gate["verdict"]]
         deciding = "; ".join(gate.get("deciding", [])) or "every compared metric passes"
         console.print(f"[{colour}]{gate['verdict'].upper()}[/{colour}] {scenario.name}: "
-                      f"{deciding}")
+                      f"{deciding}", soft_wrap=True)
         return gate["exit_code"]
     results = verdict["sides"][BASELINE]["thresholds"]
     failed = [r["threshold"] for r in results if not r["passed"]]
     if failed:
-        console.print(f"[red]FAIL[/red] {scenario.name}: {'; '.join(failed)}")
+        console.print(f"[red]FAIL[/red] {scenario.name}: {'; '.join(failed)}", soft_wrap=True)
         return FAILED
     console.print(f"[green]PASS[/green] {scenario.name}: all {len(results)} thresholds hold")
     return PASSED

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from monitoring.gate import GateSettings
 from simulator import tables
 
 from .thresholds import Threshold, parse_thresholds
@@ -77,6 +78,7 @@ class ScenarioFile(_Strict):
     events: Events = Events()
     load: Load = Load()
     thresholds: dict[str, list[str]] = {}
+    gate: GateSettings = GateSettings()
 
     @model_validator(mode="after")
     def _personas(self) -> ScenarioFile:
