@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -15,7 +16,9 @@ from .access_log import METRICS, metrics_middleware
 from .auth import TokenSigner
 from .config import MallConfig
 from .errors import error_middleware
+from .faults import ActiveFaults
 from .metrics import MallMetrics
+from .pricing import stored
 from .privacy import Vault
 from .routes import ROUTES, setup_routes
 from .services.accounts import Accounts
@@ -32,11 +35,14 @@ from .wechatpay import PlatformSigner
 
 log = logging.getLogger("mall")
 CONFIG = web.AppKey("config", MallConfig)
+FAULTS = web.AppKey("faults", ActiveFaults)
 
 
-async def open_services(config: MallConfig, metrics: MallMetrics) -> Services:
+async def open_services(config: MallConfig, metrics: MallMetrics,
+                        faults: ActiveFaults | None = None) -> Services:
     """Open the database and build every service on it (also used by `xingcheng token`)."""
     clock = config.clock
+    price = faults.price if faults is not None else stored
     db = Database(config.db_path, clock, config.read_connections)
     await db.open()
     server_keys = await db.transaction(keys.load)
@@ -44,7 +50,7 @@ async def open_services(config: MallConfig, metrics: MallMetrics) -> Services:
     platform = PlatformSigner(server_keys.platform_private_key, server_keys.platform_serial)
     apiv3_key = server_keys.apiv3_key
     cache = CatalogueCache()
-    orders = Orders(db, clock, metrics, config.order_ttl_seconds, cache)
+    orders = Orders(db, clock, metrics, config.order_ttl_seconds, cache, price)
     sandbox = (SandboxPayer(db, clock, platform, apiv3_key, config.notify_url)
                if config.payment_sandbox else None)
     return Services(
@@ -52,7 +58,7 @@ async def open_services(config: MallConfig, metrics: MallMetrics) -> Services:
         accounts=Accounts(db, clock, signer, Vault(server_keys.vault_key),
                           config.token_ttl_seconds),
         stores=Stores(db, clock),
-        catalogue=Catalogue(db, clock, cache),
+        catalogue=Catalogue(db, clock, cache, price),
         orders=orders,
         pickup=Pickup(db, clock, metrics, orders, config.pickup_code_attempts),
         payments=Payments(db, clock, metrics, orders, platform.verifier(), apiv3_key,
@@ -78,7 +84,10 @@ async def _sweeper(services: Services) -> None:
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
-    services = await open_services(app[CONFIG], app[METRICS])
+    faults = app.get(FAULTS)
+    if faults is not None:
+        faults.announce()
+    services = await open_services(app[CONFIG], app[METRICS], faults)
     app[SERVICES] = services
     if services.sandbox is not None:
         await services.sandbox.start()
@@ -95,10 +104,18 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(config: MallConfig | None = None) -> web.Application:
     config = config or MallConfig()
-    app = web.Application(client_max_size=config.max_body_bytes,
-                          middlewares=[metrics_middleware, error_middleware])
+    middlewares = [metrics_middleware, error_middleware]
+    faults = ActiveFaults(config.faults) if config.faults is not None else None
+    if faults is not None:  # inside the metrics, so the mall's own histograms show it
+        middlewares.append(faults.middleware)
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=middlewares)
     app[CONFIG] = config
     app[METRICS] = MallMetrics()
+    app[METRICS].build_info.labels(__version__, os.environ.get("XINGCHENG_BUILD_COMMIT",
+                                                               "unknown"),
+                                   faults.name if faults else "none").set(1)
+    if faults is not None:
+        app[FAULTS] = faults
     app[openapi.OPENAPI] = openapi.build(ROUTES, __version__)
     setup_routes(app)
     app.cleanup_ctx.append(_resources)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .clock import Clock
+from .faults import FaultProfile
 
 
 @dataclass
@@ -31,3 +32,5 @@ class MallConfig:
     # Where the sandbox payer sends notifications; None = the origin the payer was called on.
     notify_url: str | None = None
     access_log: bool = True
+    # A fault profile for rehearsals (`--faults FILE`); None in every real deployment.
+    faults: FaultProfile | None = None

@@ -3,7 +3,7 @@ malls (a baseline and a canary, or tests) can live in one process without clashi
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.4, 0.6,
                    0.8, 1.0, 1.5, 2.5, 5.0, 10.0)
@@ -30,6 +30,8 @@ class MallMetrics:
             "mall_pickup_code_failures", "Wrong pickup codes presented", registry=r)
         self.out_of_stock = Counter(
             "mall_out_of_stock", "Order attempts refused for lack of stock", registry=r)
+        self.build_info = Gauge("mall_build_info", "This build, and the fault profile it runs",
+                                ["version", "commit", "faults"], registry=r)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         status_class = f"{status // 100}xx"

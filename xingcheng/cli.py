@@ -41,8 +41,10 @@ def main() -> None:
 @click.option("--order-ttl", type=click.FloatRange(min=1), default=900, show_default=True,
               help="Simulated seconds an unpaid order holds its stock.")
 @click.option("--no-access-log", is_flag=True, help="Do not log each request.")
+@click.option("--faults", "faults_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Misbehave on purpose with this fault profile (rehearsals only).")
 def serve(db_path: Path, host: str, port: int, clock: Clock | None, order_ttl: float,
-          no_access_log: bool) -> None:
+          no_access_log: bool, faults_file: Path | None) -> None:
     """Run the mall."""
     from aiohttp import web
 
@@ -55,8 +57,14 @@ def serve(db_path: Path, host: str, port: int, clock: Clock | None, order_ttl: f
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(MaskingFilter())
+    from mall.faults import FaultProfileError, load_profile
+
+    try:
+        faults = load_profile(faults_file) if faults_file is not None else None
+    except FaultProfileError as exc:
+        raise click.UsageError(f"bad fault profile: {exc}") from exc
     config = MallConfig(db_path=db_path, clock=clock or Clock(), order_ttl_seconds=order_ttl,
-                        access_log=not no_access_log)
+                        access_log=not no_access_log, faults=faults)
     web.run_app(create_app(config), host=host, port=port, print=None,
                 access_log_class=JsonAccessLogger,
                 access_log=access_logger() if config.access_log else None)

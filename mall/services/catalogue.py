@@ -9,6 +9,7 @@ from ..auth import Principal
 from ..clock import Clock
 from ..errors import Conflict, NotFound
 from ..json_body import dumps
+from ..pricing import ServedPrice, stored
 from ..schemas import BulkStockIn, ProductIn, ProductsQuery
 from ..storage import Database, catalogue, inventory, stores
 from ..storage.catalogue import SEP
@@ -25,7 +26,7 @@ def stock_state(available: int) -> str:
     return "low" if available <= LOW_STOCK else "in_stock"
 
 
-def _products(rows) -> list[dict]:
+def _products(rows, price: ServedPrice) -> list[dict]:
     """Fold SKU rows (ordered by product) into products with their SKUs."""
     products = []
     for _, group in groupby(rows, key=lambda row: row["product_id"]):
@@ -36,7 +37,8 @@ def _products(rows) -> list[dict]:
             "name": first["name"], "description": first["description"],
             "tags": first["tags"].split(SEP) if first["tags"] else [],
             "scenes": first["scenes"].split(SEP) if first["scenes"] else [],
-            "skus": [{"sku_id": r["sku_id"], "spec": r["spec"], "price_fen": r["price_fen"],
+            "skus": [{"sku_id": r["sku_id"], "spec": r["spec"],
+                      "price_fen": price(r["sku_id"], r["price_fen"]),
                       "available": r["available"], "stock_state": stock_state(r["available"])}
                      for r in group],
         })
@@ -48,6 +50,7 @@ class Catalogue:
     db: Database
     clock: Clock
     cache: CatalogueCache
+    price: ServedPrice = stored
 
     async def add_product(self, principal: Principal, store_id: int, data: ProductIn) -> dict:
         now = self.clock.stamp()
@@ -83,7 +86,7 @@ class Catalogue:
                                              tag=query.tag, scene=query.scene, query=query.q)
         if not rows and await stores.store(conn, store_id) is None:
             raise NotFound("store", "store_id")
-        items = _products(rows)
+        items = _products(rows, self.price)
         full = len(items) == query.limit
         return {"items": items,
                 "next_cursor": encode_cursor(items[-1]["product_id"]) if full else None}
@@ -92,7 +95,7 @@ class Catalogue:
         rows = await catalogue.product(self.db.reader(), store_id, product_id)
         if not rows:
             raise NotFound("product", "product_id")
-        return _products(rows)[0]
+        return _products(rows, self.price)[0]
 
     async def stock_level(self, store_id: int, sku_id: int) -> dict:
         row = await inventory.level(self.db.reader(), store_id, sku_id)

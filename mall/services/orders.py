@@ -16,6 +16,7 @@ from ..clock import SHANGHAI, Clock
 from ..errors import BadRequest, Conflict, NotFound, Unprocessable
 from ..metrics import MallMetrics
 from ..opening_hours import is_open
+from ..pricing import ServedPrice, stored
 from ..schemas import OrderIn, PageQuery, StoreOrdersQuery
 from ..storage import Database, catalogue, inventory, orders, payments, stores, users
 from ..storage.database import Connection
@@ -55,6 +56,7 @@ class Orders:
     metrics: MallMetrics
     ttl_seconds: float
     catalogue_cache: CatalogueCache
+    price: ServedPrice = stored
 
     async def create(self, principal: Principal, data: OrderIn,
                      idempotency_key: str | None) -> tuple[dict, bool]:
@@ -156,7 +158,9 @@ class Orders:
         for index, line in enumerate(data.lines):
             if line.sku_id not in skus:
                 raise NotFound("sku at this store", f"lines.{index}.sku_id")
-        return point_id, skus
+        served = {sku_id: {"name": row["name"], "price_fen": self.price(sku_id, row["price_fen"])}
+                  for sku_id, row in skus.items()}
+        return point_id, served
 
     async def mine(self, principal: Principal, order_id: int) -> dict:
         conn = self.db.reader()
