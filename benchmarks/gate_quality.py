@@ -1,0 +1,142 @@
+"""How good is the gate?  Paired trials on this machine, per case:
+
+- A/A: one build on both sides; the gate should promote (rolling back is a false alarm);
+- latency: the canary's order creation 25% slower (a fixed delay of a quarter of the
+  baseline's median create_order time, measured by the first A/A trial of this run);
+- errors: 1% of the canary's payment requests answered 503;
+- prices: the canary's prices 10% higher (customers buy less).
+
+Each trial is a real `xingcheng run SCENARIO --baseline . --canary .` (with the case's fault
+profile on the canary).  Printed per case: trials, the share promoted / held / rolled back
+with a 95% Wilson interval, the deciding metrics seen, and the median load time to a
+decision.  Targets: A/A rolled back in at most 5% of trials, each regression rolled back in
+at least 95%, a decision within 3 minutes of load.
+
+    python benchmarks/gate_quality.py --trials 20            # ~2.5 min a trial
+    python benchmarks/gate_quality.py --trials 3 --cases aa,prices
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from statsmodels.stats.proportion import proportion_confint
+
+ROOT = Path(__file__).resolve().parent.parent
+VERDICTS = {0: "promote", 1: "rollback", 3: "hold"}
+CASES = ("aa", "latency", "errors", "prices")
+TARGETS = {"aa": ("rollback", "<=", 0.05), "latency": ("rollback", ">=", 0.95),
+           "errors": ("rollback", ">=", 0.95), "prices": ("rollback", ">=", 0.95)}
+PROFILES = {"errors": ROOT / "scenarios" / "faults" / "payment-errors.toml",
+            "prices": ROOT / "scenarios" / "faults" / "price-up.toml"}
+
+
+def trial(scenario: str, out: Path, faults: Path | None) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "xingcheng.cli", "run", scenario, "--baseline", ".",
+               "--canary", ".", "--reports", str(out)]
+    if faults is not None:
+        command += ["--canary-faults", str(faults)]
+    started = time.monotonic()
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    folders = sorted(out.iterdir(), key=lambda p: p.stat().st_mtime)
+    verdict = json.loads((folders[-1] / "verdict.json").read_text()) if folders and (
+        folders[-1] / "verdict.json").exists() else {}
+    gate = verdict.get("gate", {})
+    return {"exit": result.returncode, "verdict": VERDICTS.get(result.returncode, "error"),
+            "deciding": gate.get("deciding", []),
+            "load_seconds": gate.get("decided_after_s",
+                                     verdict.get("facts", {}).get("real_seconds")),
+            "wall_seconds": round(time.monotonic() - started, 1),
+            "median_create_order_ms": next(
+                (s["p50_ms"] for s in verdict.get("sides", {}).get("baseline", {})
+                 .get("steps", []) if s["name"] == "create_order"), None),
+            "folder": str(folders[-1]) if folders else None,
+            "tail": result.stdout.strip().splitlines()[-1:] if result.returncode not in
+            VERDICTS else []}
+
+
+def latency_profile(median_ms: float, folder: Path) -> Path:
+    """A quarter of the baseline's median order-creation time, added on the canary."""
+    path = folder / "slow-orders-25pct.toml"
+    path.write_text(f'''# written by benchmarks/gate_quality.py: +25% of the measured median
+name = "orders-25pct"
+[[latency]]
+route = "POST /api/v1/orders"
+fixed_ms = {median_ms * 0.25:.2f}
+''', encoding="utf-8")
+    return path
+
+
+def summarise(case: str, trials: list[dict]) -> str:
+    n = len(trials)
+    counts = Counter(t["verdict"] for t in trials)
+    cells = []
+    for verdict in ("promote", "hold", "rollback"):
+        k = counts.get(verdict, 0)
+        low, high = proportion_confint(k, n, alpha=0.05, method="wilson") if n else (0, 0)
+        cells.append(f"{verdict} {k}/{n} = {k / n:.0%} [{low:.0%}, {high:.0%}]" if n else "-")
+    times = [t["load_seconds"] for t in trials if t["load_seconds"] is not None]
+    median_time = f"{statistics.median(times):.0f} s" if times else "-"
+    want, op, limit = TARGETS[case]
+    share = counts.get(want, 0) / n if n else 0.0
+    met = share <= limit if op == "<=" else share >= limit
+    deciding = Counter(d.split(":")[0] for t in trials for d in t["deciding"])
+    errors = counts.get("error", 0)
+    return (f"| {case} | {n} | {' | '.join(cells)} | {median_time} | "
+            f"{want} {op} {limit:.0%}: {'met' if met else 'MISSED'} | "
+            f"{', '.join(f'{k} ({v})' for k, v in deciding.most_common(4)) or '-'}"
+            f"{f' | {errors} harness errors' if errors else ''} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--scenario", default="release")
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "gate-quality")
+    args = parser.parse_args()
+    cases = [c for c in args.cases.split(",") if c]
+    unknown = set(cases) - set(CASES)
+    if unknown:
+        parser.error(f"unknown cases {sorted(unknown)}; known: {', '.join(CASES)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, list[dict]] = {case: [] for case in cases}
+    profiles: dict[str, Path] = dict(PROFILES)
+    # The first A/A trial measures the median that the latency case adds a quarter of.
+    calibration = trial(args.scenario, args.out / "aa", None)
+    results.setdefault("aa", []).append(calibration)
+    median = calibration["median_create_order_ms"]
+    if "latency" in cases:
+        if median is None:
+            sys.exit(f"the calibration trial gave no create_order median: {calibration}")
+        profiles["latency"] = latency_profile(median, args.out)
+    print(f"calibration: baseline create_order median {median} ms; "
+          f"latency fault {median * 0.25 if median else 0:.2f} ms", flush=True)
+    for round_number in range(args.trials):
+        for case in cases:  # interleaved, so a slow minute of the machine hits every case
+            if case == "aa" and round_number == 0:
+                continue  # the calibration trial is this round's A/A
+            result = trial(args.scenario, args.out / case, profiles.get(case))
+            results[case].append(result)
+            print(f"round {round_number + 1} {case}: {result['verdict']} "
+                  f"{result['deciding'][:2]} after {result['load_seconds']} s of load "
+                  f"({result['wall_seconds']} s wall)", flush=True)
+    (args.out / "trials.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
+    print(f"\nscenario {args.scenario}; {args.trials} rounds; trials in {args.out}\n")
+    print("| case | trials | promoted | held | rolled back | median load to decision | "
+          "target | deciding metrics |")
+    print("|---|---|---|---|---|---|---|---|")
+    for case in cases:
+        print(summarise(case, results[case]))
+
+
+if __name__ == "__main__":
+    main()
