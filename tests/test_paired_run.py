@@ -85,6 +85,20 @@ def test_the_same_build_on_both_sides_is_promoted(tmp_path, env):  # noqa: F811
     for side in ("baseline", "canary"):
         assert (folder / f"mall-{side}.prom").exists()
         assert verdict["sides"][side]["funnel"]["paid"] > 0
+    # Judged again from the recorded files: the same classification, metric by metric.
+    again = xingcheng(["gate", str(folder)], env, ROOT)
+    assert again.returncode == 0, again.stdout + again.stderr
+    regated = json.loads((folder / "gate.json").read_text())
+    assert [(m["key"], m["classification"]) for m in regated["metrics"]] == [
+        (m["key"], m["classification"]) for m in verdict["gate"]["metrics"]]
+    # With stricter settings (more samples than the run has) the same run is held.
+    strict = tmp_path / "strict.toml"
+    strict.write_text((ROOT / "scenarios" / "smoke.toml").read_text(encoding="utf-8")
+                      + "\n[gate]\nmin_samples = 100000\n", encoding="utf-8")
+    held = xingcheng(["gate", str(folder), "--scenario", str(strict)], env, ROOT)
+    assert held.returncode == 3 and "HOLD" in held.stdout.strip().splitlines()[-1]
+    single = xingcheng(["gate", str(tmp_path)], env, ROOT)
+    assert single.returncode == 2
 
 
 def test_a_canary_with_slow_order_creation_is_rolled_back_naming_it(tmp_path, env):  # noqa: F811

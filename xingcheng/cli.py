@@ -123,6 +123,19 @@ def run(scenario: str, target: str | None, reports: Path, loadgen_port: int,
                           canary_faults=canary_faults))
 
 
+@main.command()
+@click.argument("report_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--prometheus", metavar="URL",
+              help="Read the run's metrics from this Prometheus server instead of the "
+                   "recorded files.")
+@click.option("--scenario", help="Judge with this scenario's [gate] settings instead.")
+def gate(report_dir: Path, prometheus: str | None, scenario: str | None) -> None:
+    """Judge a recorded paired run again: exit 0 promote, 1 rollback, 3 hold, 2 error."""
+    from monitoring.regate import regate
+
+    sys.exit(regate(report_dir, prometheus, scenario))
+
+
 def _add_harness_commands() -> None:
     from simulator.commands import city
 
