@@ -53,7 +53,8 @@ def side_summary(observed: Observed, results: list[dict], build: dict) -> dict:
 
 
 def write(report_dir: Path, scenario: Scenario, observed: dict[str, Observed],
-          results: dict[str, list[dict]], facts: dict, builds: dict[str, dict]) -> dict:
+          results: dict[str, list[dict]], facts: dict, builds: dict[str, dict],
+          from_prometheus: list | None = None) -> dict:
     """verdict.json and summary.md for a single or a paired run (the gate adds its part)."""
     client = next(iter(observed.values())).client
     verdict = {
@@ -71,10 +72,20 @@ def write(report_dir: Path, scenario: Scenario, observed: dict[str, Observed],
         verdict["passed"] = verdict["sides"]["baseline"]["passed"]
     else:
         verdict["gate"] = judge(scenario.spec.gate, recorded(report_dir), results)
+        if from_prometheus is not None:  # the same judgement from what Prometheus holds
+            again = judge(scenario.spec.gate, from_prometheus, results)
+            verdict["gate_prometheus"] = {
+                "verdict": again["verdict"],
+                "same_classification": _classes(again) == _classes(verdict["gate"]),
+                "metrics": [[m["key"], m["classification"]] for m in again["metrics"]]}
     (report_dir / "verdict.json").write_text(json.dumps(verdict, indent=2, ensure_ascii=False)
                                              + "\n", encoding="utf-8")
     (report_dir / "summary.md").write_text(_markdown(verdict), encoding="utf-8")
     return verdict
+
+
+def _classes(gate: dict) -> list[tuple[str, str]]:
+    return [(m["key"], m["classification"]) for m in gate["metrics"]]
 
 
 def _markdown(v: dict) -> str:

@@ -33,6 +33,8 @@ from rich.table import Table
 
 from mall.clock import SHANGHAI
 from monitoring.gate import table as gate_table
+from monitoring.prometheus_server import PrometheusError, PrometheusServer
+from monitoring.promql_source import instant_samples
 from simulator.city import build_city
 from simulator.loader import load
 
@@ -151,7 +153,7 @@ def start_malls(scenario: Scenario, malls: list[Mall], report_dir: Path, console
 def run(name: str, target: str | None = None, reports: Path = Path("reports"),
         console: Console | None = None, loadgen_port: int = 0, *,
         baseline: str | None = None, canary: str | None = None, canary_share: float = 0.5,
-        canary_faults: Path | None = None) -> int:
+        canary_faults: Path | None = None, prometheus: bool = False) -> int:
     console = console or Console()
     try:
         scenario = load_scenario(name)
@@ -180,8 +182,8 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
                           + (f", faults {faults[mall.side]}" if mall.side in faults else ""))
         start_malls(scenario, malls, report_dir, console, faults)
         verdict = _drive(scenario, malls, report_dir, console, loadgen_port or free_port(),
-                         canary_share, faults)
-    except HarnessError as exc:
+                         canary_share, faults, prometheus)
+    except (HarnessError, PrometheusError) as exc:
         console.print(f"[red]harness error:[/red] {exc}")
         console.print(f"report folder: {report_dir}")
         return HARNESS
@@ -211,7 +213,26 @@ def _conclude(scenario: Scenario, verdict: dict, console: Console) -> int:
 
 
 def _drive(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Console,
-           metrics_port: int, canary_share: float, faults: dict[str, Path]) -> dict:
+           metrics_port: int, canary_share: float, faults: dict[str, Path],
+           prometheus: bool) -> dict:
+    urls = {mall.side: mall.url for mall in malls}
+    server = None
+    if prometheus:
+        server = PrometheusServer(report_dir / "prometheus", report_dir.name, urls,
+                                  f"127.0.0.1:{metrics_port}")
+        server.start()
+        console.print(f"prometheus {server.url} (storage {server.folder / 'data'})")
+    try:
+        return _load(scenario, malls, report_dir, console, metrics_port, canary_share, faults,
+                     server)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _load(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Console,
+          metrics_port: int, canary_share: float, faults: dict[str, Path],
+          server: PrometheusServer | None) -> dict:
     spec = scenario.spec
     urls = {mall.side: mall.url for mall in malls}
     console.print(f"malls {', '.join(f'{s} {u}/metrics' for s, u in urls.items())}; load "
@@ -227,6 +248,9 @@ def _drive(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Con
                "--metrics-port", str(metrics_port)]
     if CANARY in urls:
         command += ["--canary-host", urls[CANARY], "--canary-share", str(canary_share)]
+    if server is not None:  # the load generator waits for Prometheus's last scrape
+        command += ["--linger-seconds", "8"]
+    final_metrics, prometheus_at = report_dir / "loadgen-metrics.prom", None
     started, started_at = time.monotonic(), time.time()
     with (report_dir / "loadgen.log").open("w") as log:
         locust = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -235,6 +259,8 @@ def _drive(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Con
             last_print = 0.0
             while locust.poll() is None:
                 time.sleep(1)
+                if server is not None and prometheus_at is None and final_metrics.exists():
+                    prometheus_at = server.wait_scraped(final_metrics.stat().st_mtime)
                 try:
                     loadgen = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
                     mall_now = {side: scrape(f"{url}/metrics") for side, url in urls.items()}
@@ -276,7 +302,14 @@ def _drive(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Con
              "wall_seconds": round(time.monotonic() - started, 1),
              "started_at": round(started_at, 3), "ended_at": round(ended_at, 3)}
     results = {side: evaluate(scenario, seen) for side, seen in observed.items()}
-    return write(report_dir, scenario, observed, results, facts, builds_seen)
+    from_prometheus = None
+    if server is not None:
+        if prometheus_at is None:
+            raise HarnessError("prometheus never scraped the load generator's final state")
+        facts["prometheus"] = {"url": server.url, "at": prometheus_at,
+                               "storage": str(server.folder / "data")}
+        from_prometheus = instant_samples(server.url, prometheus_at, report_dir.name)
+    return write(report_dir, scenario, observed, results, facts, builds_seen, from_prometheus)
 
 
 def live_table(scenario: Scenario, load: dict[str, float], malls: dict[str, dict[str, float]],

@@ -32,7 +32,9 @@ def regate(report_dir: Path, prometheus: str | None = None, scenario: str | None
         if prometheus:
             from .promql_source import instant_samples
 
-            samples = instant_samples(prometheus, verdict["facts"]["ended_at"], verdict["run"])
+            facts = verdict["facts"]
+            at = facts.get("prometheus", {}).get("at", facts["ended_at"])
+            samples = instant_samples(prometheus, at, verdict["run"])
         else:
             samples = recorded(report_dir)
         thresholds = {side: data["thresholds"] for side, data in verdict["sides"].items()}

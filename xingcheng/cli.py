@@ -109,9 +109,12 @@ def token(db_path: Path, operator: bool, name: str, as_json: bool) -> None:
               show_default=True, help="Share of customers sent to the canary.")
 @click.option("--canary-faults", type=click.Path(dir_okay=False, path_type=Path),
               help="Start the canary with this fault profile (a rehearsal).")
+@click.option("--prometheus", is_flag=True,
+              help="Start a real Prometheus (Debian's) scraping the run; its storage stays in "
+                   "the report folder, and the gate is judged from it too.")
 def run(scenario: str, target: str | None, reports: Path, loadgen_port: int,
         baseline: str | None, canary: str | None, canary_share: float,
-        canary_faults: Path | None) -> None:
+        canary_faults: Path | None, prometheus: bool) -> None:
     """Run a scenario (a shipped name such as smoke, or a file).
 
     Single run: exit 0 pass, 1 fail.  Paired run (--canary): exit 0 promote, 1 rollback,
@@ -120,7 +123,7 @@ def run(scenario: str, target: str | None, reports: Path, loadgen_port: int,
 
     sys.exit(run_scenario(scenario, target, reports, loadgen_port=loadgen_port,
                           baseline=baseline, canary=canary, canary_share=canary_share,
-                          canary_faults=canary_faults))
+                          canary_faults=canary_faults, prometheus=prometheus))
 
 
 @main.command()

@@ -1,0 +1,102 @@
+"""A real Prometheus server for one run: Debian's `prometheus` binary on 127.0.0.1, its
+storage in the report folder, the shipped configuration and rules, and the run's targets.
+
+Keeping the TSDB in the report folder means a run can be served again later
+(`prometheus --storage.tsdb.path REPORT/prometheus/data ...`) and judged with
+`xingcheng gate REPORT --prometheus URL`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+
+SHIPPED = Path(__file__).resolve().parent / "prometheus"
+
+
+class PrometheusError(RuntimeError):
+    pass
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(url: str, timeout: float = 5) -> dict:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+class PrometheusServer:
+    def __init__(self, folder: Path, run: str, malls: dict[str, str], loadgen: str) -> None:
+        """`malls` is side -> base URL; `loadgen` the load generator's host:port."""
+        self.folder = folder
+        self.run = run
+        self.malls = malls
+        self.loadgen = loadgen
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, seconds: float = 30) -> None:
+        binary = shutil.which("prometheus")
+        if binary is None:
+            raise PrometheusError("no `prometheus` on PATH (Debian: apt-get install prometheus)")
+        config = self.folder / "config"
+        shutil.copytree(SHIPPED / "rules", config / "rules", dirs_exist_ok=True)
+        shutil.copy(SHIPPED / "prometheus.yml", config / "prometheus.yml")
+        (config / "targets").mkdir(exist_ok=True)
+        groups = [{"targets": [url.split("://", 1)[-1]],
+                   "labels": {"kind": "mall", "side": side, "run": self.run}}
+                  for side, url in self.malls.items()]
+        groups.append({"targets": [self.loadgen], "labels": {"kind": "loadgen", "run": self.run}})
+        (config / "targets" / "run.json").write_text(json.dumps(groups, indent=1))
+        log = (self.folder / "prometheus.log").open("w")
+        self.process = subprocess.Popen(
+            [binary, f"--config.file={config / 'prometheus.yml'}",
+             f"--storage.tsdb.path={self.folder / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+            stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise PrometheusError(f"prometheus exited with {self.process.returncode}; "
+                                      f"see {self.folder / 'prometheus.log'}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise PrometheusError(f"prometheus at {self.url} was not ready in {seconds:.0f}s")
+
+    def wait_scraped(self, after: float, seconds: float = 15) -> float:
+        """Wait until every target of the run has been scraped after Unix time `after`;
+        returns the Unix time by which they all had (a safe instant to query at)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            targets = _get(f"{self.url}/api/v1/targets?state=active")["data"]["activeTargets"]
+            mine = [t for t in targets if t["labels"].get("run") == self.run]
+            scraped = [datetime.fromisoformat(t["lastScrape"].replace("Z", "+00:00"))
+                       .timestamp() for t in mine if t.get("health") == "up"]
+            if mine and len(scraped) == len(mine) and min(scraped) > after:
+                return max(scraped) + 0.001
+            time.sleep(0.25)
+        raise PrometheusError(f"the run's targets were not all scraped after {after} "
+                              f"within {seconds:.0f}s")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
