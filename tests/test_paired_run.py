@@ -7,13 +7,17 @@ import csv
 import gzip
 import json
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from loadtests import builds
 from loadtests.sides import CANARY, side_of
+from monitoring.promql_source import query as instant
 
+from .test_cli import free_port
 from .test_run import env, xingcheng  # noqa: F401  (env is a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,8 +105,13 @@ def test_the_same_build_on_both_sides_is_promoted(tmp_path, env):  # noqa: F811
     assert single.returncode == 2
 
 
-def test_a_canary_with_slow_order_creation_is_rolled_back_naming_it(tmp_path, env):  # noqa: F811
-    result, verdict, _ = _paired(tmp_path, env, "--canary-faults", str(SLOW_ORDERS))
+def test_a_canary_with_slow_order_creation_is_rolled_back_also_through_prometheus(
+        tmp_path, env):  # noqa: F811
+    """The rehearsal of a slow canary, with a real Prometheus scraping both malls and the load:
+    the gate names create_order, and judged again through PromQL (during the run, and later
+    from the stored TSDB served anew) it classifies every metric alike."""
+    result, verdict, folder = _paired(tmp_path, env, "--canary-faults", str(SLOW_ORDERS),
+                                      "--prometheus")
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     last = result.stdout.strip().splitlines()[-1]
     assert "ROLLBACK" in last and "create_order" in last
@@ -110,6 +119,39 @@ def test_a_canary_with_slow_order_creation_is_rolled_back_naming_it(tmp_path, en
     failing = [m["key"] for m in verdict["gate"]["metrics"] if m["classification"] == "fail"]
     assert "latency:create_order" in failing
     assert verdict["sides"]["canary"]["build"]["faults"].endswith("slow-orders.toml")
+    assert verdict["gate_prometheus"]["same_classification"] is True
+    assert verdict["gate_prometheus"]["verdict"] == "rollback"
+    # Serve the run's TSDB again and judge from it with the CLI.
+    port = free_port()
+    stored = folder / "prometheus"
+    server = subprocess.Popen(
+        ["prometheus", f"--config.file={stored / 'config' / 'prometheus.yml'}",
+         f"--storage.tsdb.path={stored / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+         "--log.level=error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{url}/-/ready", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        again = xingcheng(["gate", str(folder), "--prometheus", url], env, ROOT)
+        assert again.returncode == 1, again.stdout + again.stderr
+        regated = json.loads((folder / "gate.json").read_text())
+        assert regated["source"] == url
+        assert [(m["key"], m["classification"]) for m in regated["metrics"]] == [
+            (m["key"], m["classification"]) for m in verdict["gate"]["metrics"]]
+        # A recording rule over the same run: conversion per side, as the funnel says.
+        at = verdict["facts"]["prometheus"]["at"]
+        rows = instant(url, f'side:loadgen_conversion:ratio{{run="{folder.name}"}}', at)
+        conversion = {r["metric"]["side"]: float(r["value"][1]) for r in rows}
+        for side in ("baseline", "canary"):
+            funnel = verdict["sides"][side]["funnel"]
+            assert conversion[side] == pytest.approx(funnel["paid"] / funnel["session"])
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
 
 
 def test_a_run_too_short_to_judge_is_held(tmp_path, env):  # noqa: F811
