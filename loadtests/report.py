@@ -8,6 +8,7 @@ from pathlib import Path
 
 from monitoring.gate import judge, markdown
 from monitoring.gate_inputs import recorded
+from monitoring.report_html import write_report
 
 from .scenario import Scenario
 from .summary import Observed, percentile
@@ -81,6 +82,7 @@ def write(report_dir: Path, scenario: Scenario, observed: dict[str, Observed],
     (report_dir / "verdict.json").write_text(json.dumps(verdict, indent=2, ensure_ascii=False)
                                              + "\n", encoding="utf-8")
     (report_dir / "summary.md").write_text(_markdown(verdict), encoding="utf-8")
+    write_report(report_dir)   # after the verdict is safe on disk
     return verdict
 
 

@@ -190,7 +190,7 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
     finally:
         for mall in malls:
             builds.stop(mall.process)
-    console.print(f"report: {report_dir}/summary.md")
+    console.print(f"report: {report_dir}/report.html (summary.md, verdict.json)")
     return _conclude(scenario, verdict, console)
 
 

@@ -1,0 +1,80 @@
+"""report.html as a person opens it: headless Chromium (Debian's) renders the page of a real
+short run, single and paired, offline, with no console error and no request but the file."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .test_run import SHORT, env, xingcheng  # noqa: F401  (env is a fixture)
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason="Debian's chromium is missing (.ci/run installs it)")
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory, env) -> dict[str, Path]:  # noqa: F811
+    """One real short run of each kind."""
+    folder = tmp_path_factory.mktemp("report-html")
+    scenario = folder / "short.toml"
+    scenario.write_text(SHORT.format(name="short", extra=""), encoding="utf-8")
+    made = {}
+    for kind, extra in (("single", []), ("paired", ["--baseline", ".", "--canary", "."])):
+        out = folder / kind
+        result = xingcheng(["run", str(scenario), "--reports", str(out), *extra], env, ROOT)
+        assert result.returncode in (0, 1, 3), result.stdout[-2000:] + result.stderr[-2000:]
+        made[kind] = next(out.iterdir())
+    return made
+
+
+def render(report: Path, shot: Path) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    seen: dict = {"errors": [], "requests": []}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", lambda m: seen["errors"].append(m.text)
+                    if m.type == "error" else None)
+            page.on("pageerror", lambda e: seen["errors"].append(str(e)))
+            page.on("request", lambda r: seen["requests"].append(r.url))
+            page.goto((report / "report.html").as_uri())
+            page.wait_for_function("document.querySelectorAll('.main-svg').length > 0")
+            seen["plots"] = page.locator(".js-plotly-plot").count()
+            seen["empty_plots"] = page.evaluate(
+                "[...document.querySelectorAll('.js-plotly-plot')]"
+                ".filter(p => !p.querySelector('.main-svg')).length")
+            seen["first"] = page.evaluate(
+                "document.querySelector('h1').nextElementSibling.id")
+            seen["verdict"] = page.inner_text("#verdict")
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    shutil.copy(shot, report / "report.png")
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["single", "paired"])
+def test_report_renders_offline_without_errors(reports, kind, tmp_path):
+    report = reports[kind]
+    verdict = json.loads((report / "verdict.json").read_text())
+    seen = render(report, Path(f"/tmp/report-{kind}.png"))
+    assert seen["errors"] == []
+    assert seen["requests"] == [(report / "report.html").as_uri()]   # nothing fetched
+    assert seen["first"] == "verdict"
+    expected = verdict["gate"]["verdict"] if kind == "paired" else (
+        "pass" if verdict["passed"] else "fail")
+    assert seen["verdict"].strip().lower() == expected
+    assert seen["plots"] == (6 if kind == "paired" else 5) and seen["empty_plots"] == 0
+    body = (report / "report.html").read_text(encoding="utf-8").split("<body>")[1]
+    assert "https://" not in body and "http://" not in body   # no link to fetch later either
+    assert not re.search(r"(?<!\d)1[3-9]\d{9}(?!\d)", body)    # never a full phone number
