@@ -9,6 +9,10 @@ checked and reported).
 
     python benchmarks/mall_throughput.py [--duration 10] [--connections 50] [--warmup 2]
 
+The mall runs as users run it: its default configuration (the JSON access log on, written
+to a file) with the customer's token on catalogue requests, as the mini-program sends it; the
+catalogue is measured again with `--no-access-log` to show what the log costs.
+
 Layout: every server runs pinned to core 0 (`taskset -c 0`), wrk to core 1, so the load
 generator never steals the server's CPU.  Only 127.0.0.1 is ever targeted.  The mall gets a
 fresh SQLite file seeded through its own HTTP API (operator -> store -> staff -> 20 products
@@ -49,6 +53,7 @@ STOCK = 1_000_000
 # figure below it means a busy or slow machine, and the absolute order figure with it.
 BARE_REFERENCE = (13_800.0, 15_700.0)
 CATALOGUE_RATIO_TARGET = 0.40
+ACCESS_LOG_COST_TARGET = 0.10   # the default access log's share of catalogue throughput
 ORDERS_PER_SECOND_TARGET = 1500.0
 CREATED_SAMPLE = 'mall_orders_total{change="created"}'
 OTHER_CPU_WARNING = 0.10
@@ -355,27 +360,37 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> tuple[list[Row], int]:
     port = free_port()
     base = f"http://{HOST}:{port}"
     command = [sys.executable, "-m", "xingcheng.cli", "serve", "--db", str(db),
-               "--host", HOST, "--port", str(port), "--no-access-log"]
+               "--host", HOST, "--port", str(port)]
+    # The default configuration first (access log on, to a file as in real runs), then the
+    # same catalogue request without the log, on a fresh start of the same database.
     with server(command, f"{base}/readyz", workdir / "mall.log") as mall:
         seeded = seed(base, operator)
-        catalogue = measure(Load(f"{base}/api/v1/stores/{seeded.store_id}/products", 200),
-                            args, workdir, mall.pid)
+        customer = (("Authorization", f"Bearer {seeded.customer_token}"),)
+        catalogue_url = f"{base}/api/v1/stores/{seeded.store_id}/products"
+        catalogue = measure(Load(catalogue_url, 200, headers=customer), args, workdir,
+                            mall.pid)
         order = Load(f"{base}/api/v1/orders", 201, "POST", json.dumps({
             "store_id": seeded.store_id, "lines": [{"sku_id": seeded.sku_id, "qty": 1}],
-            "fulfilment": "pickup"}), (("Content-Type", "application/json"),
-                                       ("Authorization", f"Bearer {seeded.customer_token}")))
+            "fulfilment": "pickup"}), (("Content-Type", "application/json"), *customer))
         warm_up(order, args, workdir, mall.pid)
         before = orders_created(base)
         orders = run_wrk(order, args.duration, args.connections, workdir, mall.pid)
         created = orders_created(base) - before
+    with server([*command, "--no-access-log"], f"{base}/readyz",
+                workdir / "mall-quiet.log") as quiet:
+        unlogged = measure(Load(catalogue_url, 200, headers=customer), args, workdir,
+                           quiet.pid)
 
     ratio = catalogue.requests_per_second / bare.requests_per_second
+    log_cost = 1 - catalogue.requests_per_second / unlogged.requests_per_second
     return [
         Row("bare aiohttp JSON hello", bare,
             f"ref {BARE_REFERENCE[0] / 1000:g}k-{BARE_REFERENCE[1] / 1000:g}k/s",
             bare.requests_per_second >= BARE_REFERENCE[0]),
         Row("GET /stores/{id}/products (20 items)", catalogue,
             f">= {CATALOGUE_RATIO_TARGET:.0%} of bare", ratio >= CATALOGUE_RATIO_TARGET),
+        Row("  same, --no-access-log", unlogged,
+            f"log costs <= {ACCESS_LOG_COST_TARGET:.0%}", log_cost <= ACCESS_LOG_COST_TARGET),
         Row("POST /orders (pickup, 1 line)", orders, f">= {ORDERS_PER_SECOND_TARGET:,.0f}/s",
             orders.requests_per_second >= ORDERS_PER_SECOND_TARGET),
     ], created
@@ -404,6 +419,11 @@ def report(rows: list[Row], created: int, args: argparse.Namespace) -> None:
     for row in rows:
         if row.result.socket_errors:
             print(f"socket errors, {row.name}: {row.result.socket_errors}")
+    logged, unlogged = rows[1].result, rows[2].result
+    print(f"access log (on by default) costs "
+          f"{1 - logged.requests_per_second / unlogged.requests_per_second:.1%} of the "
+          f"catalogue's throughput ({logged.requests_per_second:,.0f} vs "
+          f"{unlogged.requests_per_second:,.0f} req/s with --no-access-log)")
     orders = rows[-1].result
     print(f"orders: wrk counted {orders.requests:,} responses "
           f"({orders.requests - orders.unexpected:,} of them 201); "

@@ -1,23 +1,36 @@
 """Structured access log (one JSON object per request) and request metrics.
 
-The log carries the route template and user id, never a body; the path passes through
-the phone mask in case a client put personal data in a query string."""
+The log carries the route template and user id, never a body; the path passes through the
+phone mask once, at the source, in case a client put personal data in a query string.
+
+It must be cheap, because it is on by default: on the request path the logger only appends
+the raw fields to a buffer; a flusher formats a batch and writes it with one call every
+0.2 s, and at shutdown, so nothing is lost on a clean stop.  Going through the logging
+module (a record, a filter's regex over the whole line, a handler lock and a formatter per
+request) cost 45% of a catalogue page's throughput."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-import logging
+import sys
 import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import TextIO
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from .auth import PRINCIPAL
+from .clock import SHANGHAI
 from .metrics import MallMetrics
-from .privacy import MaskingFilter, mask_text
+from .privacy import mask_text
 
 METRICS = web.AppKey("metrics", MallMetrics)
 _UNMATCHED = "unmatched"
+FLUSH_SECONDS = 0.2
 
 
 def route_template(request: web.Request) -> str:
@@ -26,25 +39,72 @@ def route_template(request: web.Request) -> str:
     return resource.canonical if resource is not None else _UNMATCHED
 
 
+class AccessLog:
+    """Rows buffered on the request path, formatted and written in batches off it."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.rows: list[tuple] = []
+        self._second = -1
+        self._stamp = ""
+
+    def add(self, row: tuple) -> None:
+        self.rows.append(row)
+
+    def _time(self, wall: float) -> str:
+        second = int(wall)
+        if second != self._second:   # one strftime per second, not per line
+            self._second = second
+            self._stamp = datetime.fromtimestamp(second, SHANGHAI).strftime(
+                "%Y-%m-%dT%H:%M:%S")
+        return f"{self._stamp}.{int((wall - second) * 1000):03d}+08:00"
+
+    def flush(self) -> None:
+        rows, self.rows = self.rows, []
+        if not rows:
+            return
+        dumps = json.dumps
+        lines = [
+            f'{{"ts": "{self._time(wall)}", "method": "{method}", "route": {dumps(route)}, '
+            f'"path": {dumps(mask_text(path), ensure_ascii=False)}, "status": {status}, '
+            f'"ms": {ms:.2f}, "user_id": {"null" if user is None else user}, '
+            f'"remote": {dumps(remote)}}}\n'
+            for wall, method, route, path, status, ms, user, remote in rows]
+        self.stream.write("".join(lines))
+        self.stream.flush()
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            self.flush()
+
+
+ACCESS_LOG = web.AppKey("access_log", AccessLog)
+
+
+async def access_log_context(app: web.Application) -> AsyncIterator[None]:
+    """Startup/cleanup: the app's buffer and its flusher; the last rows written on stop."""
+    log = app[ACCESS_LOG] = AccessLog()
+    flusher = asyncio.create_task(log.run())
+    yield
+    flusher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await flusher
+    log.flush()
+
+
 class JsonAccessLogger(AbstractAccessLogger):
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+    """aiohttp's hook: hands each request's fields to its app's buffer, nothing more."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time_: float) -> None:
+        app = getattr(request, "app", None)
+        log = app.get(ACCESS_LOG) if app is not None else None
+        if log is None:
+            return
         principal = request.get(PRINCIPAL)
-        self.logger.info(json.dumps({
-            "method": request.method,
-            "route": route_template(request),  # type: ignore[arg-type]
-            "path": mask_text(request.path_qs),
-            "status": response.status,
-            "ms": round(time * 1000, 2),
-            "user_id": principal.user_id if principal else None,
-            "remote": request.remote,
-        }, ensure_ascii=False))
-
-
-def access_logger() -> logging.Logger:
-    logger = logging.getLogger("mall.access")
-    if not any(isinstance(f, MaskingFilter) for f in logger.filters):
-        logger.addFilter(MaskingFilter())
-    return logger
+        log.add((time.time(), request.method, route_template(request),  # type: ignore[arg-type]
+                 request.path_qs, response.status, time_ * 1000,
+                 principal.user_id if principal else None, request.remote))
 
 
 @web.middleware

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from . import __version__, keys, openapi
-from .access_log import METRICS, metrics_middleware
+from .access_log import METRICS, access_log_context, metrics_middleware
 from .auth import TokenSigner
 from .config import MallConfig
 from .errors import error_middleware
@@ -118,5 +118,7 @@ def create_app(config: MallConfig | None = None) -> web.Application:
         app[FAULTS] = faults
     app[openapi.OPENAPI] = openapi.build(ROUTES, __version__)
     setup_routes(app)
+    if config.access_log:
+        app.cleanup_ctx.append(access_log_context)
     app.cleanup_ctx.append(_resources)
     return app

@@ -48,7 +48,7 @@ def serve(db_path: Path, host: str, port: int, clock: Clock | None, order_ttl: f
     """Run the mall."""
     from aiohttp import web
 
-    from mall.access_log import JsonAccessLogger, access_logger
+    from mall.access_log import JsonAccessLogger
     from mall.app import create_app
     from mall.config import MallConfig
     from mall.privacy import MaskingFilter
@@ -67,7 +67,7 @@ def serve(db_path: Path, host: str, port: int, clock: Clock | None, order_ttl: f
                         access_log=not no_access_log, faults=faults)
     web.run_app(create_app(config), host=host, port=port, print=None,
                 access_log_class=JsonAccessLogger,
-                access_log=access_logger() if config.access_log else None)
+                access_log=logging.getLogger("mall.access") if config.access_log else None)
 
 
 @main.command()
