@@ -8,6 +8,7 @@ range and no other process took a noticeable share of either core during the run
 checked and reported).
 
     python benchmarks/mall_throughput.py [--duration 10] [--connections 50] [--warmup 2]
+                                         [--rounds 3]
 
 The mall runs as users run it: its default configuration (the JSON access log on, written
 to a file) with the customer's token on catalogue requests, as the mini-program sends it; the
@@ -361,14 +362,24 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> tuple[list[Row], int]:
     base = f"http://{HOST}:{port}"
     command = [sys.executable, "-m", "xingcheng.cli", "serve", "--db", str(db),
                "--host", HOST, "--port", str(port)]
-    # The default configuration first (access log on, to a file as in real runs), then the
-    # same catalogue request without the log, on a fresh start of the same database.
-    with server(command, f"{base}/readyz", workdir / "mall.log") as mall:
+    # The default configuration (access log on, to a file as in real runs) and the same
+    # catalogue request with --no-access-log, alternated over several restarts of the same
+    # database: this machine's speed drifts from minute to minute, so each figure is the
+    # median of its rounds, taken between the other's.
+    with server(command, f"{base}/readyz", workdir / "mall-seed.log"):
         seeded = seed(base, operator)
-        customer = (("Authorization", f"Bearer {seeded.customer_token}"),)
-        catalogue_url = f"{base}/api/v1/stores/{seeded.store_id}/products"
-        catalogue = measure(Load(catalogue_url, 200, headers=customer), args, workdir,
-                            mall.pid)
+    customer = (("Authorization", f"Bearer {seeded.customer_token}"),)
+    catalogue_load = Load(f"{base}/api/v1/stores/{seeded.store_id}/products", 200,
+                          headers=customer)
+    rounds: dict[str, list[WrkResult]] = {"default": [], "quiet": []}
+    for number in range(args.rounds):
+        for key, extra in (("default", []), ("quiet", ["--no-access-log"])):
+            with server([*command, *extra], f"{base}/readyz",
+                        workdir / f"mall-{key}-{number}.log") as mall:
+                rounds[key].append(measure(catalogue_load, args, workdir, mall.pid))
+    catalogue, unlogged = (sorted(rounds[k], key=lambda r: r.requests_per_second)
+                           [len(rounds[k]) // 2] for k in ("default", "quiet"))
+    with server(command, f"{base}/readyz", workdir / "mall.log") as mall:
         order = Load(f"{base}/api/v1/orders", 201, "POST", json.dumps({
             "store_id": seeded.store_id, "lines": [{"sku_id": seeded.sku_id, "qty": 1}],
             "fulfilment": "pickup"}), (("Content-Type", "application/json"), *customer))
@@ -376,10 +387,6 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> tuple[list[Row], int]:
         before = orders_created(base)
         orders = run_wrk(order, args.duration, args.connections, workdir, mall.pid)
         created = orders_created(base) - before
-    with server([*command, "--no-access-log"], f"{base}/readyz",
-                workdir / "mall-quiet.log") as quiet:
-        unlogged = measure(Load(catalogue_url, 200, headers=customer), args, workdir,
-                           quiet.pid)
 
     ratio = catalogue.requests_per_second / bare.requests_per_second
     log_cost = 1 - catalogue.requests_per_second / unlogged.requests_per_second
@@ -420,6 +427,7 @@ def report(rows: list[Row], created: int, args: argparse.Namespace) -> None:
         if row.result.socket_errors:
             print(f"socket errors, {row.name}: {row.result.socket_errors}")
     logged, unlogged = rows[1].result, rows[2].result
+    print(f"catalogue rows: medians of {args.rounds} alternating rounds each")
     print(f"access log (on by default) costs "
           f"{1 - logged.requests_per_second / unlogged.requests_per_second:.1%} of the "
           f"catalogue's throughput ({logged.requests_per_second:,.0f} vs "
@@ -440,6 +448,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
     parser.add_argument("--connections", type=int, default=50, help="wrk connections")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating rounds of the catalogue with and without the log")
     parser.add_argument("--warmup", type=float, default=2.0,
                         help="seconds of discarded load before each run (0: none)")
     parser.add_argument("--keep", action="store_true",
