@@ -2,7 +2,9 @@
 
 - A/A: one build on both sides; the gate should promote (rolling back is a false alarm);
 - latency: the canary's order creation 25% slower (a fixed delay of a quarter of the
-  baseline's median create_order time, measured by the first A/A trial of this run);
+  baseline's median create_order time in the latest A/A trial: rounds interleave the cases,
+  so the delay follows the machine's speed as it drifts; the shift the gate then measured is
+  printed beside it);
 - errors: 1% of the canary's payment requests answered 503;
 - prices: the canary's prices 10% higher (customers buy less).
 
@@ -58,14 +60,17 @@ def trial(scenario: str, out: Path, faults: Path | None) -> dict:
             "median_create_order_ms": next(
                 (s["p50_ms"] for s in verdict.get("sides", {}).get("baseline", {})
                  .get("steps", []) if s["name"] == "create_order"), None),
+            "create_order_shift": next(
+                (m["reason"] for m in gate.get("metrics", [])
+                 if m["key"] == "latency:create_order"), None),
             "folder": str(folders[-1]) if folders else None,
             "tail": result.stdout.strip().splitlines()[-1:] if result.returncode not in
             VERDICTS else []}
 
 
-def latency_profile(median_ms: float, folder: Path) -> Path:
+def latency_profile(median_ms: float, folder: Path, round_number: int) -> Path:
     """A quarter of the baseline's median order-creation time, added on the canary."""
-    path = folder / "slow-orders-25pct.toml"
+    path = folder / f"slow-orders-25pct-{round_number}.toml"
     path.write_text(f'''# written by benchmarks/gate_quality.py: +25% of the measured median
 name = "orders-25pct"
 [[latency]]
@@ -110,25 +115,24 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[dict]] = {case: [] for case in cases}
     profiles: dict[str, Path] = dict(PROFILES)
-    # The first A/A trial measures the median that the latency case adds a quarter of.
-    calibration = trial(args.scenario, args.out / "aa", None)
-    results.setdefault("aa", []).append(calibration)
-    median = calibration["median_create_order_ms"]
-    if "latency" in cases:
-        if median is None:
-            sys.exit(f"the calibration trial gave no create_order median: {calibration}")
-        profiles["latency"] = latency_profile(median, args.out)
-    print(f"calibration: baseline create_order median {median} ms; "
-          f"latency fault {median * 0.25 if median else 0:.2f} ms", flush=True)
+    # Each round starts with an A/A trial, whose baseline median the latency case adds a
+    # quarter of; the cases interleave, so a slow minute of the machine hits every case.
+    cases = ["aa", *(c for c in cases if c != "aa")]
+    results.setdefault("aa", [])
     for round_number in range(args.trials):
-        for case in cases:  # interleaved, so a slow minute of the machine hits every case
-            if case == "aa" and round_number == 0:
-                continue  # the calibration trial is this round's A/A
+        for case in cases:
+            if case == "latency":
+                median = results["aa"][-1]["median_create_order_ms"]
+                if median is None:
+                    sys.exit(f"the A/A trial gave no create_order median: {results['aa'][-1]}")
+                profiles["latency"] = latency_profile(median, args.out, round_number)
             result = trial(args.scenario, args.out / case, profiles.get(case))
             results[case].append(result)
+            extra = (f"; fault {median * 0.25:.2f} ms on a {median} ms median, measured "
+                     f"{result['create_order_shift']}" if case == "latency" else "")
             print(f"round {round_number + 1} {case}: {result['verdict']} "
                   f"{result['deciding'][:2]} after {result['load_seconds']} s of load "
-                  f"({result['wall_seconds']} s wall)", flush=True)
+                  f"({result['wall_seconds']} s wall){extra}", flush=True)
     (args.out / "trials.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
     print(f"\nscenario {args.scenario}; {args.trials} rounds; trials in {args.out}\n")
     print("| case | trials | promoted | held | rolled back | median load to decision | "

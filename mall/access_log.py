@@ -5,9 +5,9 @@ phone mask once, at the source, in case a client put personal data in a query st
 
 It must be cheap, because it is on by default: on the request path the logger only appends
 the raw fields to a buffer; a flusher formats a batch and writes it with one call every
-0.05 s (small batches: no latency spike), and at shutdown, so nothing is lost on a clean stop.  Going through the logging
-module (a record, a filter's regex over the whole line, a handler lock and a formatter per
-request) cost 45% of a catalogue page's throughput."""
+0.05 s (small batches, so no latency spike) and at shutdown, so nothing is lost on a clean
+stop.  Going through the logging module (a record, a filter's regex over the whole line, a
+handler lock and a formatter per request) cost 45% of a catalogue page's throughput."""
 
 from __future__ import annotations
 

@@ -39,6 +39,7 @@ def build(routes, version: str) -> dict:
                            for name in _PARAM.findall(route.path)],
             "responses": {
                 str(route.status): {"description": "success"},
+                **{str(status): {"description": meaning} for status, meaning in route.also},
                 "4XX": {"description": "error",
                         "content": {"application/json": {
                             "schema": {"$ref": "#/components/schemas/Error"}}}},

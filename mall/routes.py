@@ -36,6 +36,8 @@ class Route:
     query: type[BaseModel] | None = None
     status: int = 200
     tag: str = "mall"
+    # Other success statuses the handler may answer with, and what each means.
+    also: tuple[tuple[int, str], ...] = ()
 
 
 V1 = "/api/v1"
@@ -59,7 +61,8 @@ ROUTES: tuple[Route, ...] = (
           "Onboard a store (its counter pickup point comes with it)", schemas.StoreIn,
           status=201, tag="admin"),
     Route("POST", f"{V1}/admin/stores/{{store_id}}/staff", admin.add_staff, "operator",
-          "Bind a WeChat openid as staff of a store", schemas.StaffIn, status=201, tag="admin"),
+          "Bind a WeChat openid as staff of a store", schemas.StaffIn, status=201, tag="admin",
+          also=((200, "already staff of this store: nothing changed"),)),
     Route("POST", f"{V1}/admin/stores/{{store_id}}/pickup-points", admin.add_pickup_point,
           "operator", "Add a pickup point (a locker) to a store", schemas.PickupPointIn,
           status=201, tag="admin"),
