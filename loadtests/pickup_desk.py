@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from typing import Any
+
+from .records import SessionRecord
 
 
 @dataclass(frozen=True)
@@ -16,7 +17,7 @@ class Ticket:
     fulfilment: str          # pickup | delivery
     code: str | None         # the pickup code the customer shows
     total_fen: int
-    record: Any = None       # the customer's session record, to mark it completed
+    record: SessionRecord | None = None   # the customer's session, marked completed
 
 
 class PickupDesk:

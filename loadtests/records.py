@@ -58,9 +58,9 @@ class RunRecords:
         self.metrics.funnel.labels(side, persona, district, "session").inc()
         return record
 
-    def reach(self, record: SessionRecord, stage: str) -> None:
+    def reach(self, record: SessionRecord | None, stage: str) -> None:
         """The session got as far as `stage` (each stage is counted once per session)."""
-        if FUNNEL.index(stage) <= FUNNEL.index(record.stage):
+        if record is None or FUNNEL.index(stage) <= FUNNEL.index(record.stage):
             return
         record.stage = stage
         if stage in ("ordered", "paid", "completed"):

@@ -4,32 +4,17 @@ the source, written in batches off the request path, and complete after a clean 
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import time
 
-from .test_cli import XINGCHENG, call, free_port
+from .test_cli import call, serving
 
 
 def test_every_request_is_logged_masked_and_nothing_is_lost_on_a_clean_stop(tmp_path):
-    port, log = free_port(), tmp_path / "serve.log"
-    base = f"http://127.0.0.1:{port}"
-    with log.open("w") as out:
-        proc = subprocess.Popen([*XINGCHENG, "serve", "--db", str(tmp_path / "m.db"), "--port",
-                                 str(port)], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        for _ in range(150):
-            try:
-                if call(f"{base}/readyz")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
-        sent = 300
+    log = tmp_path / "serve.log"
+    sent = 300
+    with log.open("w") as out, serving(tmp_path / "m.db", log=out) as base:
         for n in range(sent):   # the last ones land just before the stop, inside one batch
             call(f"{base}/api/v1/stores?phone=1391234{n:04d}&n={n}")
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=15)
+    # serving() stopped the mall with SIGTERM: its cleanup wrote the last batch.
     lines = [json.loads(line) for line in log.read_text().splitlines()
              if line.startswith("{")]
     mine = [entry for entry in lines if entry["path"].startswith("/api/v1/stores?phone=")]
