@@ -73,7 +73,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_break(tmp_path):
                  "--generation-database", "none", "--suppress-health-check", "all",
                  "-H", f"Authorization: Bearer {tokens[role]}",
                  "--report", "junit", "--report-dir", str(tmp_path / role)],
-                capture_output=True, text=True, timeout=240)
+                capture_output=True, text=True, timeout=240, cwd=tmp_path)
             output = result.stdout + result.stderr
             assert result.returncode == 0, f"{role}:\n{output[-6000:]}"
             cases = re.search(r"(\d+) generated", output)
