@@ -9,7 +9,9 @@
 - prices: the canary's prices 10% higher (customers buy less).
 
 Each trial is a real `xingcheng run SCENARIO --baseline . --canary .` (with the case's fault
-profile on the canary).  Printed per case: trials, the share promoted / held / rolled back
+profile on the canary).  Each round runs every case on a city of its own seed (the scenario's
+seed + the round), so trials differ in their city, customers and journeys, not only in the
+machine's timing: with one seed, runs repeat each other almost exactly.  Printed per case: trials, the share promoted / held / rolled back
 with a 95% Wilson interval, the deciding metrics seen, and the median load time to a
 decision.  Targets: A/A rolled back in at most 5% of trials, each regression rolled back in
 at least 95%, a decision within 3 minutes of load.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -31,6 +34,8 @@ from pathlib import Path
 
 from statsmodels.stats.proportion import proportion_confint
 
+from loadtests.scenario import load_scenario, resolve
+
 ROOT = Path(__file__).resolve().parent.parent
 VERDICTS = {0: "promote", 1: "rollback", 3: "hold"}
 CASES = ("aa", "latency", "errors", "prices")
@@ -38,6 +43,21 @@ TARGETS = {"aa": ("rollback", "<=", 0.05), "latency": ("rollback", ">=", 0.95),
            "errors": ("rollback", ">=", 0.95), "prices": ("rollback", ">=", 0.95)}
 PROFILES = {"errors": ROOT / "scenarios" / "faults" / "payment-errors.toml",
             "prices": ROOT / "scenarios" / "faults" / "price-up.toml"}
+
+
+def seeded(scenario: str, round_number: int, folder: Path) -> str:
+    """The scenario with its city seed moved on by the round."""
+    path = resolve(scenario)
+    text = path.read_text(encoding="utf-8")
+    seed = load_scenario(str(path)).spec.city.seed + round_number
+    city = text.index("[city]")
+    line = re.compile(r"^seed\s*=\s*\d+\s*$", re.MULTILINE)
+    match = line.search(text, city)
+    text = (text[:match.start()] + f"seed = {seed}" + text[match.end():] if match
+            else text[:city] + f"[city]\nseed = {seed}" + text[city + len("[city]"):])
+    copy = folder / f"{path.stem}-seed{seed}.toml"
+    copy.write_text(text, encoding="utf-8")
+    return str(copy)
 
 
 def trial(scenario: str, out: Path, faults: Path | None) -> dict:
@@ -120,13 +140,14 @@ def main() -> None:
     cases = ["aa", *(c for c in cases if c != "aa")]
     results.setdefault("aa", [])
     for round_number in range(args.trials):
+        scenario = seeded(args.scenario, round_number, args.out)
         for case in cases:
             if case == "latency":
                 median = results["aa"][-1]["median_create_order_ms"]
                 if median is None:
                     sys.exit(f"the A/A trial gave no create_order median: {results['aa'][-1]}")
                 profiles["latency"] = latency_profile(median, args.out, round_number)
-            result = trial(args.scenario, args.out / case, profiles.get(case))
+            result = trial(scenario, args.out / case, profiles.get(case))
             results[case].append(result)
             extra = (f"; fault {median * 0.25:.2f} ms on a {median} ms median, measured "
                      f"{result['create_order_shift']}" if case == "latency" else "")
