@@ -13,8 +13,9 @@ profile on the canary).  Each round runs every case on a city of its own seed (t
 seed + the round), so trials differ in their city, customers and journeys, not only in the
 machine's timing: with one seed, runs repeat each other almost exactly.  Printed per case:
 trials, the share promoted / held / rolled back with a 95% Wilson interval, the deciding
-metrics seen, and the median load time to a decision.  Targets: A/A rolled back in at most 5% of trials, each regression rolled back in
-at least 95%, a decision within 3 minutes of load.
+metrics seen, and the median load time to a decision.  Targets: A/A rolled back in at most
+5% of trials, each regression rolled back in at least 95%, a decision within 3 minutes of
+load.
 
     python benchmarks/gate_quality.py --trials 20     # rounds of 4 trials, ~2.5 min each
     python benchmarks/gate_quality.py --trials 3 --cases aa,prices
