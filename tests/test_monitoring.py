@@ -99,13 +99,12 @@ def _walk(node, selectors: list, grouping: set) -> None:
         selectors.append((node.name, {m.name for m in node.matchers.matchers}))
         return
     modifier = getattr(node, "modifier", None)
-    for attribute in ("labels", "matching"):
-        holder = getattr(modifier, attribute, None) if modifier is not None else None
-        labels = getattr(holder, "labels", None) if holder is not None else None
-        grouping.update(labels or ())
-    if modifier is not None and hasattr(modifier, "labels") and isinstance(modifier.labels,
-                                                                            list):
-        grouping.update(modifier.labels)
+    if modifier is not None:
+        if isinstance(getattr(modifier, "labels", None), list):    # by (...) / without (...)
+            grouping.update(modifier.labels)
+        matching = getattr(modifier, "matching", None)             # on (...) / ignoring (...)
+        grouping.update(getattr(matching, "labels", None) or ())
+        grouping.update(getattr(modifier, "group_labels", None) or ())  # group_left (...)
     for attribute in ("args", "expr", "lhs", "rhs", "vector_selector", "param"):
         child = getattr(node, attribute, None)
         if child is None:
@@ -114,35 +113,68 @@ def _walk(node, selectors: list, grouping: set) -> None:
             _walk(item, selectors, grouping)
 
 
+def problems_in(where: str, expr: str, known: dict[str, set[str]]) -> list[str]:
+    """What in one expression names a metric or a label that nothing exports."""
+    selectors: list = []
+    grouping: set = set()
+    _walk(promql_parser.parse(_grafana_free(expr)), selectors, grouping)
+    if not selectors:
+        return [f"{where}: no metric found in {expr!r}"]
+    allowed_everywhere = ADDED_BY_PROMETHEUS | {"__name__"}
+    found = []
+    for name, labels in selectors:
+        if name not in known:
+            found.append(f"{where}: unknown metric {name}")
+        elif unknown := labels - known[name] - allowed_everywhere:
+            found.append(f"{where}: {name} has no label {unknown}")
+    every_label = set().union(*known.values()) | allowed_everywhere
+    if grouping - every_label:
+        found.append(f"{where}: groups by unknown labels {grouping - every_label}")
+    return found
+
+
+def known_series() -> dict[str, set[str]]:
+    return {**exported(), **recorded_series(), "up": set()}
+
+
 def test_promql_names_only_exported_metrics_and_labels():
-    known = {**exported(), **recorded_series(), "up": set()}
-    problems = []
-    for where, expr in expressions():
-        selectors: list = []
-        grouping: set = set()
-        _walk(promql_parser.parse(_grafana_free(expr)), selectors, grouping)
-        assert selectors, f"{where}: no metric found in {expr!r}"
-        allowed_everywhere = ADDED_BY_PROMETHEUS | {"__name__"}
-        for name, labels in selectors:
-            if name not in known:
-                problems.append(f"{where}: unknown metric {name}")
-            elif labels - known[name] - allowed_everywhere:
-                problems.append(f"{where}: {name} has no label {labels - known[name]}")
-        every_label = set().union(*known.values()) | allowed_everywhere
-        if grouping - every_label:
-            problems.append(f"{where}: groups by unknown labels {grouping - every_label}")
+    known = known_series()
+    problems = [p for where, expr in expressions() for p in problems_in(where, expr, known)]
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.parametrize("expr, complaint", [
+    ("sum(rate(mall_http_requests_total_typo[1m]))", "unknown metric"),
+    ('mall_orders_total{side="canary", status="paid"}', "has no label {'status'}"),
+    ("sum by (run, store) (mall_gmv_yuan_total)", "groups by unknown labels {'store'}"),
+    ("mall_gmv_yuan_total > on (run, shop) loadgen_gmv_yuan_total", "unknown labels {'shop'}"),
+    ("mall_gmv_yuan_total * on (run) group_left (tenant) mall_build_info",
+     "unknown labels {'tenant'}"),
+    ('histogram_quantile(0.95, sum by (le) (rate(loadgen_request_duration_seconds_bucket'
+     '{name="pay", route="/x"}[1m])))', "has no label {'route'}"),
+])
+def test_the_cross_check_catches_a_wrong_metric_or_label(expr, complaint):
+    found = problems_in("probe", expr, known_series())
+    assert len(found) == 1 and complaint in found[0], found
+
+
 def test_the_metrics_document_lists_exactly_what_is_exported():
+    """docs/metrics.md is what dashboards and rules are written against: every family the
+    real registries expose is in its tables with exactly its label names, and nothing else."""
     text = (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
-    documented = set(re.findall(r"^\| `((?:mall|loadgen)_\w+)` \|", text, re.MULTILINE))
-    families = set()
+    rows = re.findall(r"^\| `((?:mall|loadgen)_\w+)` \| [^|]+ \|([^|]*)\|", text, re.MULTILINE)
+    documented = {name: {label.strip() for label in labels.split(",") if label.strip()}
+                  for name, labels in rows}
+    families = {}
     for registry in (MallMetrics().registry, LoadMetrics().registry):
         for collector in registry._collector_to_names:
-            kind = collector._type
-            families.add(f"{collector._name}_total" if kind == "counter" else collector._name)
-    assert documented == families, documented ^ families
+            name = (f"{collector._name}_total" if collector._type == "counter"
+                    else collector._name)
+            families[name] = set(collector._labelnames)
+    assert documented.keys() == families.keys(), documented.keys() ^ families.keys()
+    differ = {name: (documented[name], families[name]) for name in families
+              if documented[name] != families[name]}
+    assert not differ, f"labels (documented, exported): {differ}"
 
 
 def test_dashboards_are_importable_grafana_json_on_the_provisioned_datasource():
