@@ -13,8 +13,9 @@ import socket
 import subprocess
 import time
 import urllib.request
-from datetime import datetime
 from pathlib import Path
+
+from .promql_source import wait_scraped
 
 SHIPPED = Path(__file__).resolve().parent / "prometheus"
 
@@ -29,14 +30,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _get(url: str, timeout: float = 5) -> dict:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return json.loads(resp.read())
-
-
 class PrometheusServer:
-    def __init__(self, folder: Path, run: str, malls: dict[str, str], loadgen: str) -> None:
-        """`malls` is side -> base URL; `loadgen` the load generator's host:port."""
+    def __init__(self, folder: Path, run: str, malls: dict[str, str],
+                 loadgen: str | None = None) -> None:
+        """`malls` is side -> base URL; `loadgen` the load generator's host:port, if any."""
         self.folder = folder
         self.run = run
         self.malls = malls
@@ -56,7 +53,9 @@ class PrometheusServer:
         groups = [{"targets": [url.split("://", 1)[-1]],
                    "labels": {"kind": "mall", "side": side, "run": self.run}}
                   for side, url in self.malls.items()]
-        groups.append({"targets": [self.loadgen], "labels": {"kind": "loadgen", "run": self.run}})
+        if self.loadgen is not None:
+            groups.append({"targets": [self.loadgen],
+                           "labels": {"kind": "loadgen", "run": self.run}})
         (config / "targets" / "run.json").write_text(json.dumps(groups, indent=1))
         log = (self.folder / "prometheus.log").open("w")
         self.process = subprocess.Popen(
@@ -79,17 +78,10 @@ class PrometheusServer:
     def wait_scraped(self, after: float, seconds: float = 15) -> float:
         """Wait until every target of the run has been scraped after Unix time `after`;
         returns the Unix time by which they all had (a safe instant to query at)."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            targets = _get(f"{self.url}/api/v1/targets?state=active")["data"]["activeTargets"]
-            mine = [t for t in targets if t["labels"].get("run") == self.run]
-            scraped = [datetime.fromisoformat(t["lastScrape"].replace("Z", "+00:00"))
-                       .timestamp() for t in mine if t.get("health") == "up"]
-            if mine and len(scraped) == len(mine) and min(scraped) > after:
-                return max(scraped) + 0.001
-            time.sleep(0.25)
-        raise PrometheusError(f"the run's targets were not all scraped after {after} "
-                              f"within {seconds:.0f}s")
+        try:
+            return wait_scraped(self.url, self.run, after, seconds)
+        except TimeoutError as exc:
+            raise PrometheusError(str(exc)) from exc
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
