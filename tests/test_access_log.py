@@ -4,17 +4,21 @@ the source, written in batches off the request path, and complete after a clean 
 from __future__ import annotations
 
 import json
+import signal
+
+import pytest
 
 from .test_cli import call, serving
 
 
-def test_every_request_is_logged_masked_and_nothing_is_lost_on_a_clean_stop(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_every_request_is_logged_masked_and_nothing_is_lost_on_a_clean_stop(tmp_path, stop):
     log = tmp_path / "serve.log"
     sent = 300
-    with log.open("w") as out, serving(tmp_path / "m.db", log=out) as base:
+    with log.open("w") as out, serving(tmp_path / "m.db", log=out, stop=stop) as base:
         for n in range(sent):   # the last ones land just before the stop, inside one batch
             call(f"{base}/api/v1/stores?phone=1391234{n:04d}&n={n}")
-    # serving() stopped the mall with SIGTERM: its cleanup wrote the last batch.
+    # serving() stopped the mall with `stop`: its cleanup wrote the last batch.
     lines = [json.loads(line) for line in log.read_text().splitlines()
              if line.startswith("{")]
     mine = [entry for entry in lines if entry["path"].startswith("/api/v1/stores?phone=")]
@@ -26,3 +30,11 @@ def test_every_request_is_logged_masked_and_nothing_is_lost_on_a_clean_stop(tmp_
     assert first["method"] == "GET" and first["user_id"] is None
     assert first["ts"].startswith("20") and first["ts"].endswith("+08:00")
     assert isinstance(first["ms"], float) and first["remote"] == "127.0.0.1"
+
+
+def test_no_access_log_writes_no_request_lines(tmp_path):
+    log = tmp_path / "serve.log"
+    with log.open("w") as out, serving(tmp_path / "m.db", "--no-access-log", log=out) as base:
+        for n in range(20):
+            assert call(f"{base}/api/v1/stores?phone=1391234{n:04d}")[0] == 400
+    assert not [line for line in log.read_text().splitlines() if line.startswith("{")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -37,8 +38,9 @@ def call(url: str, method: str = "GET", body: dict | None = None, token: str | N
 
 
 @contextlib.contextmanager
-def serving(db: Path, *args: str, env: dict | None = None, log=subprocess.DEVNULL):
-    """`xingcheng serve` on a free port, ready; stopped on leaving."""
+def serving(db: Path, *args: str, env: dict | None = None, log=subprocess.DEVNULL,
+            stop: signal.Signals = signal.SIGTERM):
+    """`xingcheng serve` on a free port, ready; stopped on leaving by `stop`."""
     port = free_port()
     proc = subprocess.Popen([*XINGCHENG, "serve", "--db", str(db), "--port", str(port), *args],
                             stderr=log, stdout=log, env=env)
@@ -52,7 +54,7 @@ def serving(db: Path, *args: str, env: dict | None = None, log=subprocess.DEVNUL
                 time.sleep(0.1)
         yield base
     finally:
-        proc.terminate()
+        proc.send_signal(stop)
         proc.wait(timeout=10)
 
 
