@@ -97,8 +97,10 @@ def test_the_same_build_on_both_sides_is_promoted(tmp_path, env):  # noqa: F811
         (m["key"], m["classification"]) for m in verdict["gate"]["metrics"]]
     # With stricter settings (more samples than the run has) the same run is held.
     strict = tmp_path / "strict.toml"
-    strict.write_text((ROOT / "scenarios" / "smoke.toml").read_text(encoding="utf-8")
-                      + "\n[gate]\nmin_samples = 100000\n", encoding="utf-8")
+    smoke = (ROOT / "scenarios" / "smoke.toml").read_text(encoding="utf-8")
+    assert "\nmin_samples = 100 " in smoke
+    strict.write_text(smoke.replace("\nmin_samples = 100 ", "\nmin_samples = 100000 "),
+                      encoding="utf-8")
     held = xingcheng(["gate", str(folder), "--scenario", str(strict)], env, ROOT)
     assert held.returncode == 3 and "HOLD" in held.stdout.strip().splitlines()[-1]
     single = xingcheng(["gate", str(tmp_path)], env, ROOT)
