@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
+from json.encoder import encode_basestring_ascii
 from typing import TextIO
 
 from aiohttp import web
@@ -63,12 +63,14 @@ class AccessLog:
         rows, self.rows = self.rows, []
         if not rows:
             return
-        dumps = json.dumps
+        # json's C string quoter, without json.dumps's Python layers around it; the method
+        # is an HTTP token (no quote or backslash can reach it past the parser).
+        quote = encode_basestring_ascii
         lines = [
-            f'{{"ts": "{self._time(wall)}", "method": "{method}", "route": {dumps(route)}, '
-            f'"path": {dumps(mask_text(path), ensure_ascii=False)}, "status": {status}, '
+            f'{{"ts": "{self._time(wall)}", "method": "{method}", "route": {quote(route)}, '
+            f'"path": {quote(mask_text(path))}, "status": {status}, '
             f'"ms": {ms:.2f}, "user_id": {"null" if user is None else user}, '
-            f'"remote": {dumps(remote)}}}\n'
+            f'"remote": {"null" if remote is None else quote(remote)}}}\n'
             for wall, method, route, path, status, ms, user, remote in rows]
         self.stream.write("".join(lines))
         self.stream.flush()

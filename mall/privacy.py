@@ -12,7 +12,9 @@ import re
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-_PHONE = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+# The "no digit before" check sits after the leading 1 (as "not four digits in a row"), so the
+# pattern starts with a literal and re skips ahead to each "1" instead of trying every position.
+_PHONE = re.compile(r"(1[3-9]\d)(?<!\d{4})(\d{4})(\d{4})(?!\d)")
 
 
 def mask_phone(phone: str) -> str:
@@ -36,8 +38,9 @@ def mask_address(detail: str) -> str:
 
 
 def mask_text(text: str) -> str:
-    """Mask every phone number found inside free text."""
-    return _PHONE.sub(r"\1****\3", text)
+    """Mask every phone number found inside free text.  Most text (every access log path) has
+    none, and a search costs a fraction of a substitution, so the search comes first."""
+    return _PHONE.sub(r"\1****\3", text) if _PHONE.search(text) else text
 
 
 class MaskingFilter(logging.Filter):
