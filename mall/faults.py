@@ -3,8 +3,10 @@ build on purpose (slow routes, errors on a route, higher prices), so release man
 the gate catch it before a real one does.
 
 Never active unless named; the start-up log warns about every fault, and `mall_build_info`
-carries the profile's name.  Draws come from the profile's seed, so a rehearsal replays.  An
-injected error refuses the request before its handler runs: nothing is half written."""
+carries the profile's name.  Each fault draws from its own generator seeded by the profile's
+seed and the fault's place, so the n-th request on a route meets the same fate whatever other
+routes receive: a rehearsal replays.  An injected error refuses the request before its handler
+runs: nothing is half written."""
 
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ import hashlib
 import logging
 import random
 import tomllib
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ApiError
 
@@ -27,56 +30,123 @@ Millis = Annotated[float, Field(ge=0, le=60_000)]
 
 
 class FaultProfileError(ValueError):
-    """A profile that cannot be used; the message names the file and the field."""
+    """A profile that cannot be used; the message names the file and every bad field."""
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # A typo (`rat = 0.1`) must be an error, not a fault silently left out of a rehearsal.
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Lognormal(_Strict):
-    median_ms: Millis
+    median_ms: Annotated[float, Field(gt=0, le=60_000)]
     sigma: Annotated[float, Field(ge=0, le=3)] = 0.5
+
+    def draw_ms(self, rng: random.Random) -> float:
+        return self.median_ms * rng.lognormvariate(0, self.sigma)
+
+    def describe(self) -> str:
+        return f"lognormal median {self.median_ms:g} ms, sigma {self.sigma:g}"
 
 
 class Uniform(_Strict):
     low_ms: Millis
     high_ms: Millis
 
+    @model_validator(mode="after")
+    def _ordered(self) -> Uniform:
+        if self.high_ms < self.low_ms:
+            raise ValueError("high_ms must not be below low_ms")
+        return self
 
-class Latency(_Strict):
-    """Added time on a route: fixed, or drawn from a distribution (fixed is added to it)."""
+    def draw_ms(self, rng: random.Random) -> float:
+        return rng.uniform(self.low_ms, self.high_ms)
 
+    def describe(self) -> str:
+        return f"uniform {self.low_ms:g}-{self.high_ms:g} ms"
+
+
+class Exponential(_Strict):
+    mean_ms: Annotated[float, Field(gt=0, le=60_000)]
+
+    def draw_ms(self, rng: random.Random) -> float:
+        return rng.expovariate(1 / self.mean_ms)
+
+    def describe(self) -> str:
+        return f"exponential mean {self.mean_ms:g} ms"
+
+
+class _RouteFault(_Strict):
     route: str
-    fixed_ms: Millis = 0
+
+    @field_validator("route")
+    @classmethod
+    def _known(cls, route: str) -> str:
+        from .routes import ROUTES  # the route table names every route a fault may target
+
+        if route not in {f"{r.method} {r.path}" for r in ROUTES}:
+            raise ValueError(f"{route!r} is no route; write it as mall/routes.py names it, "
+                             "method and template, e.g. 'POST /api/v1/orders/{order_id}/pay'")
+        return route
+
+
+class Latency(_RouteFault):
+    """Added time on a route: `fixed_ms`, or one distribution, on a `share` of requests."""
+
+    fixed_ms: Millis | None = None
     lognormal: Lognormal | None = None
     uniform: Uniform | None = None
-    exponential_mean_ms: Millis | None = None
+    exponential: Exponential | None = None
     share: Share = 1.0
 
-    def draw(self, rng: random.Random) -> float:
-        ms = self.fixed_ms
-        if self.lognormal is not None:
-            ms += rng.lognormvariate(0, self.lognormal.sigma) * self.lognormal.median_ms
-        if self.uniform is not None:
-            ms += rng.uniform(self.uniform.low_ms, self.uniform.high_ms)
-        if self.exponential_mean_ms:
-            ms += rng.expovariate(1 / self.exponential_mean_ms)
-        return ms / 1000
+    @model_validator(mode="after")
+    def _one_kind(self) -> Latency:
+        given = [k for k in ("fixed_ms", "lognormal", "uniform", "exponential")
+                 if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of fixed_ms, lognormal, uniform, exponential"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        return self
+
+    def draw_ms(self, rng: random.Random) -> float:
+        for distribution in (self.lognormal, self.uniform, self.exponential):
+            if distribution is not None:
+                return distribution.draw_ms(rng)
+        return self.fixed_ms or 0.0
+
+    def describe(self) -> str:
+        shape = next((d.describe() for d in (self.lognormal, self.uniform, self.exponential)
+                      if d is not None), None) or f"fixed {self.fixed_ms:g} ms"
+        return f"{shape}, on {self.share:.0%} of requests"
 
 
-class Errors(_Strict):
-    route: str
+class Errors(_RouteFault):
     rate: Share
     status: Annotated[int, Field(ge=500, le=599)] = 503
 
+    def describe(self) -> str:
+        return f"{self.rate * 100:.2f}% answered {self.status}"
+
 
 class Prices(_Strict):
-    """A price change on all SKUs, listed SKUs, or a share of SKUs (by a stable hash)."""
+    """A price change on all SKUs or listed SKUs, on a `share` of them chosen by a stable
+    hash of the SKU id and the seed (so both malls of a rehearsal agree which ones)."""
 
     factor: Annotated[float, Field(gt=0, le=10)]
     skus: Literal["all"] | list[Annotated[int, Field(gt=0)]] = "all"
     share: Share = 1.0
+
+    @field_validator("skus")
+    @classmethod
+    def _some(cls, skus: str | list[int]) -> str | list[int]:
+        if not skus:
+            raise ValueError('list at least one SKU id, or write skus = "all"')
+        return skus
+
+    def describe(self) -> str:
+        which = "all SKUs" if self.skus == "all" else f"SKUs {self.skus}"
+        return f"x{self.factor:g} on {which}" + ("" if self.share == 1 else
+                                                   f" ({self.share:.0%} of them)")
 
 
 class FaultProfile(_Strict):
@@ -87,31 +157,28 @@ class FaultProfile(_Strict):
     errors: list[Errors] = []
     prices: list[Prices] = []
 
-    @model_validator(mode="after")
-    def _routes_exist(self) -> FaultProfile:
-        from .routes import ROUTES  # the route table names every route a fault may target
-
-        known = {f"{r.method} {r.path}" for r in ROUTES}
-        for kind in ("latency", "errors"):
-            for index, fault in enumerate(getattr(self, kind)):
-                if fault.route not in known:
-                    raise ValueError(f"{kind}.{index}.route: {fault.route!r} is no route; "
-                                     "write it as in mall/routes.py, e.g. "
-                                     "'POST /api/v1/orders'")
-        return self
+    @field_validator("latency", "errors")
+    @classmethod
+    def _one_per_route(cls, faults: list[Latency] | list[Errors]) -> list:
+        routes = [f.route for f in faults]
+        twice = sorted({r for r in routes if routes.count(r) > 1})
+        if twice:
+            raise ValueError(f"one fault of a kind per route; listed twice: {', '.join(twice)}")
+        return faults
 
 
 def load_profile(path: Path) -> FaultProfile:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise FaultProfileError(f"{path}: {exc}") from exc
     try:
         return FaultProfile.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise FaultProfileError(f"{path}: {where}: {first['msg']}") from exc
+        problems = [f"{path}: {'.'.join(str(p) for p in e['loc']) or '(top level)'}: "
+                    f"{e['msg'].removeprefix('Value error, ')}"
+                    for e in exc.errors(include_url=False)]
+        raise FaultProfileError("\n".join(problems)) from exc
 
 
 class ActiveFaults:
@@ -119,9 +186,12 @@ class ActiveFaults:
 
     def __init__(self, profile: FaultProfile) -> None:
         self.profile = profile
-        self.rng = random.Random(f"faults:{profile.seed}")
-        self.latency = {f.route: f for f in profile.latency}
-        self.errors = {f.route: f for f in profile.errors}
+        seed = profile.seed
+        self.latency = {f.route: (f, random.Random(f"latency:{seed}:{f.route}"))
+                        for f in profile.latency}
+        self.errors = {f.route: (f, random.Random(f"errors:{seed}:{f.route}"))
+                       for f in profile.errors}
+        self._served: dict[tuple[int, int], int] = {}
 
     @property
     def name(self) -> str:
@@ -132,37 +202,65 @@ class ActiveFaults:
         log.warning("FAULT PROFILE ACTIVE: %s (%s) - this mall misbehaves on purpose",
                     p.name, p.description or "no description")
         for fault in p.latency:
-            log.warning("FAULT latency on %s: %s", fault.route, fault.model_dump())
+            log.warning("FAULT latency on %s: %s", fault.route, fault.describe())
         for fault in p.errors:
-            log.warning("FAULT errors on %s: %.2f%% answered %d", fault.route,
-                        fault.rate * 100, fault.status)
-        for fault in p.prices:
-            log.warning("FAULT prices x%.3f on %s", fault.factor, fault.model_dump())
+            log.warning("FAULT errors on %s: %s", fault.route, fault.describe())
+        for change in p.prices:
+            log.warning("FAULT prices %s", change.describe())
+
+    def delay(self, route: str) -> float:
+        """Seconds to hold a request on `route` (0 when it is spared)."""
+        found = self.latency.get(route)
+        if found is None:
+            return 0.0
+        fault, rng = found
+        if fault.share < 1 and rng.random() >= fault.share:
+            return 0.0
+        return fault.draw_ms(rng) / 1000
+
+    def refusal(self, route: str) -> Errors | None:
+        """The error fault that refuses this request on `route`, if it does."""
+        found = self.errors.get(route)
+        if found is None:
+            return None
+        fault, rng = found
+        return fault if rng.random() < fault.rate else None
 
     def price(self, sku_id: int, stored_fen: int) -> int:
-        """The price served for a SKU: its stored price, changed by the profile."""
-        for change in self.profile.prices:
-            if change.skus != "all" and sku_id not in change.skus:
-                continue
-            if change.share < 1 and _unit(f"{self.profile.seed}:{sku_id}") >= change.share:
-                continue
-            stored_fen = int(stored_fen * change.factor + 0.5)   # round half up, in fen
-        return stored_fen
+        """The price served for a SKU: its stored price, changed by the profile (integer fen,
+        rounded half up, never below 1 fen)."""
+        key = (sku_id, stored_fen)
+        served = self._served.get(key)
+        if served is None:
+            served = stored_fen
+            for change in self.profile.prices:
+                if change.skus != "all" and sku_id not in change.skus:
+                    continue
+                if change.share < 1 and _unit(f"{self.profile.seed}:{sku_id}") >= change.share:
+                    continue
+                exact = Decimal(served) * Decimal(repr(change.factor))
+                served = max(1, int(exact.to_integral_value(ROUND_HALF_UP)))
+            if len(self._served) >= 100_000:
+                self._served.clear()  # bounded; a price is cheap to work out again
+            self._served[key] = served
+        return served
 
     @web.middleware
     async def middleware(self, request: web.Request, handler) -> web.StreamResponse:
         info = request.match_info
         resource = info.route.resource if info.http_exception is None else None
-        route = f"{request.method} {resource.canonical}" if resource is not None else ""
-        latency = self.latency.get(route)
-        if latency is not None and self.rng.random() < latency.share:
-            await asyncio.sleep(latency.draw(self.rng))
-        errors = self.errors.get(route)
-        if errors is not None and self.rng.random() < errors.rate:
-            raise ApiError("injected_fault", f"fault profile {self.name}: injected error",
-                           status=errors.status)
+        if resource is not None:
+            route = f"{request.method} {resource.canonical}"
+            seconds = self.delay(route)
+            if seconds > 0:
+                await asyncio.sleep(seconds)
+            refused = self.refusal(route)
+            if refused is not None:
+                raise ApiError("injected_fault", f"fault profile {self.name}: injected error",
+                               status=refused.status)
         return await handler(request)
 
 
 def _unit(text: str) -> float:
+    """A stable number in [0, 1) for a text (Python's hash() changes between processes)."""
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") / 2**64
