@@ -1,5 +1,9 @@
-"""Request shapes.  Bodies are strict (a price of "12" or 12.5 is refused, never coerced);
-query strings are lax, since every query value arrives as text."""
+r"""Request shapes.  Bodies are strict (a price of "12" or 12.5 is refused, never coerced);
+query strings are lax, since every query value arrives as text.
+
+Digits in patterns are `[0-9]`, never `\d`: pydantic's regex engine reads `\d` as any Unicode
+digit, so ٠١٢ or full-width digits got through into phones, opening hours and pickup codes
+(where `hmac.compare_digest` then raised on the non-ASCII text)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Id = Annotated[int, Field(gt=0, le=2**62)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
-Clock = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")]
+Clock = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$")]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=12,
                                        pattern=r"^[^\x00-\x1f,]+$")]
 Scene = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
@@ -78,7 +82,7 @@ class BulkStockIn(Body):
 
 class AddressIn(Body):
     contact_name: Name
-    phone: Annotated[str, StringConstraints(pattern=r"^1[3-9]\d{9}$")]
+    phone: Annotated[str, StringConstraints(pattern=r"^1[3-9][0-9]{9}$")]
     district: Annotated[str, StringConstraints(min_length=1, max_length=20)]
     detail: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2,
                                              max_length=120)]
@@ -105,7 +109,7 @@ class PaymentCompletion(Body):
 
 
 class PickupCode(Body):
-    code: Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
+    code: Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
 
 
 class StoresQuery(Query):
@@ -132,5 +136,5 @@ class PageQuery(Query):
 
 
 class StoreOrdersQuery(PageQuery):
-    date: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")] | None = None
+    date: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")] | None = None
     status: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,20}$")] | None = None

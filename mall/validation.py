@@ -51,13 +51,16 @@ def encode_cursor(position: int) -> str:
 
 
 def decode_cursor(cursor: str | None, default: int) -> int:
-    """The position a cursor stands for; cursors are opaque to clients but only ever ints."""
+    """The position a cursor stands for; cursors are opaque to clients but only ever ints.
+
+    Bounded like every id (2**62): a forged cursor holding a larger int would overflow
+    SQLite's 64-bit integers in the query that uses it."""
     if cursor is None:
         return default
     try:
         value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, binascii.Error):
         value = None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 2**62:
         raise BadRequest("invalid_cursor", "cursor is not one this server issued", "cursor")
     return value

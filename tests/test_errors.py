@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 
-from .conftest import order_body
+from .conftest import order_body, paid_order
 
 
 def assert_error(reply, status: int, code: str, field: str | None) -> None:
@@ -123,6 +126,54 @@ async def test_path_ids_are_ascii_digits_or_404(mall, shop):
         assert_error(await api.post(f"{base}/orders/{odd}/delivered", token=shop.merchant),
                      404, "not_found", "order_id")
         assert_error(await api.get(f"/api/v1/stores/{odd}"), 404, "not_found", "store_id")
+    assert 'status_class="5xx"' not in await api.metrics()
+
+
+def _forged_cursor(position: int) -> str:
+    """A cursor as the server encodes one (base64 of a JSON int), written here by hand."""
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
+
+
+async def test_forged_cursors_beyond_any_id_are_400(mall, shop):
+    """A cursor holding an int past SQLite's 64 bits was a 500 (OverflowError) on every list."""
+    api, customer = mall.api, await mall.api.login("forger")
+    merchant = f"/api/v1/merchant/stores/{shop.store_id}"
+    lists = [("/api/v1/orders", customer), ("/api/v1/stores?district=天心区", None),
+             (f"/api/v1/stores/{shop.store_id}/products", None),
+             (f"{merchant}/orders", shop.merchant), (f"{merchant}/audit-log", shop.merchant)]
+    for path, token in lists:
+        sep = "&" if "?" in path else "?"
+        for position in (2**62 + 1, 2**63, 10**30):
+            assert_error(await api.get(f"{path}{sep}cursor={_forged_cursor(position)}",
+                                       token=token), 400, "invalid_cursor", "cursor")
+        # The largest id-sized position is still a cursor: an empty page, not an error.
+        reply = await api.get(f"{path}{sep}cursor={_forged_cursor(2**62)}", token=token)
+        assert reply.status == 200, reply.body
+    assert 'status_class="5xx"' not in await api.metrics()
+
+
+async def test_patterned_fields_take_ascii_digits_only(mall, shop):
+    """`\\d` in pydantic patterns matched any Unicode digit: a pickup code in Arabic-Indic
+    digits was a 500 (hmac.compare_digest refuses non-ASCII text), and such phones and opening
+    hours were stored."""
+    api, customer = mall.api, await mall.api.login("digits")
+    order_id = await paid_order(mall, shop, customer)
+    base = f"/api/v1/merchant/stores/{shop.store_id}"
+    assert (await api.post(f"{base}/orders/{order_id}/ready", token=shop.merchant)).status == 200
+    for code in ("١٢٣٤٥٦", "１２３４５６", "12345٦"):
+        assert_error(await api.post(f"{base}/orders/{order_id}/pickup", token=shop.merchant,
+                                    json={"code": code}), 400, "invalid_field", "code")
+    address = {"contact_name": "张三", "district": "天心区", "detail": "坡子街1号"}
+    for phone in ("138٠٠٠٠٠٠٠٠", "1380013８000"):
+        assert_error(await api.post("/api/v1/me/addresses", token=customer,
+                                    json=address | {"phone": phone}), 400, "invalid_field",
+                     "phone")
+    store = {"name": "夜宵", "kind": "snacks", "district": "天心区", "lat": 28.19, "lng": 112.97}
+    assert_error(await api.post("/api/v1/admin/stores", token=shop.operator,
+                                json=store | {"opens_at": "08:0٠"}), 400, "invalid_field",
+                 "opens_at")
+    assert_error(await api.get(f"{base}/orders", token=shop.merchant,
+                               params={"date": "٢٠٢٦-١١-٢٥"}), 400, "invalid_field", "date")
     assert 'status_class="5xx"' not in await api.metrics()
 
 
