@@ -13,63 +13,91 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 
 @dataclass
 class Buckets:
-    """A histogram: upper bounds (ascending, the last may be +Inf) and cumulative counts."""
+    """A histogram as exported: upper bounds (`le`, the last +Inf) and cumulative counts.
+
+    `integer` marks a histogram of whole numbers (items in a basket), whose buckets hold
+    known values rather than a continuous range."""
 
     cumulative: dict[float, float] = field(default_factory=dict)
+    integer: bool = False
 
     def add(self, le: str, value: float) -> None:
         bound = math.inf if le == "+Inf" else float(le)
         self.cumulative[bound] = self.cumulative.get(bound, 0.0) + value
 
-    def counts(self) -> tuple[list[float], list[int]]:
-        """Each bucket's representative value (its geometric middle; 0 for a bucket that
-        ends at 0) and how many observations fell in it."""
-        bounds = sorted(self.cumulative)
-        finite = [b for b in bounds if math.isfinite(b)]
-        ratio = finite[-1] / finite[-2] if len(finite) > 1 and finite[-2] > 0 else 2.0
-        values, counts, previous_bound, previous_total = [], [], None, 0.0
-        for bound in bounds:
-            total = self.cumulative[bound]
-            count = round(total - previous_total)
-            previous_total = total
-            if math.isinf(bound):
-                value = finite[-1] * math.sqrt(ratio) if finite else 0.0
-            elif bound <= 0:
-                value = 0.0
-            elif previous_bound is None or previous_bound <= 0:
-                value = bound / math.sqrt(ratio) if previous_bound is None else bound / 2
-            else:
-                value = math.sqrt(previous_bound * bound)
-            previous_bound = bound
-            if count > 0:
-                values.append(value)
-                counts.append(count)
-        return values, counts
-
     @property
     def total(self) -> int:
-        return round(self.cumulative.get(math.inf, 0.0))
+        """Observations: the +Inf bucket's count (the largest count if +Inf is missing)."""
+        if not self.cumulative:
+            return 0
+        return round(self.cumulative.get(math.inf, max(self.cumulative.values())))
+
+    def counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each non-empty bucket's representative value and how many observations fell in it.
+
+        A bucket (a, b] stands for its geometric middle sqrt(a * b): the layouts grow by a
+        fixed ratio, so that is where the bucket's middle lies on the log scale rank tests and
+        shifts care about.  The +Inf bucket is taken at the last finite bound (nothing says
+        how far beyond it), a bucket ending at 0 at 0, and a first bucket, or one starting at
+        0, as one layout step wide.  Whole-number buckets stand for the middle of the whole
+        numbers they hold ((1, 2] holds only 2)."""
+        bounds = sorted(self.cumulative)
+        finite = [b for b in bounds if math.isfinite(b) and b > 0]
+        step = finite[1] / finite[0] if len(finite) > 1 else 2.0
+        values, counts = [], []
+        previous: float | None = None
+        seen = 0.0
+        for bound in bounds:
+            count = round(self.cumulative[bound] - seen)
+            seen = max(seen, self.cumulative[bound])
+            if count > 0:
+                values.append(self._representative(previous, bound, step, finite))
+                counts.append(count)
+            previous = bound
+        return np.asarray(values, dtype=float), np.asarray(counts, dtype=np.int64)
+
+    def _representative(self, low: float | None, high: float, step: float,
+                        finite: list[float]) -> float:
+        if math.isinf(high):
+            return finite[-1] if finite else 0.0
+        if high <= 0:
+            return 0.0
+        if self.integer:
+            return high if low is None else (math.floor(low) + 1 + high) / 2
+        if low is None or low <= 0:
+            return high / math.sqrt(step)
+        return math.sqrt(low * high)
+
+    def expanded(self) -> np.ndarray:
+        """One value per observation (bucket representatives repeated), for rank tests."""
+        values, counts = self.counts()
+        return np.repeat(values, counts)
 
 
 @dataclass
 class SideData:
+    """One side's numbers, as the gate needs them."""
+
     latency: dict[str, Buckets] = field(default_factory=lambda: defaultdict(Buckets))
     requests: float = 0.0
     failed: float = 0.0
     server_errors: float = 0.0
     funnel: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     session_gmv: Buckets = field(default_factory=Buckets)
-    basket: Buckets = field(default_factory=Buckets)
+    basket: Buckets = field(default_factory=lambda: Buckets(integer=True))
     oversold: float | None = None
 
 
 def by_side(samples: Iterable[Sample]) -> dict[str, SideData]:
+    """Sum the samples per side (labels other than side and le add up: persona, district,
+    status class); samples without a side are not the gate's."""
     sides: dict[str, SideData] = defaultdict(SideData)
     for sample in samples:
         side = sample.labels.get("side")
@@ -77,7 +105,7 @@ def by_side(samples: Iterable[Sample]) -> dict[str, SideData]:
             continue
         data, name, labels = sides[side], sample.name, sample.labels
         if name == "loadgen_request_duration_seconds_bucket":
-            data.latency[labels["name"]].add(labels["le"], sample.value)
+            data.latency[labels.get("name", "")].add(labels["le"], sample.value)
         elif name == "loadgen_requests_total":
             data.requests += sample.value
             if labels.get("status_class") == "5xx":
@@ -85,7 +113,7 @@ def by_side(samples: Iterable[Sample]) -> dict[str, SideData]:
         elif name == "loadgen_request_failures_total":
             data.failed += sample.value
         elif name == "loadgen_funnel_total":
-            data.funnel[labels["stage"]] += sample.value
+            data.funnel[labels.get("stage", "")] += sample.value
         elif name == "loadgen_session_gmv_yuan_bucket":
             data.session_gmv.add(labels["le"], sample.value)
         elif name == "loadgen_basket_items_bucket":

@@ -22,6 +22,9 @@ HARNESS = 2
 
 def regate(report_dir: Path, prometheus: str | None = None, scenario: str | None = None,
            console: Console | None = None) -> int:
+    """Judge the run in `report_dir` again, write gate.json beside verdict.json (never over
+    it: that is the run's own record) and return the exit code: 0 promote, 1 rollback,
+    3 hold, 2 when the folder cannot be judged."""
     console = console or Console()
     try:
         verdict = json.loads((report_dir / "verdict.json").read_text(encoding="utf-8"))
@@ -30,8 +33,11 @@ def regate(report_dir: Path, prometheus: str | None = None, scenario: str | None
                              "baseline (run with --canary BUILD)")
         settings = load_scenario(scenario or verdict["scenario_path"]).spec.gate
         if prometheus:
-            from .promql_source import instant_samples
-
+            try:   # written apart from the gate; the recorded files need none of it
+                from .promql_source import instant_samples
+            except ImportError as exc:
+                raise ValueError(f"--prometheus needs monitoring.promql_source, which is not "
+                                 f"there ({exc}); judge the recorded files instead") from exc
             facts = verdict["facts"]
             at = facts.get("prometheus", {}).get("at", facts["ended_at"])
             samples = instant_samples(prometheus, at, verdict["run"])
@@ -39,8 +45,12 @@ def regate(report_dir: Path, prometheus: str | None = None, scenario: str | None
             samples = recorded(report_dir)
         thresholds = {side: data["thresholds"] for side, data in verdict["sides"].items()}
         gate = judge(settings, samples, thresholds)
-    except (OSError, ValueError, KeyError, ScenarioError) as exc:
-        console.print(f"[red]harness error:[/red] {exc}")
+    except KeyError as exc:
+        console.print(f"[red]harness error:[/red] {report_dir / 'verdict.json'} lacks {exc}",
+                      soft_wrap=True)
+        return HARNESS
+    except (OSError, ValueError, ScenarioError) as exc:
+        console.print(f"[red]harness error:[/red] {exc}", soft_wrap=True)
         return HARNESS
     gate["source"] = prometheus or "recorded"
     (report_dir / "gate.json").write_text(json.dumps(gate, indent=2, ensure_ascii=False) + "\n",
