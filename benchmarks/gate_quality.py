@@ -17,8 +17,13 @@ metrics seen, and the median load time to a decision.  Targets: A/A rolled back 
 5% of trials, each regression rolled back in at least 95%, a decision within 3 minutes of
 load.
 
-    python benchmarks/gate_quality.py --trials 20     # rounds of 4 trials, ~2.5 min each
+    python benchmarks/gate_quality.py --trials 20     # rounds of 4 trials, ~2.3 min each
     python benchmarks/gate_quality.py --trials 3 --cases aa,prices
+    python benchmarks/gate_quality.py --trials 20 --resume   # go on where a stopped run ended
+
+Each trial is appended to `trials.jsonl` in the output folder as soon as it is judged, so a run
+stopped after hours keeps what it measured; `--resume` runs only the (round, case) pairs that
+file lacks and prints the table over all of them.
 """
 
 from __future__ import annotations
@@ -128,12 +133,19 @@ def main() -> None:
     parser.add_argument("--scenario", default="release")
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "gate-quality")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the trials already in OUT/trials.jsonl, run the rest")
     args = parser.parse_args()
     cases = [c for c in args.cases.split(",") if c]
     unknown = set(cases) - set(CASES)
     if unknown:
         parser.error(f"unknown cases {sorted(unknown)}; known: {', '.join(CASES)}")
     args.out.mkdir(parents=True, exist_ok=True)
+    log = args.out / "trials.jsonl"
+    done = {(r["round"], r["case"]): r for r in map(json.loads, log.read_text().splitlines())
+            } if args.resume and log.exists() else {}
+    if not args.resume:
+        log.write_text("")
     results: dict[str, list[dict]] = {case: [] for case in cases}
     profiles: dict[str, Path] = dict(PROFILES)
     # Each round starts with an A/A trial, whose baseline median the latency case adds a
@@ -143,13 +155,19 @@ def main() -> None:
     for round_number in range(args.trials):
         scenario = seeded(args.scenario, round_number, args.out)
         for case in cases:
+            if (round_number, case) in done:
+                results[case].append(done[round_number, case])
+                continue
             if case == "latency":
                 median = results["aa"][-1]["median_create_order_ms"]
                 if median is None:
                     sys.exit(f"the A/A trial gave no create_order median: {results['aa'][-1]}")
                 profiles["latency"] = latency_profile(median, args.out, round_number)
-            result = trial(scenario, args.out / case, profiles.get(case))
+            result = {"round": round_number, "case": case,
+                      **trial(scenario, args.out / case, profiles.get(case))}
             results[case].append(result)
+            with log.open("a", encoding="utf-8") as records:
+                records.write(json.dumps(result, ensure_ascii=False) + "\n")
             extra = (f"; fault {median * 0.25:.2f} ms on a {median} ms median, measured "
                      f"{result['create_order_shift']}" if case == "latency" else "")
             print(f"round {round_number + 1} {case}: {result['verdict']} "
