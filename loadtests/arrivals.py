@@ -69,9 +69,19 @@ class Dispatcher:
     def elapsed(self) -> float:
         return time.monotonic() - self.origin
 
+    def begin(self, since: float | None = None) -> float:
+        """Wait for the run's clock anchor (the real instant at which the malls' simulated
+        time is the window's start; now if none) and set the origin there, so a session due
+        at a simulated instant reaches the malls when their clocks show that instant.
+        Returns the origin on the monotonic clock."""
+        if since is not None:
+            gevent.sleep(max(0.0, since - time.time()))
+        behind = max(0.0, time.time() - since) if since is not None else 0.0
+        self.origin = time.monotonic() - behind
+        return self.origin
+
     def run(self) -> None:
         """Start every session at its time; returns when the last one has been started."""
-        self.origin = time.monotonic()
         ticker = gevent.spawn(self._tick)
         try:
             for number, session in enumerate(self.schedule):

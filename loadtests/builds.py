@@ -74,12 +74,16 @@ def resolve(spec: str, worktrees: Path) -> Build:
     return Build(spec, "ref", path=tree, commit=commit)
 
 
-def start_mall(build: Build, db: Path, port: int, clock: str, log: Path,
+def start_mall(build: Build, db: Path, port: int, clock: str, since: float, log: Path,
                faults: Path | None = None) -> subprocess.Popen:
-    """`xingcheng serve` from the build's own code, its output to `log`."""
+    """`xingcheng serve` from the build's own code, its output to `log`.  Its simulated clock
+    is anchored at `since`, the run's one anchor, unless the build predates anchors (then it
+    starts its clock when it starts, as it always did)."""
     assert build.path is not None
     command = [sys.executable, "-m", "xingcheng.cli", "serve", "--db", str(db.resolve()),
                "--port", str(port), "--clock", clock]
+    if "--since" in (build.path / "xingcheng" / "cli.py").read_text(encoding="utf-8"):
+        command += ["--since", f"{since:.3f}"]
     if faults is not None:
         command += ["--faults", str(faults.resolve())]
     env = {**os.environ, "PYTHONPATH": str(build.path), "XINGCHENG_BUILD_COMMIT": build.commit}

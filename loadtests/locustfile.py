@@ -42,6 +42,9 @@ def _options(parser) -> None:
                         help="A second mall (the canary) to share the load with --host")
     parser.add_argument("--canary-share", type=float, default=0.5,
                         help="Share of customers sent to the canary")
+    parser.add_argument("--clock-since", type=float, default=None,
+                        help="The real instant (Unix seconds) at which the malls' simulated "
+                             "clocks show the window's start; the first sessions wait for it")
     parser.add_argument("--linger-seconds", type=float, default=0,
                         help="Keep serving metrics this long after the load ends (a last "
                              "Prometheus scrape)")
@@ -62,6 +65,7 @@ class Run:
         self.records = RunRecords(self.metrics)
         self.report_dir = Path(options.report_dir) if options.report_dir else None
         self.linger = options.linger_seconds
+        self.clock_since = options.clock_since
         self.pace = Pace(spec.window.speed)
         hosts = {BASELINE: environment.host}
         if options.canary_host:
@@ -147,7 +151,7 @@ class CitySessions(User):
     @task
     def run_schedule(self) -> None:
         assert RUN is not None
-        RUN.records.origin = time.monotonic()
+        RUN.records.origin = RUN.dispatcher.begin(RUN.clock_since)
         RUN.dispatcher.run()
         spec = RUN.plan.scenario.spec
         RUN.cut_off = RUN.dispatcher.drain(spec.load.drain_seconds)

@@ -47,6 +47,10 @@ from .summary import Observed
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 CACHE = Path(os.environ.get("XINGCHENG_CACHE", ".xingcheng-cache"))
+# Real seconds from starting the malls to the clock anchor: the malls get ready in ~0.3 s and
+# the load generator in ~2.5 s (it builds the city's schedule), one after the other; the
+# first sessions wait for the anchor, so the malls' clocks and the load's agree from the start.
+STARTUP_LEAD_S = 4.0
 PASSED, FAILED, HARNESS = 0, 1, 2
 
 
@@ -129,25 +133,30 @@ class Mall:
 
 
 def start_malls(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Console,
-                faults: dict[str, Path]) -> None:
-    """Each side on its own copy of the city, on the scenario's simulated clock."""
+                faults: dict[str, Path]) -> float:
+    """Each side on its own copy of the city, on the scenario's simulated clock; returns the
+    clock's anchor: the real instant, a little ahead, at which every mall's simulated time
+    is the window's start and the load generator sends its first sessions."""
     window = scenario.spec.window
     clock = f"{window.start.isoformat()}@{window.speed:g}"
+    started = [mall for mall in malls if mall.build.kind != "url"]
     for mall in malls:
         if mall.build.kind == "url":
             mall.url = mall.build.url or ""
-            continue
-        db = report_dir / f"mall-{mall.side}.db"
-        shutil.copyfile(city_database(scenario, console), db)
+    for mall in started:   # the city first: building it may take a while
+        shutil.copyfile(city_database(scenario, console), report_dir / f"mall-{mall.side}.db")
+    since = time.time() + STARTUP_LEAD_S
+    for mall in started:
         port = free_port()
-        mall.process = builds.start_mall(mall.build, db, port, clock,
-                                         report_dir / f"mall-{mall.side}.log",
+        mall.process = builds.start_mall(mall.build, report_dir / f"mall-{mall.side}.db", port,
+                                         clock, since, report_dir / f"mall-{mall.side}.log",
                                          faults.get(mall.side))
         mall.url = f"http://127.0.0.1:{port}"
     for mall in malls:
         wait_ready(mall.url, mall.process, 30 if mall.process else 10)
         if mall.process is None:
             check_city(mall.url, scenario)
+    return since
 
 
 def run(name: str, target: str | None = None, reports: Path = Path("reports"),
@@ -180,9 +189,9 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
         for mall in malls:
             console.print(f"{mall.side}: {mall.build.describe()}"
                           + (f", faults {faults[mall.side]}" if mall.side in faults else ""))
-        start_malls(scenario, malls, report_dir, console, faults)
+        since = start_malls(scenario, malls, report_dir, console, faults)
         verdict = _drive(scenario, malls, report_dir, console, loadgen_port or free_port(),
-                         canary_share, faults, prometheus)
+                         canary_share, faults, prometheus, since)
     except (HarnessError, PrometheusError) as exc:
         console.print(f"[red]harness error:[/red] {exc}")
         console.print(f"report folder: {report_dir}")
@@ -214,7 +223,7 @@ def _conclude(scenario: Scenario, verdict: dict, console: Console) -> int:
 
 def _drive(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Console,
            metrics_port: int, canary_share: float, faults: dict[str, Path],
-           prometheus: bool) -> dict:
+           prometheus: bool, since: float) -> dict:
     urls = {mall.side: mall.url for mall in malls}
     server = None
     if prometheus:
@@ -224,7 +233,7 @@ def _drive(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Con
         console.print(f"prometheus {server.url} (storage {server.folder / 'data'})")
     try:
         return _load(scenario, malls, report_dir, console, metrics_port, canary_share, faults,
-                     server)
+                     server, since)
     finally:
         if server is not None:
             server.stop()
@@ -232,7 +241,7 @@ def _drive(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Con
 
 def _load(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Console,
           metrics_port: int, canary_share: float, faults: dict[str, Path],
-          server: PrometheusServer | None) -> dict:
+          server: PrometheusServer | None, since: float) -> dict:
     spec = scenario.spec
     urls = {mall.side: mall.url for mall in malls}
     console.print(f"malls {', '.join(f'{s} {u}/metrics' for s, u in urls.items())}; load "
@@ -245,7 +254,7 @@ def _load(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Cons
                "--csv", str(report_dir / "locust"), "--only-summary",
                "--exit-code-on-error", "0", "--loglevel", "WARNING",
                "--scenario", str(scenario.path), "--report-dir", str(report_dir),
-               "--metrics-port", str(metrics_port)]
+               "--metrics-port", str(metrics_port), "--clock-since", f"{since:.3f}"]
     if CANARY in urls:
         command += ["--canary-host", urls[CANARY], "--canary-share", str(canary_share)]
     if server is not None:  # the load generator waits for Prometheus's last scrape
@@ -300,7 +309,8 @@ def _load(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Cons
              "city": f"{spec.city.preset}/seed {spec.city.seed}",
              "canary_share": canary_share if CANARY in urls else None,
              "wall_seconds": round(time.monotonic() - started, 1),
-             "started_at": round(started_at, 3), "ended_at": round(ended_at, 3)}
+             "started_at": round(started_at, 3), "ended_at": round(ended_at, 3),
+             "clock_anchor": round(since, 3)}
     results = {side: evaluate(scenario, seen) for side, seen in observed.items()}
     from_prometheus = None
     if server is not None:

@@ -14,6 +14,7 @@ from aiohttp import web
 from . import __version__, keys, openapi
 from .access_log import METRICS, access_log_context, metrics_middleware
 from .auth import TokenSigner
+from .clock import Clock
 from .config import MallConfig
 from .errors import error_middleware
 from .faults import ActiveFaults
@@ -31,9 +32,12 @@ from .services.pickup import Pickup
 from .services.registry import SERVICES, Services
 from .services.stores import Stores
 from .storage import Database
+from .storage import settings as stored_settings
+from .storage.database import Connection
 from .wechatpay import PlatformSigner
 
 log = logging.getLogger("mall")
+CLOCK_ANCHOR = "clock_anchor"
 CONFIG = web.AppKey("config", MallConfig)
 FAULTS = web.AppKey("faults", ActiveFaults)
 
@@ -45,6 +49,8 @@ async def open_services(config: MallConfig, metrics: MallMetrics,
     price = faults.price if faults is not None else stored
     db = Database(config.db_path, clock, config.read_connections)
     await db.open()
+    if clock.simulated:
+        await db.transaction(lambda conn: _anchor_clock(conn, clock, config.resume_clock))
     server_keys = await db.transaction(keys.load)
     signer = TokenSigner(server_keys.token_secret)
     platform = PlatformSigner(server_keys.platform_private_key, server_keys.platform_serial)
@@ -65,6 +71,20 @@ async def open_services(config: MallConfig, metrics: MallMetrics,
                           config.notification_window_seconds),
         sandbox=sandbox,
     )
+
+
+async def _anchor_clock(conn: Connection, clock: Clock, resume: bool) -> None:
+    """Keep simulated time continuous across restarts on one database: the first start of a
+    simulation stores its anchor, a restart of the same simulation (same start and speed)
+    goes on from the stored one."""
+    stored = await stored_settings.get(conn, CLOCK_ANCHOR)
+    if resume and stored is not None and clock.same_simulation(stored):
+        clock.resume(stored)
+        log.info("simulated time resumes from the database's anchor %s", stored)
+        return
+    if stored is not None and stored != clock.anchor():
+        log.warning("simulated time restarts: anchor %s replaces %s", clock.anchor(), stored)
+    await stored_settings.put(conn, CLOCK_ANCHOR, clock.anchor())
 
 
 async def _sweeper(services: Services) -> None:
@@ -92,7 +112,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     if services.sandbox is not None:
         await services.sandbox.start()
     sweeper = asyncio.create_task(_sweeper(services))
-    log.info("mall ready on %s (clock %s)", services.db.path, services.clock.describe())
+    log.info("mall ready on %s (clock %s, anchor %s)", services.db.path,
+             services.clock.describe(), services.clock.anchor())
     yield
     sweeper.cancel()
     with contextlib.suppress(asyncio.CancelledError):

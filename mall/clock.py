@@ -6,11 +6,19 @@ starts at 21:00 and runs 30 times faster lets a whole late-night peak pass in te
 minutes.  Transport security (payment notification freshness, token expiry) reads
 `Clock.wall()` instead: a forged notification must not become fresh because the
 simulation runs fast.
+
+A simulated clock is anchored to a real instant (`since`, Unix seconds): simulated time is
+`start` at `since` and runs `speed` times faster from there.  Anchored to the wall rather than
+to the process, it is continuous: a mall restarted in the middle of a run resumes where
+simulated time has got to instead of going back to `start`, and every process of a run (the
+malls, the payer, the load generator) given the same start, speed and anchor reads the same
+simulated instant.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -19,19 +27,25 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 class Clock:
-    """Simulated time = start + (real time elapsed) x speed, always in Asia/Shanghai."""
+    """Simulated time = start + (real time since the anchor) x speed, in Asia/Shanghai.
 
-    def __init__(self, start: datetime | None = None, speed: float = 1.0) -> None:
+    Without a start it is the real clock (start now, speed 1), which needs no anchor."""
+
+    def __init__(self, start: datetime | None = None, speed: float = 1.0,
+                 since: float | None = None) -> None:
         if speed <= 0:
             raise ValueError("clock speed must be positive")
         if start is not None and start.tzinfo is None:
             raise ValueError("clock start must be timezone-aware")
+        if since is not None and not math.isfinite(since):
+            raise ValueError("clock anchor must be a finite number of Unix seconds")
         self.speed = speed
-        self._start = (start or datetime.now(SHANGHAI)).astimezone(SHANGHAI)
-        self._origin = time.monotonic()
+        self.simulated = start is not None
+        self.start = (start or datetime.now(SHANGHAI)).astimezone(SHANGHAI)
+        self.since = time.time() if since is None else since
 
     @classmethod
-    def parse(cls, spec: str) -> Clock:
+    def parse(cls, spec: str, since: float | None = None) -> Clock:
         """Parse `2026-11-27T21:00+08:00@30` (instant, optionally `@speed`)."""
         instant, _, speed = spec.partition("@")
         try:
@@ -44,11 +58,39 @@ class Clock:
             factor = float(speed) if speed else 1.0
         except ValueError as exc:
             raise ValueError(f"clock speed {speed!r} is not a number") from exc
-        return cls(start, factor)
+        return cls(start, factor, since)
+
+    @staticmethod
+    def parse_since(text: str) -> float:
+        """An anchor: Unix seconds (`1795588546.8`) or an ISO 8601 instant with its offset."""
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise ValueError(f"clock anchor {text!r} is neither Unix seconds nor an ISO 8601 "
+                             "instant") from exc
+        if moment.tzinfo is None:
+            raise ValueError(f"clock anchor {text!r} needs a UTC offset, e.g. +08:00")
+        return moment.timestamp()
 
     def now(self) -> datetime:
-        elapsed = (time.monotonic() - self._origin) * self.speed
-        return self._start + timedelta(seconds=elapsed)
+        return self.start + timedelta(seconds=(time.time() - self.since) * self.speed)
+
+    def anchor(self) -> str:
+        """The clock as one line of text, to store with the database and to compare."""
+        return f"{self.start.isoformat()}@{self.speed:g}@{self.since:.3f}"
+
+    def same_simulation(self, anchor: str) -> bool:
+        """Whether a stored anchor is of this clock's simulation (same start and speed)."""
+        start, speed, _ = anchor.rsplit("@", 2)
+        return start == self.start.isoformat() and speed == f"{self.speed:g}"
+
+    def resume(self, anchor: str) -> None:
+        """Take over a stored anchor of the same simulation: time goes on from there."""
+        self.since = float(anchor.rsplit("@", 1)[1])
 
     def stamp(self, moment: datetime | None = None) -> str:
         """The one text form of an instant in storage: sortable, millisecond, +08:00."""

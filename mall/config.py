@@ -13,6 +13,10 @@ from .faults import FaultProfile
 class MallConfig:
     db_path: Path = Path("xingcheng.db")
     clock: Clock = field(default_factory=Clock)
+    # A simulated clock takes over the anchor stored with the database for the same start and
+    # speed, so a restart resumes simulated time; False (an anchor given with --since) stores
+    # this clock's anchor over it.
+    resume_clock: bool = True
     # Simulated seconds an unpaid order holds its stock (WeChat's own default is 15-30 min).
     order_ttl_seconds: float = 15 * 60
     # Real seconds between sweeps for expired orders; lazy checks cover the gaps.

@@ -3,11 +3,15 @@ a verdict and an exit code."""
 
 from __future__ import annotations
 
+import csv
+import gzip
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -63,10 +67,29 @@ def test_an_impossible_threshold_fails_the_run_and_is_named(tmp_path, env):
     steps = {s["name"] for s in verdict["sides"]["baseline"]["steps"]}
     assert {"login", "nearby_stores", "catalogue", "create_order", "pay", "sandbox_pay",
             "verify_pickup"} <= steps
+    # One simulated clock for the run: the mall's order stamps, read back as real seconds
+    # since the window's start, agree with when the load generator sent those orders.
+    orders_at = sorted(first_created_orders(report / "mall-baseline.db", 40))
+    with gzip.open(report / "requests.csv.gz", "rt") as requests:
+        sent_at = sorted(float(row["t_s"]) for row in csv.DictReader(requests)
+                         if row["name"] == "create_order" and row["status"] == "201")
+    assert len(orders_at) == len(sent_at) > 10
+    assert abs(orders_at[0] - sent_at[0]) < 0.5, (orders_at[:3], sent_at[:3])
+    assert verdict["facts"]["clock_anchor"] > verdict["facts"]["started_at"] - 10
     # Reports and logs never show a full phone number (the journeys send full ones).
     for path in report.iterdir():
         if path.suffix in (".json", ".md", ".csv", ".log"):
             assert not re.search(r"(?<!\d)1[3-9]\d{9}(?!\d)", path.read_text()), path.name
+
+
+def first_created_orders(db: Path, speed: float) -> list[float]:
+    """Real seconds from the window's start to each order the load made, by the mall's clock
+    (the city's own history ends before the window)."""
+    start = datetime.fromisoformat("2026-11-27T22:20:00+08:00")
+    with sqlite3.connect(db) as conn:
+        stamps = [row[0] for row in conn.execute(
+            "SELECT created_at FROM orders WHERE created_at >= ?", (start.isoformat(),))]
+    return [(datetime.fromisoformat(s) - start).total_seconds() / speed for s in stamps]
 
 
 def test_run_against_a_running_mall_with_target(tmp_path, env):

@@ -25,6 +25,18 @@ class ClockParam(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+class SinceParam(click.ParamType):
+    name = "UNIX_SECONDS|INSTANT"
+
+    def convert(self, value, param, ctx) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return Clock.parse_since(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 @click.group()
 @click.version_option(package_name="xingcheng")
 def main() -> None:
@@ -38,14 +50,22 @@ def main() -> None:
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--clock", type=ClockParam(), default=None,
               help="Run on simulated time, e.g. 2026-11-27T21:00+08:00@30 (30x faster).")
+@click.option("--since", type=SinceParam(), default=None,
+              help="The real instant (Unix seconds or ISO 8601) at which --clock's time "
+                   "was its start. Default: the anchor stored with the database for the "
+                   "same --clock, so a restart resumes; else now.")
 @click.option("--order-ttl", type=click.FloatRange(min=1), default=900, show_default=True,
               help="Simulated seconds an unpaid order holds its stock.")
 @click.option("--no-access-log", is_flag=True, help="Do not log each request.")
 @click.option("--faults", "faults_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Misbehave on purpose with this fault profile (rehearsals only).")
-def serve(db_path: Path, host: str, port: int, clock: Clock | None, order_ttl: float,
-          no_access_log: bool, faults_file: Path | None) -> None:
+def serve(db_path: Path, host: str, port: int, clock: Clock | None, since: float | None,
+          order_ttl: float, no_access_log: bool, faults_file: Path | None) -> None:
     """Run the mall."""
+    if since is not None:
+        if clock is None:
+            raise click.UsageError("--since anchors a simulated clock: give --clock too")
+        clock.since = since
     from aiohttp import web
 
     from mall.access_log import JsonAccessLogger
@@ -63,8 +83,9 @@ def serve(db_path: Path, host: str, port: int, clock: Clock | None, order_ttl: f
         faults = load_profile(faults_file) if faults_file is not None else None
     except FaultProfileError as exc:
         raise click.UsageError(f"bad fault profile: {exc}") from exc
-    config = MallConfig(db_path=db_path, clock=clock or Clock(), order_ttl_seconds=order_ttl,
-                        access_log=not no_access_log, faults=faults)
+    config = MallConfig(db_path=db_path, clock=clock or Clock(), resume_clock=since is None,
+                        order_ttl_seconds=order_ttl, access_log=not no_access_log,
+                        faults=faults)
     web.run_app(create_app(config), host=host, port=port, print=None,
                 access_log_class=JsonAccessLogger,
                 access_log=logging.getLogger("mall.access") if config.access_log else None)

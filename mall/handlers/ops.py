@@ -21,7 +21,8 @@ async def readyz(request: web.Request) -> web.Response:
     except Exception as exc:  # any database failure means not ready, never a 500
         return reply({"status": "unavailable", "reason": type(exc).__name__}, 503)
     return reply({"status": "ready", "schema_version": rows[0][0],
-                  "clock": svc.clock.describe()})
+                  "clock": svc.clock.describe(),
+                  "clock_anchor": svc.clock.anchor() if svc.clock.simulated else None})
 
 
 async def openapi(request: web.Request) -> web.Response:
