@@ -74,22 +74,37 @@ def resolve(spec: str, worktrees: Path) -> Build:
     return Build(spec, "ref", path=tree, commit=commit)
 
 
+def supports(build: Build, option: str) -> bool:
+    """Whether the build's `xingcheng` knows `option`: a baseline may be a build from before
+    it existed, and must still run as it did then."""
+    return build.path is not None and option in (build.path / "xingcheng" / "cli.py").read_text(
+        encoding="utf-8")
+
+
 def start_mall(build: Build, db: Path, port: int, clock: str, since: float, log: Path,
-               faults: Path | None = None) -> subprocess.Popen:
+               faults: Path | None = None, payer: tuple[str, Path] | None = None
+               ) -> subprocess.Popen:
     """`xingcheng serve` from the build's own code, its output to `log`.  Its simulated clock
-    is anchored at `since`, the run's one anchor, unless the build predates anchors (then it
-    starts its clock when it starts, as it always did)."""
-    assert build.path is not None
-    command = [sys.executable, "-m", "xingcheng.cli", "serve", "--db", str(db.resolve()),
-               "--port", str(port), "--clock", clock]
-    if "--since" in (build.path / "xingcheng" / "cli.py").read_text(encoding="utf-8"):
+    is anchored at `since`, the run's one anchor, and it takes payments through `payer` (URL,
+    keyring), where the build knows how (older builds start their clock when they start and
+    pay in the mall, as they always did)."""
+    command = ["serve", "--db", str(db.resolve()), "--port", str(port), "--clock", clock]
+    if supports(build, "--since"):
         command += ["--since", f"{since:.3f}"]
+    if payer is not None and supports(build, "--payer"):
+        command += ["--payer", payer[0], "--payer-keys", str(payer[1].resolve())]
     if faults is not None:
         command += ["--faults", str(faults.resolve())]
+    return start(build, command, log)
+
+
+def start(build: Build, command: list[str], log: Path) -> subprocess.Popen:
+    """`xingcheng COMMAND...` from the build's own code, its output to `log`."""
+    assert build.path is not None
     env = {**os.environ, "PYTHONPATH": str(build.path), "XINGCHENG_BUILD_COMMIT": build.commit}
     with log.open("w") as out:
-        return subprocess.Popen(command, cwd=build.path, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen([sys.executable, "-m", "xingcheng.cli", *command],
+                                cwd=build.path, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def stop(process: subprocess.Popen | None) -> None:

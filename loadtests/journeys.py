@@ -59,6 +59,9 @@ class Side:
 
     name: str                 # baseline | canary
     client: FastHttpSession
+    # The customers' WeChat wallet: the payment sandbox this side's mall takes payments
+    # through; None for a build from before the sandbox was a process (it pays in the mall).
+    wallet: FastHttpSession | None = None
     desk: PickupDesk = field(default_factory=PickupDesk)
     addresses: dict[int, int] = field(default_factory=dict)  # user -> address id
 
@@ -77,7 +80,10 @@ class Walk:
     patience_s: float = math.inf
 
     def call(self, method: str, path: str, name: str, token: str | None = None,
-             json: object = None, headers: dict | None = None) -> tuple[int, object]:
+             json: object = None, headers: dict | None = None,
+             client: FastHttpSession | None = None) -> tuple[int, object]:
+        """One request to this side's mall (or to `client`), timed, counted and judged."""
+        client = client or self.side.client
         hdrs = dict(headers or {})
         if token:
             hdrs["Authorization"] = f"Bearer {token}"
@@ -85,12 +91,12 @@ class Walk:
         expected = EXPECTED.get(name)
         started = time.perf_counter()
         if expected is None:  # Locust itself counts any status >= 400 as a failure
-            resp = self.side.client.request(method, path, name=name, json=json, headers=hdrs,
-                                            context=context)
+            resp = client.request(method, path, name=name, json=json, headers=hdrs,
+                                  context=context)
             status, body = resp.status_code or 0, _body(resp)
         else:
-            with self.side.client.request(method, path, name=name, json=json, headers=hdrs,
-                                          catch_response=True, context=context) as resp:
+            with client.request(method, path, name=name, json=json, headers=hdrs,
+                                catch_response=True, context=context) as resp:
                 status, body = resp.status_code or 0, _body(resp)
                 if 200 <= status < 300 or status in expected:
                     resp.success()
@@ -247,8 +253,12 @@ def _pay(walk: Walk, token: str, order_id: int, rng: random.Random) -> None:
         if status != 201:
             raise JourneyEnded("payment refused")
         result = "fail" if attempt == 0 and rng.random() < 0.03 else "success"
-        walk.call("POST", f"{V1}/sandbox/payments/{prepay['prepay_id']}/complete",
-                  "sandbox_pay", token, {"result": result})
+        if walk.side.wallet is not None:   # wx.requestPayment: the wallet pays the payer
+            walk.call("POST", f"/sandbox/payments/{prepay['prepay_id']}/complete",
+                      "sandbox_pay", json={"result": result}, client=walk.side.wallet)
+        else:
+            walk.call("POST", f"{V1}/sandbox/payments/{prepay['prepay_id']}/complete",
+                      "sandbox_pay", token, {"result": result})
         if result == "success":
             return
         gevent.sleep(0.2)

@@ -42,6 +42,11 @@ def _options(parser) -> None:
                         help="A second mall (the canary) to share the load with --host")
     parser.add_argument("--canary-share", type=float, default=0.5,
                         help="Share of customers sent to the canary")
+    parser.add_argument("--payer-host", default="",
+                        help="The payment sandbox the customers' wallets pay through")
+    parser.add_argument("--payer-sides", default="baseline,canary",
+                        help="Sides whose malls take payments through --payer-host (a build "
+                             "from before the sandbox was a process pays in the mall)")
     parser.add_argument("--clock-since", type=float, default=None,
                         help="The real instant (Unix seconds) at which the malls' simulated "
                              "clocks show the window's start; the first sessions wait for it")
@@ -74,10 +79,15 @@ class Run:
         # One HTTP session per side for every walker: the API keeps no cookies, connections
         # come from a shared keep-alive pool, and a session per walk cost ~10% of the CPU.
         pool_size = spec.load.max_sessions + spec.load.staff * 2
-        self.sides = {name: Side(name, FastHttpSession(
-            host, environment.events.request, None,
-            client_pool=HTTPClientPool(concurrency=pool_size),
-            network_timeout=30, connection_timeout=10)) for name, host in hosts.items()}
+        def client(host: str) -> FastHttpSession:
+            return FastHttpSession(host, environment.events.request, None,
+                                   client_pool=HTTPClientPool(concurrency=pool_size),
+                                   network_timeout=30, connection_timeout=10)
+
+        wallet = client(options.payer_host) if options.payer_host else None
+        paying = set(options.payer_sides.split(","))
+        self.sides = {name: Side(name, client(host), wallet if name in paying else None)
+                      for name, host in hosts.items()}
         city = self.plan.city
         self.usual_prices = {sku["sku_id"]: sku["price_fen"] for store in city.stores
                              for product in store.products for sku in product["skus"]}

@@ -51,6 +51,7 @@ CACHE = Path(os.environ.get("XINGCHENG_CACHE", ".xingcheng-cache"))
 # the load generator in ~2.5 s (it builds the city's schedule), one after the other; the
 # first sessions wait for the anchor, so the malls' clocks and the load's agree from the start.
 STARTUP_LEAD_S = 4.0
+HARNESS_BUILD = Build("harness", "checkout", path=builds.REPO)
 PASSED, FAILED, HARNESS = 0, 1, 2
 
 
@@ -132,11 +133,23 @@ class Mall:
     process: subprocess.Popen | None = None
 
 
-def start_malls(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Console,
-                faults: dict[str, Path]) -> float:
-    """Each side on its own copy of the city, on the scenario's simulated clock; returns the
-    clock's anchor: the real instant, a little ahead, at which every mall's simulated time
-    is the window's start and the load generator sends its first sessions."""
+@dataclass
+class Payer:
+    """The payment sandbox of the run: one process that every mall started here pays through,
+    run from the harness's own code (it stands for WeChat Pay, not for a build under test)."""
+
+    url: str = ""
+    keys: Path = Path()
+    process: subprocess.Popen | None = None
+    sides: tuple[str, ...] = ()    # the sides whose build takes payments through it
+
+
+def start_malls(scenario: Scenario, malls: list[Mall], payer: Payer, report_dir: Path,
+                console: Console, faults: dict[str, Path]) -> float:
+    """The payment sandbox, then each side on its own copy of the city, all on the scenario's
+    simulated clock; returns the clock's anchor: the real instant, a little ahead, at which
+    every process's simulated time is the window's start and the load generator sends its
+    first sessions."""
     window = scenario.spec.window
     clock = f"{window.start.isoformat()}@{window.speed:g}"
     started = [mall for mall in malls if mall.build.kind != "url"]
@@ -146,17 +159,39 @@ def start_malls(scenario: Scenario, malls: list[Mall], report_dir: Path, console
     for mall in started:   # the city first: building it may take a while
         shutil.copyfile(city_database(scenario, console), report_dir / f"mall-{mall.side}.db")
     since = time.time() + STARTUP_LEAD_S
+    if started:
+        port = free_port()
+        payer.url, payer.keys = f"http://127.0.0.1:{port}", report_dir / "payment-keys.json"
+        payer.process = builds.start(HARNESS_BUILD, [
+            "paysandbox", "--db", str((report_dir / "paysandbox.db").resolve()),
+            "--keys", str(payer.keys.resolve()), "--port", str(port), "--clock", clock,
+            "--since", f"{since:.3f}"], report_dir / "paysandbox.log")
+        wait_ready(payer.url, payer.process, 30)   # it writes the keyring the malls read
+        payer.sides = tuple(mall.side for mall in started
+                            if builds.supports(mall.build, "--payer"))
     for mall in started:
         port = free_port()
         mall.process = builds.start_mall(mall.build, report_dir / f"mall-{mall.side}.db", port,
                                          clock, since, report_dir / f"mall-{mall.side}.log",
-                                         faults.get(mall.side))
+                                         faults.get(mall.side), (payer.url, payer.keys))
         mall.url = f"http://127.0.0.1:{port}"
     for mall in malls:
-        wait_ready(mall.url, mall.process, 30 if mall.process else 10)
+        ready = wait_ready(mall.url, mall.process, 30 if mall.process else 10)
         if mall.process is None:
             check_city(mall.url, scenario)
+            _pay_where_it_pays(mall, ready.get("payer"), payer)
     return since
+
+
+def _pay_where_it_pays(mall: Mall, its_payer: str | None, payer: Payer) -> None:
+    """A mall already running names its payer in /readyz: its customers' wallets pay there."""
+    if not its_payer:
+        return
+    if payer.url and payer.url != its_payer:
+        raise HarnessError(f"the {mall.side} mall pays through {its_payer}, the others "
+                           f"through {payer.url}: one run, one payer")
+    payer.url = its_payer
+    payer.sides += (mall.side,)
 
 
 def run(name: str, target: str | None = None, reports: Path = Path("reports"),
@@ -185,13 +220,14 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
     report_dir = reports / f"{scenario.name}-{stamp}"
     report_dir.mkdir(parents=True, exist_ok=True)
     faults = {CANARY: canary_faults} if canary_faults else {}
+    payer = Payer()
     try:
         for mall in malls:
             console.print(f"{mall.side}: {mall.build.describe()}"
                           + (f", faults {faults[mall.side]}" if mall.side in faults else ""))
-        since = start_malls(scenario, malls, report_dir, console, faults)
+        since = start_malls(scenario, malls, payer, report_dir, console, faults)
         verdict = _drive(scenario, malls, report_dir, console, loadgen_port or free_port(),
-                         canary_share, faults, prometheus, since)
+                         canary_share, faults, prometheus, since, payer)
     except (HarnessError, PrometheusError) as exc:
         console.print(f"[red]harness error:[/red] {exc}")
         console.print(f"report folder: {report_dir}")
@@ -199,6 +235,7 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
     finally:
         for mall in malls:
             builds.stop(mall.process)
+        builds.stop(payer.process)
     console.print(f"report: {report_dir}/report.html (summary.md, verdict.json)")
     return _conclude(scenario, verdict, console)
 
@@ -223,7 +260,7 @@ def _conclude(scenario: Scenario, verdict: dict, console: Console) -> int:
 
 def _drive(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Console,
            metrics_port: int, canary_share: float, faults: dict[str, Path],
-           prometheus: bool, since: float) -> dict:
+           prometheus: bool, since: float, payer: Payer) -> dict:
     urls = {mall.side: mall.url for mall in malls}
     server = None
     if prometheus:
@@ -233,7 +270,7 @@ def _drive(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Con
         console.print(f"prometheus {server.url} (storage {server.folder / 'data'})")
     try:
         return _load(scenario, malls, report_dir, console, metrics_port, canary_share, faults,
-                     server, since)
+                     server, since, payer)
     finally:
         if server is not None:
             server.stop()
@@ -241,7 +278,7 @@ def _drive(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Con
 
 def _load(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Console,
           metrics_port: int, canary_share: float, faults: dict[str, Path],
-          server: PrometheusServer | None, since: float) -> dict:
+          server: PrometheusServer | None, since: float, payer: Payer) -> dict:
     spec = scenario.spec
     urls = {mall.side: mall.url for mall in malls}
     console.print(f"malls {', '.join(f'{s} {u}/metrics' for s, u in urls.items())}; load "
@@ -257,6 +294,8 @@ def _load(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Cons
                "--metrics-port", str(metrics_port), "--clock-since", f"{since:.3f}"]
     if CANARY in urls:
         command += ["--canary-host", urls[CANARY], "--canary-share", str(canary_share)]
+    if payer.sides:
+        command += ["--payer-host", payer.url, "--payer-sides", ",".join(payer.sides)]
     if server is not None:  # the load generator waits for Prometheus's last scrape
         command += ["--linger-seconds", "8"]
     final_metrics, prometheus_at = report_dir / "loadgen-metrics.prom", None

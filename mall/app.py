@@ -19,6 +19,7 @@ from .config import MallConfig
 from .errors import error_middleware
 from .faults import ActiveFaults
 from .metrics import MallMetrics
+from .payer_client import PayerClient
 from .pricing import stored
 from .privacy import Vault
 from .routes import ROUTES, setup_routes
@@ -26,7 +27,6 @@ from .services.accounts import Accounts
 from .services.catalogue import Catalogue
 from .services.catalogue_cache import CatalogueCache
 from .services.orders import Orders
-from .services.payment_sandbox import SandboxPayer
 from .services.payments import Payments
 from .services.pickup import Pickup
 from .services.registry import SERVICES, Services
@@ -34,7 +34,7 @@ from .services.stores import Stores
 from .storage import Database
 from .storage import settings as stored_settings
 from .storage.database import Connection
-from .wechatpay import PlatformSigner
+from .wechatpay import Keyring
 
 log = logging.getLogger("mall")
 CLOCK_ANCHOR = "clock_anchor"
@@ -53,12 +53,12 @@ async def open_services(config: MallConfig, metrics: MallMetrics,
         await db.transaction(lambda conn: _anchor_clock(conn, clock, config.resume_clock))
     server_keys = await db.transaction(keys.load)
     signer = TokenSigner(server_keys.token_secret)
-    platform = PlatformSigner(server_keys.platform_private_key, server_keys.platform_serial)
-    apiv3_key = server_keys.apiv3_key
     cache = CatalogueCache()
     orders = Orders(db, clock, metrics, config.order_ttl_seconds, cache, price)
-    sandbox = (SandboxPayer(db, clock, platform, apiv3_key, config.notify_url)
-               if config.payment_sandbox else None)
+    keyring = (Keyring.load_or_create(config.payer_keys) if config.payer_keys is not None
+               else None)
+    payer = (PayerClient(config.payer_url.rstrip("/"), keyring.merchant_signer(), keyring.appid,
+                         clock) if config.payer_url and keyring is not None else None)
     return Services(
         config=config, clock=clock, db=db, metrics=metrics, signer=signer,
         accounts=Accounts(db, clock, signer, Vault(server_keys.vault_key),
@@ -67,9 +67,12 @@ async def open_services(config: MallConfig, metrics: MallMetrics,
         catalogue=Catalogue(db, clock, cache, price),
         orders=orders,
         pickup=Pickup(db, clock, metrics, orders, config.pickup_code_attempts),
-        payments=Payments(db, clock, metrics, orders, platform.verifier(), apiv3_key,
-                          config.notification_window_seconds),
-        sandbox=sandbox,
+        payments=Payments(db, clock, metrics, orders,
+                          keyring.platform_verifier() if keyring else None,
+                          keyring.apiv3_key.encode() if keyring else b"",
+                          config.notification_window_seconds, payer,
+                          config.payment_query_after_seconds),
+        payer=payer,
     )
 
 
@@ -95,6 +98,7 @@ async def _sweeper(services: Services) -> None:
         await asyncio.sleep(services.config.expiry_sweep_interval)
         try:
             await services.orders.expire_due()
+            await services.payments.reconcile_due()
             now = services.clock.stamp()
             await services.orders.audit_stock(audited_from)
             audited_from = now
@@ -109,8 +113,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         faults.announce()
     services = await open_services(app[CONFIG], app[METRICS], faults)
     app[SERVICES] = services
-    if services.sandbox is not None:
-        await services.sandbox.start()
+    if services.payer is not None:
+        await services.payer.start()
     sweeper = asyncio.create_task(_sweeper(services))
     log.info("mall ready on %s (clock %s, anchor %s)", services.db.path,
              services.clock.describe(), services.clock.anchor())
@@ -118,8 +122,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     sweeper.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await sweeper
-    if services.sandbox is not None:
-        await services.sandbox.stop()
+    if services.payer is not None:
+        await services.payer.stop()
     await services.db.close()
 
 

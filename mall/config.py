@@ -31,10 +31,14 @@ class MallConfig:
     read_connections: int = 2
     # Wrong pickup codes an order tolerates before it locks further attempts.
     pickup_code_attempts: int = 5
-    # Run the WeChat-Pay-like sandbox payer inside the mall (staging only).
-    payment_sandbox: bool = True
-    # Where the sandbox payer sends notifications; None = the origin the payer was called on.
+    # The payer (WeChat Pay, or `xingcheng paysandbox`): its base URL and the keyring of this
+    # merchant account.  Without a payer, paying answers 503.
+    payer_url: str | None = None
+    payer_keys: Path | None = None
+    # Where the payer sends notifications; None = this mall's origin as the customer reached it.
     notify_url: str | None = None
+    # Simulated seconds without a notification before the mall queries the payer (主动查单).
+    payment_query_after_seconds: float = 60.0
     access_log: bool = True
     # A fault profile for rehearsals (`--faults FILE`); None in every real deployment.
     faults: FaultProfile | None = None

@@ -24,6 +24,9 @@ class MallMetrics:
         self.payment_notifications = Counter(
             "mall_payment_notifications", "Payment notifications received", ["result"],
             registry=r)
+        self.payment_queries = Counter(
+            "mall_payment_queries", "Payments settled or closed by asking the payer (order "
+            "query, close)", ["result"], registry=r)
         self.stock_oversold = Counter(
             "mall_stock_oversold", "Units promised beyond stock (must stay 0)", registry=r)
         self.pickup_code_failures = Counter(

@@ -25,6 +25,9 @@ def _query_parameters(model) -> list[dict]:
             for name, prop in schema["properties"].items()]
 
 
+_ERROR_BODY = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
 def build(routes, version: str) -> dict:
     paths: dict[str, dict] = {}
     components: dict[str, dict] = {"Error": _ERROR}
@@ -39,10 +42,9 @@ def build(routes, version: str) -> dict:
                            for name in _PARAM.findall(route.path)],
             "responses": {
                 str(route.status): {"description": "success"},
-                **{str(status): {"description": meaning} for status, meaning in route.also},
-                "4XX": {"description": "error",
-                        "content": {"application/json": {
-                            "schema": {"$ref": "#/components/schemas/Error"}}}},
+                **{str(status): {"description": meaning, **(_ERROR_BODY if status >= 400 else {})}
+                   for status, meaning in route.also},
+                "4XX": {"description": "error", **_ERROR_BODY},
             },
         }
         if route.query is not None:

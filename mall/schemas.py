@@ -103,11 +103,6 @@ class OrderIn(Body):
     address_id: Id | None = None
 
 
-class PaymentCompletion(Body):
-    result: Literal["success", "fail"]
-    delay_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
-
-
 class PickupCode(Body):
     code: Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
 

@@ -59,6 +59,7 @@ def generate(preset: str, seed: int, db_path: Path, stores: int | None, customer
                 bars[table] = progress.add_task(table, total=total)
             progress.update(bars[table], completed=done)
 
+        db_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             counts = asyncio.run(load(built, db_path, on_progress))
         except CityExists as exc:

@@ -13,6 +13,8 @@ from mall.app import create_app
 from mall.clock import Clock
 from mall.config import MallConfig
 from mall.services.registry import SERVICES
+from paysandbox.app import PayerConfig
+from paysandbox.app import create_app as create_payer
 
 from .api import Api
 
@@ -24,6 +26,7 @@ class Mall:
     api: Api
     server: TestServer
     config: MallConfig
+    payer: Api   # the payment sandbox this mall's customers pay through
 
     @property
     def services(self):
@@ -34,19 +37,43 @@ class Mall:
 
 
 @pytest.fixture
-async def start_mall(tmp_path):
-    """Start malls with chosen settings (clock, expiry, ...); all stopped at the end."""
+async def start_payer(tmp_path):
+    """Start payment sandboxes (real apps on real sockets, each on its own file)."""
+    started: list[TestServer] = []
+
+    async def start(**settings) -> TestServer:
+        settings.setdefault("db_path", tmp_path / f"payer{len(started)}.db")
+        settings.setdefault("keys_path", tmp_path / "payment-keys.json")
+        server = TestServer(create_payer(PayerConfig(**settings)), host="127.0.0.1")
+        await server.start_server()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        await server.close()
+
+
+@pytest.fixture
+async def start_mall(tmp_path, start_payer):
+    """Start malls with chosen settings (clock, expiry, ...), each paying through a payment
+    sandbox of its own unless `payer=` names one; all stopped at the end."""
     started: list[tuple[TestServer, aiohttp.ClientSession]] = []
 
-    async def start(**settings) -> Mall:
+    async def start(payer: TestServer | None = None, **settings) -> Mall:
         settings.setdefault("db_path", tmp_path / f"mall{len(started)}.db")
         settings.setdefault("expiry_sweep_interval", 0.05)
+        if payer is None:
+            payer = await start_payer(clock=settings.get("clock") or Clock())
+        settings.setdefault("payer_url", str(payer.make_url("")).rstrip("/"))
+        settings.setdefault("payer_keys", tmp_path / "payment-keys.json")
         config = MallConfig(**settings)
         server = TestServer(create_app(config), host="127.0.0.1")
         await server.start_server()
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=400))
         started.append((server, session))
-        return Mall(Api(str(server.make_url("/")), session), server, config)
+        return Mall(Api(str(server.make_url("/")), session), server, config,
+                    Api(str(payer.make_url("/")), session))
 
     yield start
     for server, session in started:
@@ -117,8 +144,8 @@ async def paid_order(mall: Mall, shop: Shop, customer: str, qty: int = 1) -> int
     order_id = order.body["order_id"]
     pay = await api.post(f"/api/v1/orders/{order_id}/pay", token=customer)
     assert pay.status == 201, pay.body
-    done = await api.post(f"/api/v1/sandbox/payments/{pay.body['prepay_id']}/complete",
-                          token=customer, json={"result": "success"})
+    done = await mall.payer.post(f"/sandbox/payments/{pay.body['prepay_id']}/complete",
+                                 json={"result": "success"})
     assert done.status == 202, done.body
     for _ in range(200):
         view = await api.get(f"/api/v1/orders/{order_id}", token=customer)

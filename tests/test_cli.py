@@ -39,10 +39,12 @@ def call(url: str, method: str = "GET", body: dict | None = None, token: str | N
 
 @contextlib.contextmanager
 def serving(db: Path, *args: str, env: dict | None = None, log=subprocess.DEVNULL,
-            stop: signal.Signals = signal.SIGTERM):
-    """`xingcheng serve` on a free port, ready; stopped on leaving by `stop`."""
-    port = free_port()
-    proc = subprocess.Popen([*XINGCHENG, "serve", "--db", str(db), "--port", str(port), *args],
+            stop: signal.Signals = signal.SIGTERM, command: str = "serve",
+            port: int | None = None):
+    """`xingcheng serve` (or `command`: paysandbox) on `port` or a free one, ready; stopped on
+    leaving by `stop`."""
+    port = port or free_port()
+    proc = subprocess.Popen([*XINGCHENG, command, "--db", str(db), "--port", str(port), *args],
                             stderr=log, stdout=log, env=env)
     base = f"http://127.0.0.1:{port}"
     try:

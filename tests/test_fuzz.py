@@ -23,7 +23,7 @@ CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
 SCHEMATHESIS = shutil.which("st", path=str(Path(sys.executable).parent))
 
 
-def _data(base: str, operator: str) -> dict:
+def _data(base: str, payer: str, operator: str) -> dict:
     """A store with staff, products, stock and a customer's paid order: ids 1.. exist."""
     status, store = call(f"{base}/api/v1/admin/stores", "POST", token=operator, body={
         "name": "坡子街口味虾", "kind": "snacks", "district": "天心区", "lat": 28.195,
@@ -49,8 +49,8 @@ def _data(base: str, operator: str) -> dict:
     status, prepay = call(f"{base}/api/v1/orders/{order['order_id']}/pay", "POST",
                           token=customer)
     assert status == 201, prepay
-    assert call(f"{base}/api/v1/sandbox/payments/{prepay['prepay_id']}/complete", "POST",
-                token=customer, body={"result": "success"})[0] == 202
+    assert call(f"{payer}/sandbox/payments/{prepay['prepay_id']}/complete", "POST",
+                body={"result": "success"})[0] == 202
     return {"customer": customer, "operator": operator, "merchant": merchant}
 
 
@@ -62,8 +62,11 @@ def test_schemathesis_finds_no_server_error_and_no_schema_break(tmp_path):
                               timeout=60).stdout.strip()
     log = (tmp_path / "serve.log").open("w")
     summary = {}
-    with serving(db, "--no-access-log", log=log) as base:
-        tokens = _data(base, operator)
+    keys = str(tmp_path / "payment-keys.json")
+    with serving(tmp_path / "payer.db", "--keys", keys, command="paysandbox") as payer, \
+            serving(db, "--no-access-log", "--payer", payer, "--payer-keys", keys,
+                    log=log) as base:
+        tokens = _data(base, payer, operator)
         for role in ("customer", "operator", "merchant"):
             started = time.monotonic()
             result = subprocess.run(

@@ -1,4 +1,4 @@
-"""The WeChat-Pay-like sandbox: signed notifications, applied exactly once."""
+"""Paying through the payment sandbox: signed notifications, applied exactly once."""
 
 from __future__ import annotations
 
@@ -20,10 +20,28 @@ async def prepared_notification(mall, shop, customer: str, result: str = "succes
     api = mall.api
     order = await api.post("/api/v1/orders", token=customer, json=order_body(shop))
     pay = await api.post(f"/api/v1/orders/{order.body['order_id']}/pay", token=customer)
-    done = await api.post(f"/api/v1/sandbox/payments/{pay.body['prepay_id']}/complete",
-                          token=customer, json={"result": result, "delay_ms": delay_ms})
+    done = await mall.payer.post(f"/sandbox/payments/{pay.body['prepay_id']}/complete",
+                                 json={"result": result, "delay_ms": delay_ms})
     assert done.status == 202, done.body
     return order.body["order_id"], done.body["notification"]
+
+
+def keyring(mall) -> wechatpay.Keyring:
+    return wechatpay.Keyring.load_or_create(mall.config.payer_keys)
+
+
+def renotified(mall, note: dict, age_s: int = 0, **transaction) -> dict:
+    """Another notification for the same payment, signed as the payer signs (its platform
+    key): a different id, the transaction changed by `transaction`, sent `age_s` ago."""
+    keys = keyring(mall)
+    envelope = json.loads(note["body"])
+    resource = wechatpay.decrypt_resource(keys.apiv3_key.encode(), envelope["resource"])
+    envelope["id"] = f"{envelope['id']}-again"
+    envelope["resource"] = wechatpay.encrypt_resource(
+        keys.apiv3_key.encode(), resource | transaction, "n0nce0n0nce0", "transaction")
+    body = json.dumps(envelope, ensure_ascii=False).encode()
+    return {"url": note["url"], "body": body.decode(),
+            "headers": keys.platform_signer().headers(body, int(time.time()) - age_s)}
 
 
 async def send(mall, notification: dict, headers: dict | None = None, body: str | None = None):
@@ -67,11 +85,10 @@ async def test_a_late_failure_does_not_undo_a_success(mall, shop):
     order = await api.post("/api/v1/orders", token=customer, json=order_body(shop))
     order_id = order.body["order_id"]
     prepay = (await api.post(f"/api/v1/orders/{order_id}/pay", token=customer)).body
-    complete = f"/api/v1/sandbox/payments/{prepay['prepay_id']}/complete"
-    fail = (await api.post(complete, token=customer,
-                           json={"result": "fail", "delay_ms": 60_000})).body["notification"]
-    ok = (await api.post(complete, token=customer,
-                         json={"result": "success", "delay_ms": 60_000})).body["notification"]
+    ok = (await mall.payer.post(f"/sandbox/payments/{prepay['prepay_id']}/complete",
+                                json={"result": "success", "delay_ms": 60_000})
+          ).body["notification"]
+    fail = renotified(mall, ok, trade_state="PAYERROR", transaction_id=None)
     assert (await send(mall, ok)).status == 204
     assert (await send(mall, fail)).status == 204
     view = await api.get(f"/api/v1/orders/{order_id}", token=customer)
@@ -126,14 +143,9 @@ async def test_stale_notifications_are_rejected(mall, shop):
     """A correctly signed notification older than the window is refused: replay protection."""
     customer = await mall.api.login("payer")
     order_id, note = await prepared_notification(mall, shop, customer)
-    sandbox = mall.services.sandbox
-    body = note["body"].encode()
     for age in (301, 3600, -400):
-        stamp, nonce = str(int(time.time()) - age), "stale-nonce"
-        headers = {wechatpay.SIGNATURE: sandbox.signer.sign(stamp, nonce, body),
-                   wechatpay.TIMESTAMP: stamp, wechatpay.NONCE: nonce,
-                   wechatpay.SERIAL: sandbox.signer.serial}
-        reply = await send(mall, note, headers=headers)
+        stale = renotified(mall, note, age_s=age)
+        reply = await send(mall, stale)
         assert reply.status == 401 and reply.error["code"] == "stale_notification", reply.body
     assert await mall.api.metric('mall_payment_notifications_total{result="stale"}') == 3
     assert (await mall.api.get(f"/api/v1/orders/{order_id}", token=customer)).body[
@@ -149,13 +161,21 @@ async def test_payment_access_and_states(mall, shop):
     first = await api.post(f"/api/v1/orders/{order_id}/pay", token=customer)
     second = await api.post(f"/api/v1/orders/{order_id}/pay", token=customer)
     assert first.body["prepay_id"] == second.body["prepay_id"]
-    complete = f"/api/v1/sandbox/payments/{first.body['prepay_id']}/complete"
-    assert (await api.post(complete, token=stranger, json={"result": "success"})).status == 404
-    assert (await api.post("/api/v1/sandbox/payments/wxnope/complete", token=customer,
-                           json={"result": "success"})).status == 404
+    complete = f"/sandbox/payments/{first.body['prepay_id']}/complete"
+    assert (await mall.payer.post("/sandbox/payments/wxnope/complete",
+                                  json={"result": "success"})).status == 404
     cancelled = await api.post(f"/api/v1/orders/{order_id}/cancel", token=customer)
     assert cancelled.body["status"] == "cancelled"
     again = await api.post(f"/api/v1/orders/{order_id}/pay", token=customer)
     assert again.status == 409 and again.error["code"] == "not_payable"
-    closed = await api.post(complete, token=customer, json={"result": "success"})
-    assert closed.status == 409 and closed.error["code"] == "prepay_not_open"
+    # The mall closes the cancelled order's payment at the payer too (its sweep): the
+    # customer's wallet can no longer pay it.
+    for _ in range(100):
+        rows = await mall.services.db.reader().execute_fetchall(
+            "SELECT payer_closed_at FROM payments WHERE order_id = ?", (order_id,))
+        if rows[0][0] is not None:
+            break
+        await asyncio.sleep(0.02)
+    closed = await mall.payer.post(complete, json={"result": "success"})
+    assert closed.status == 409 and closed.body["code"] == "ORDER_NOT_PAYABLE", closed.body
+    assert await api.metric('mall_payment_notifications_total{result="late"}') == 0

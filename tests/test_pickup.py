@@ -84,8 +84,8 @@ async def test_delivery_orders_go_out_and_arrive(mall, shop):
     assert order.status == 201, order.body
     order_id = order.body["order_id"]
     prepay = await api.post(f"/api/v1/orders/{order_id}/pay", token=customer)
-    await api.post(f"/api/v1/sandbox/payments/{prepay.body['prepay_id']}/complete",
-                   token=customer, json={"result": "success"})
+    await mall.payer.post(f"/sandbox/payments/{prepay.body['prepay_id']}/complete",
+                          json={"result": "success"})
     base = f"/api/v1/merchant/stores/{shop.store_id}/orders/{order_id}"
     for _ in range(200):
         if (await api.get(f"/api/v1/orders/{order_id}", token=customer)).body["status"] == "paid":

@@ -103,8 +103,10 @@ def test_run_against_a_running_mall_with_target(tmp_path, env):
                           str(cached)], env, tmp_path).returncode == 0
     db = tmp_path / "mall.db"
     db.write_bytes(cached.read_bytes())
-    with serving(db, "--clock", "2026-11-27T22:20+08:00@40", "--no-access-log",
-                 env=env) as base:
+    keys = str(tmp_path / "payment-keys.json")
+    with serving(tmp_path / "payer.db", "--keys", keys, command="paysandbox", env=env) as payer, \
+            serving(db, "--clock", "2026-11-27T22:20+08:00@40", "--no-access-log",
+                    "--payer", payer, "--payer-keys", keys, env=env) as base:
         result = xingcheng(["run", str(scenario), "--target", base, "--reports",
                             str(tmp_path / "reports")], env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -37,6 +37,37 @@ class SinceParam(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+def clock_options(command):
+    """--clock and --since, alike on every process of a run."""
+    command = click.option(
+        "--since", type=SinceParam(), default=None,
+        help="The real instant (Unix seconds or ISO 8601) at which --clock's time was its "
+             "start. Default: the anchor stored with the database for the same --clock, so "
+             "a restart resumes; else now.")(command)
+    return click.option(
+        "--clock", type=ClockParam(), default=None,
+        help="Run on simulated time, e.g. 2026-11-27T21:00+08:00@30 (30x faster).")(command)
+
+
+def anchored(clock: Clock | None, since: float | None) -> Clock:
+    if since is None:
+        return clock or Clock()
+    if clock is None:
+        raise click.UsageError("--since anchors a simulated clock: give --clock too")
+    clock.since = since
+    return clock
+
+
+def logging_to_stderr() -> None:
+    """Log lines on stderr, every one through the masking filter."""
+    from mall.privacy import MaskingFilter
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(MaskingFilter())
+
+
 @click.group()
 @click.version_option(package_name="xingcheng")
 def main() -> None:
@@ -48,47 +79,65 @@ def main() -> None:
               default="xingcheng.db", show_default=True, help="SQLite database file.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--clock", type=ClockParam(), default=None,
-              help="Run on simulated time, e.g. 2026-11-27T21:00+08:00@30 (30x faster).")
-@click.option("--since", type=SinceParam(), default=None,
-              help="The real instant (Unix seconds or ISO 8601) at which --clock's time "
-                   "was its start. Default: the anchor stored with the database for the "
-                   "same --clock, so a restart resumes; else now.")
+@clock_options
+@click.option("--payer", "payer_url", metavar="URL",
+              help="The payer's base URL (`xingcheng paysandbox`, or WeChat Pay).")
+@click.option("--payer-keys", type=click.Path(dir_okay=False, path_type=Path),
+              help="The merchant account's keyring shared with the payer (made if missing).")
 @click.option("--order-ttl", type=click.FloatRange(min=1), default=900, show_default=True,
               help="Simulated seconds an unpaid order holds its stock.")
 @click.option("--no-access-log", is_flag=True, help="Do not log each request.")
 @click.option("--faults", "faults_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Misbehave on purpose with this fault profile (rehearsals only).")
 def serve(db_path: Path, host: str, port: int, clock: Clock | None, since: float | None,
-          order_ttl: float, no_access_log: bool, faults_file: Path | None) -> None:
+          payer_url: str | None, payer_keys: Path | None, order_ttl: float,
+          no_access_log: bool, faults_file: Path | None) -> None:
     """Run the mall."""
-    if since is not None:
-        if clock is None:
-            raise click.UsageError("--since anchors a simulated clock: give --clock too")
-        clock.since = since
+    clock = anchored(clock, since)
+    if (payer_url is None) != (payer_keys is None):
+        raise click.UsageError("--payer and --payer-keys go together")
     from aiohttp import web
 
     from mall.access_log import JsonAccessLogger
     from mall.app import create_app
     from mall.config import MallConfig
-    from mall.privacy import MaskingFilter
-
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(MaskingFilter())
+    logging_to_stderr()
     from mall.faults import FaultProfileError, load_profile
 
     try:
         faults = load_profile(faults_file) if faults_file is not None else None
     except FaultProfileError as exc:
         raise click.UsageError(f"bad fault profile: {exc}") from exc
-    config = MallConfig(db_path=db_path, clock=clock or Clock(), resume_clock=since is None,
+    config = MallConfig(db_path=db_path, clock=clock, resume_clock=since is None,
                         order_ttl_seconds=order_ttl, access_log=not no_access_log,
-                        faults=faults)
+                        faults=faults, payer_url=payer_url, payer_keys=payer_keys)
     web.run_app(create_app(config), host=host, port=port, print=None,
                 access_log_class=JsonAccessLogger,
                 access_log=logging.getLogger("mall.access") if config.access_log else None)
+
+
+@main.command()
+@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
+              default="paysandbox.db", show_default=True, help="The payer's own database.")
+@click.option("--keys", "keys_path", type=click.Path(dir_okay=False, path_type=Path),
+              default="payment-keys.json", show_default=True,
+              help="The merchant account's keyring, shared with the malls (made if missing).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8090, show_default=True, type=click.IntRange(0, 65535))
+@clock_options
+def paysandbox(db_path: Path, keys_path: Path, host: str, port: int, clock: Clock | None,
+               since: float | None) -> None:
+    """Run the payment sandbox: WeChat Pay's side, as a process of its own."""
+    from aiohttp import web
+
+    from paysandbox.app import PayerConfig, create_app
+
+    logging_to_stderr()
+    try:
+        app = create_app(PayerConfig(db_path, keys_path, anchored(clock, since)))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    web.run_app(app, host=host, port=port, print=None, access_log=None)
 
 
 @main.command()

@@ -22,7 +22,8 @@ async def readyz(request: web.Request) -> web.Response:
         return reply({"status": "unavailable", "reason": type(exc).__name__}, 503)
     return reply({"status": "ready", "schema_version": rows[0][0],
                   "clock": svc.clock.describe(),
-                  "clock_anchor": svc.clock.anchor() if svc.clock.simulated else None})
+                  "clock_anchor": svc.clock.anchor() if svc.clock.simulated else None,
+                  "payer": svc.config.payer_url})
 
 
 async def openapi(request: web.Request) -> web.Response:

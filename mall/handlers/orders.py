@@ -44,4 +44,7 @@ async def cancel_order(request: web.Request) -> web.Response:
 
 async def pay_order(request: web.Request) -> web.Response:
     order_id = validation.path_id(request, "order_id")
-    return reply(await services(request).payments.prepay(principal(request), order_id), 201)
+    svc = services(request)
+    notify_url = (svc.config.notify_url
+                  or f"{request.url.origin()}/api/v1/payments/notify")
+    return reply(await svc.payments.prepay(principal(request), order_id, notify_url), 201)

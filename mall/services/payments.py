@@ -1,24 +1,31 @@
-"""Paying for orders: prepay requests, and payment notifications applied exactly once.
+"""Paying for orders: prepay requests to the payer, payment notifications and order queries
+(主动查单) applied exactly once, and closing at the payer what can no longer be paid.
 
 A notification is trusted only when its RSA signature verifies against the platform key
-and its timestamp is fresh; it is applied under the write lock by conditional updates
-(payment `created` -> `succeeded`, order `pending_payment` -> `paid`), so repeats and
-reorderings change nothing after the first."""
+and its timestamp is fresh.  A notification and a query answer are applied alike, under the
+write lock by conditional updates (payment `created` -> `succeeded`, order `pending_payment`
+-> `paid`), so repeats, reorderings and a query racing a notification change nothing after
+the first."""
 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from ..auth import Principal
 from ..clock import Clock
-from ..errors import BadRequest, Conflict, NotFound, Unauthorized
+from ..errors import ApiError, BadRequest, Conflict, NotFound, Unauthorized
 from ..metrics import MallMetrics
-from ..storage import Database, orders, payments
+from ..payer_client import PayerClient, PayerUnavailable
+from ..storage import Database, orders, payments, users
 from ..wechatpay import NONCE, SERIAL, SIGNATURE, TIMESTAMP, PlatformVerifier, decrypt_resource
 from .orders import Orders
+
+log = logging.getLogger("mall.payments")
 
 
 def new_pickup_code() -> str:
@@ -33,37 +40,84 @@ class Payments:
     clock: Clock
     metrics: MallMetrics
     orders: Orders
-    verifier: PlatformVerifier
+    verifier: PlatformVerifier | None
     apiv3_key: bytes
     window_seconds: int
+    payer: PayerClient | None
+    # Simulated seconds without a notification after which a payment is asked about.
+    query_after_seconds: float = 60.0
 
-    async def prepay(self, principal: Principal, order_id: int) -> dict:
-        order = await orders.order(self.db.reader(), order_id)
+    async def prepay(self, principal: Principal, order_id: int, notify_url: str) -> dict:
+        """A prepay_id for the mini-program's wx.requestPayment: the open one of this order,
+        or a new one the payer makes.  The payer is called outside any transaction; what it
+        answers is recorded only if the order is still payable and has no open payment by
+        then (a concurrent request may have won: its prepay is kept, this one closed)."""
+        conn = self.db.reader()
+        order = await orders.order(conn, order_id)
         if order is None or order["user_id"] != principal.user_id:
             raise NotFound("order", "order_id")
-        if order["status"] == "pending_payment" and order["expires_at"] <= self.clock.stamp():
+        self._payable(order)
+        if order["expires_at"] <= self.clock.stamp():
             await self.orders.close(order_id, "expired")
             raise Conflict("order_expired", "the order expired before payment", "order_id")
+        payment = await payments.open_for_order(conn, order_id)
+        if payment is None:
+            payment = await self._open_payment(order, await users.openid(conn, order["user_id"]),
+                                               notify_url)
+        return {"prepay_id": payment["prepay_id"], "order_id": order_id,
+                "amount_fen": order["total_fen"], "package": f"prepay_id={payment['prepay_id']}",
+                "sign_type": "RSA", "expires_at": order["expires_at"]}
+
+    @staticmethod
+    def _payable(order) -> None:
         if order["status"] != "pending_payment":
             raise Conflict("not_payable", f"the order is {order['status']}", "order_id")
+
+    async def _open_payment(self, order, openid: str, notify_url: str):
+        out_trade_no = f"XC{order['id']:010d}{secrets.token_hex(3).upper()}"
+        if self.payer is None:
+            raise ApiError("payer_unavailable", "this mall has no payer configured",
+                           status=503)
+        try:
+            prepay_id = await self.payer.jsapi(out_trade_no, order["total_fen"], openid,
+                                               f"星城订单 {order['id']}", notify_url)
+        except PayerUnavailable as exc:
+            log.warning("prepay for order %s failed: %s", order["id"], exc)
+            raise ApiError("payer_unavailable", "the payer did not answer; try again",
+                           status=503) from exc
         stamp = self.clock.stamp()
 
-        async def open_payment(conn) -> str:
-            payment = await payments.open_for_order(conn, order_id)
-            if payment is not None:
-                return payment["prepay_id"]
-            prepay_id = f"wx{secrets.token_hex(14)}"
-            out_trade_no = f"XC{order_id:010d}{secrets.token_hex(3).upper()}"
-            await payments.insert(conn, order_id, prepay_id, out_trade_no, order["total_fen"],
-                                  stamp)
-            return prepay_id
+        async def record(conn):
+            current = await orders.order(conn, order["id"])
+            self._payable(current)
+            open_now = await payments.open_for_order(conn, order["id"])
+            if open_now is not None:
+                return open_now, False
+            await payments.insert(conn, order["id"], prepay_id, out_trade_no,
+                                  order["total_fen"], stamp)
+            return await payments.by_prepay(conn, prepay_id), True
 
-        prepay_id = await self.db.transaction(open_payment)
-        return {"prepay_id": prepay_id, "order_id": order_id, "amount_fen": order["total_fen"],
-                "package": f"prepay_id={prepay_id}", "sign_type": "RSA",
-                "expires_at": order["expires_at"]}
+        try:
+            payment, recorded = await self.db.transaction(record)
+        except ApiError:
+            await self._close_quietly(out_trade_no)
+            raise
+        if not recorded:
+            await self._close_quietly(out_trade_no)
+        return payment
+
+    async def _close_quietly(self, out_trade_no: str) -> None:
+        """Close a prepay the mall did not record; if the payer cannot be reached it stays
+        unpaid at the payer, and no customer ever saw its prepay_id."""
+        assert self.payer is not None
+        try:
+            await self.payer.close(out_trade_no)
+        except PayerUnavailable as exc:
+            log.warning("could not close unrecorded prepay %s: %s", out_trade_no, exc)
 
     def _authenticate(self, headers: Mapping[str, str], body: bytes) -> None:
+        if self.verifier is None:
+            raise Unauthorized("no_payer", "this mall has no payer configured")
         for name in (SIGNATURE, TIMESTAMP, NONCE, SERIAL):
             if not headers.get(name):
                 self.metrics.payment_notifications.labels("rejected").inc()
@@ -112,10 +166,69 @@ class Payments:
 
         outcome, order = await self.db.transaction(apply)
         self.metrics.payment_notifications.labels(outcome).inc()
+        self._count_paid(outcome, order)
+        return outcome
+
+    def _count_paid(self, outcome: str, order) -> None:
         if outcome == "applied":
             self.metrics.orders.labels("paid").inc()
             self.metrics.gmv_yuan.inc(order["total_fen"] / 100)
-        return outcome
+
+    async def reconcile_due(self, batch: int = 50) -> int:
+        """主动查单: ask the payer about open payments it has not notified for a while and
+        settle what it answers, exactly once; then close at the payer the payments of orders
+        that can no longer be paid.  Returns how many payments changed here.  Stops at the
+        first call the payer does not answer (the next sweep tries again)."""
+        if self.payer is None:
+            return 0
+        now = self.clock.now()
+        asked_before = self.clock.stamp(now - timedelta(seconds=self.query_after_seconds))
+        changed = 0
+        try:
+            for payment in await payments.unsettled(self.db.reader(), asked_before, batch):
+                changed += await self._settle_from_query(payment)
+            for payment in await payments.to_close_at_payer(self.db.reader(), batch):
+                await self._close_at_payer(payment)
+        except PayerUnavailable as exc:
+            log.warning("order query stopped: %s", exc)
+        return changed
+
+    async def _settle_from_query(self, payment) -> int:
+        assert self.payer is not None
+        answer = await self.payer.query(payment["out_trade_no"])
+        state = answer["trade_state"] if answer is not None else "NOTPAY"
+        stamp = self.clock.stamp()
+        if state == "NOTPAY" or (answer is not None and
+                                 int(answer["amount"]["total"]) != payment["amount_fen"]):
+            await self.db.transaction(
+                lambda conn: payments.mark_queried(conn, payment["prepay_id"], stamp))
+            return 0
+
+        async def apply(conn):
+            if state == "CLOSED":
+                settled = await payments.settle(conn, payment["prepay_id"], "closed", None, stamp)
+                return ("closed" if settled else "duplicate"), None
+            fresh = await payments.by_prepay(conn, payment["prepay_id"])
+            outcome = await self._apply(conn, fresh, state, answer.get("transaction_id"), stamp)
+            return outcome, await orders.order(conn, payment["order_id"])
+
+        outcome, order = await self.db.transaction(apply)
+        self.metrics.payment_queries.labels(outcome).inc()
+        self._count_paid(outcome, order)
+        return int(outcome != "duplicate")
+
+    async def _close_at_payer(self, payment) -> None:
+        assert self.payer is not None
+        result = await self.payer.close(payment["out_trade_no"])
+        if result == "paid":
+            # The customer paid just as the order closed: the money needs a refund, which
+            # the after-sales release handles; until then it is counted and logged.
+            log.error("payment %s was paid at the payer after its order closed",
+                      payment["out_trade_no"])
+            self.metrics.payment_queries.labels("paid_after_close").inc()
+        stamp = self.clock.stamp()
+        await self.db.transaction(
+            lambda conn: payments.mark_closed_at_payer(conn, payment["prepay_id"], stamp))
 
     async def _apply(self, conn, payment, trade_state: str, transaction_id: str | None,
                      stamp: str) -> str:

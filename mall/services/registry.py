@@ -10,11 +10,11 @@ from ..auth import TokenSigner
 from ..clock import Clock
 from ..config import MallConfig
 from ..metrics import MallMetrics
+from ..payer_client import PayerClient
 from ..storage import Database
 from .accounts import Accounts
 from .catalogue import Catalogue
 from .orders import Orders
-from .payment_sandbox import SandboxPayer
 from .payments import Payments
 from .pickup import Pickup
 from .stores import Stores
@@ -33,7 +33,7 @@ class Services:
     orders: Orders
     pickup: Pickup
     payments: Payments
-    sandbox: SandboxPayer | None
+    payer: PayerClient | None
 
 
 SERVICES = web.AppKey("services", Services)

@@ -64,3 +64,28 @@ async def record_notification(conn: Connection, notification_id: str, prepay_id:
 async def set_notification_outcome(conn: Connection, notification_id: str, outcome: str) -> None:
     await conn.execute("UPDATE payment_notifications SET outcome = ? WHERE id = ?",
                        (outcome, notification_id))
+
+
+async def unsettled(conn: Connection, asked_before: str, limit: int) -> list[Row]:
+    """Open payments the payer has said nothing of since `asked_before` (created or last
+    queried then): the ones to query."""
+    return list(await conn.execute_fetchall(
+        f"{_PAYMENT} WHERE status = 'created' AND created_at <= ?1"
+        " AND coalesce(queried_at, created_at) <= ?1 ORDER BY created_at LIMIT ?2",
+        (asked_before, limit)))
+
+
+async def mark_queried(conn: Connection, prepay_id: str, now: str) -> None:
+    await conn.execute("UPDATE payments SET queried_at = ? WHERE prepay_id = ?", (now, prepay_id))
+
+
+async def to_close_at_payer(conn: Connection, limit: int) -> list[Row]:
+    """Payments closed here (their order expired or was cancelled) but not yet at the payer."""
+    return list(await conn.execute_fetchall(
+        f"{_PAYMENT} WHERE status = 'closed' AND payer_closed_at IS NULL ORDER BY id LIMIT ?",
+        (limit,)))
+
+
+async def mark_closed_at_payer(conn: Connection, prepay_id: str, now: str) -> None:
+    await conn.execute("UPDATE payments SET payer_closed_at = ? WHERE prepay_id = ?",
+                       (now, prepay_id))

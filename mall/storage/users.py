@@ -13,6 +13,11 @@ async def by_openid(conn: Connection, openid: str) -> Row | None:
     return rows[0] if rows else None
 
 
+async def openid(conn: Connection, user_id: int) -> str:
+    rows = await conn.execute_fetchall("SELECT openid FROM users WHERE id = ?", (user_id,))
+    return rows[0][0]
+
+
 async def ensure(conn: Connection, openid: str, role: str, now: str) -> Row:
     """The user with this openid, registered on first sight."""
     await conn.execute(

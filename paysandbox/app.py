@@ -1,0 +1,326 @@
+"""The sandbox's app factory and its handlers: the WeChat Pay v3 JSAPI order, order query and
+close (merchant-signed), the customer's wallet completing a prepay, and ops endpoints.
+
+Errors answer as WeChat Pay does, `{"code": "PARAM_ERROR", "message": ...}` with the HTTP
+status of its documentation, plus the offending `field` where there is one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mall.clock import Clock
+from mall.wechatpay import Keyring, MerchantVerifier, PlatformSigner, encrypt_resource
+
+from . import storage
+from .outbox import Outbox, OutboxMetrics
+from .storage import Store
+
+log = logging.getLogger("paysandbox")
+# A signed request's timestamp may be this far from the payer's clock (WeChat: 5 minutes).
+REQUEST_WINDOW_S = 300
+
+
+@dataclass
+class PayerConfig:
+    db_path: Path = Path("paysandbox.db")
+    keys_path: Path = Path("payment-keys.json")
+    clock: Clock = field(default_factory=Clock)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+
+class Amount(_Strict):
+    total: Annotated[int, Field(gt=0, le=10**10)]
+    currency: Literal["CNY"] = "CNY"
+
+
+class Payer(_Strict):
+    openid: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class JsapiOrder(_Strict):
+    appid: Annotated[str, Field(min_length=1, max_length=32)]
+    mchid: Annotated[str, Field(min_length=1, max_length=32)]
+    description: Annotated[str, Field(min_length=1, max_length=127)]
+    out_trade_no: Annotated[str, Field(pattern=r"^[A-Za-z0-9_*|-]{6,32}$")]
+    notify_url: Annotated[str, Field(pattern=r"^https?://[^\s]{1,250}$")]
+    amount: Amount
+    payer: Payer
+
+
+class Completion(_Strict):
+    """What the customer's wallet does with a prepay: pay it, or fail (no money)."""
+
+    result: Literal["success", "fail"] = "success"
+    delay_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
+
+
+class Refusal(Exception):
+    """An error answered in WeChat Pay's shape."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+@dataclass
+class Sandbox:
+    config: PayerConfig
+    keys: Keyring
+    store: Store
+    registry: CollectorRegistry
+    signer: PlatformSigner = field(init=False)
+    verifier: MerchantVerifier = field(init=False)
+    outbox: Outbox = field(init=False)
+    transactions: Counter = field(init=False)
+
+    def __post_init__(self) -> None:   # RSA keys parse once, not per request
+        self.signer = self.keys.platform_signer()
+        self.verifier = self.keys.merchant_verifier()
+        self.outbox = Outbox(self.store, self.signer, self.config.clock,
+                             OutboxMetrics(self.registry))
+        self.transactions = Counter("paysandbox_transactions",
+                                    "Transactions by what happened to them", ["event"],
+                                    registry=self.registry)
+
+
+SANDBOX = web.AppKey("sandbox", Sandbox)
+
+
+def _parse(model: type[BaseModel], body: bytes) -> BaseModel:
+    try:
+        return model.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise Refusal(400, "PARAM_ERROR", f"{where}: {first['msg']}", where) from exc
+
+
+def _view(row) -> dict:
+    """A transaction as WeChat Pay's order query answers it."""
+    paid = row["trade_state"] == "SUCCESS"
+    return {"appid": row["appid"], "mchid": row["mchid"], "out_trade_no": row["out_trade_no"],
+            "transaction_id": row["transaction_id"], "trade_type": "JSAPI",
+            "trade_state": row["trade_state"],
+            "trade_state_desc": {"NOTPAY": "未支付", "SUCCESS": "支付成功",
+                                 "PAYERROR": "支付失败", "CLOSED": "已关闭"}[row["trade_state"]],
+            "success_time": row["success_time"], "payer": {"openid": row["openid"]},
+            "amount": {"total": row["amount_fen"], "payer_total": row["amount_fen"] if paid
+                       else 0, "currency": "CNY"}}
+
+
+async def jsapi(request: web.Request) -> web.Response:
+    """POST /v3/pay/transactions/jsapi: a prepay for a mini-program payment.  The same
+    out_trade_no with the same order answers the same prepay_id (a merchant's retry)."""
+    box = request.app[SANDBOX]
+    order = _parse(JsapiOrder, await request.read())
+    assert isinstance(order, JsapiOrder)
+    if order.mchid != box.keys.mchid or order.appid != box.keys.appid:
+        raise Refusal(400, "INVALID_REQUEST", "appid and mchid do not match", "mchid")
+    prepay_id = f"wx{secrets.token_hex(14)}"
+    now = box.config.clock.stamp()
+
+    async def create(conn) -> str:
+        existing = await box.store.by_out_trade_no(order.out_trade_no)
+        if existing is None:
+            await storage.insert_transaction(
+                conn, out_trade_no=order.out_trade_no, prepay_id=prepay_id, mchid=order.mchid,
+                appid=order.appid, description=order.description, amount_fen=order.amount.total,
+                openid=order.payer.openid, notify_url=order.notify_url, now=now)
+            return prepay_id
+        if existing["trade_state"] == "SUCCESS":
+            raise Refusal(400, "ORDERPAID", "this out_trade_no is paid", "out_trade_no")
+        if existing["trade_state"] == "CLOSED":
+            raise Refusal(400, "ORDER_CLOSED", "this out_trade_no is closed", "out_trade_no")
+        if (existing["amount_fen"], existing["openid"]) != (order.amount.total,
+                                                             order.payer.openid):
+            raise Refusal(400, "INVALID_REQUEST", "out_trade_no was used with another amount "
+                          "or payer", "out_trade_no")
+        return existing["prepay_id"]
+
+    found = await box.store.write(create)
+    if found == prepay_id:
+        box.transactions.labels("created").inc()
+    return web.json_response({"prepay_id": found})
+
+
+async def query(request: web.Request) -> web.Response:
+    """GET /v3/pay/transactions/out-trade-no/{out_trade_no}?mchid=: 主动查单."""
+    box = request.app[SANDBOX]
+    if request.query.get("mchid") != box.keys.mchid:
+        raise Refusal(400, "PARAM_ERROR", "mchid is missing or not this merchant's", "mchid")
+    row = await box.store.by_out_trade_no(request.match_info["out_trade_no"])
+    if row is None:
+        raise Refusal(404, "ORDER_NOT_EXIST", "no such out_trade_no", "out_trade_no")
+    return web.json_response(_view(row))
+
+
+async def close(request: web.Request) -> web.Response:
+    """POST /v3/pay/transactions/out-trade-no/{out_trade_no}/close: an unpaid order can no
+    longer be paid.  Closing a closed one is a no-op; a paid one answers ORDERPAID."""
+    box = request.app[SANDBOX]
+    out_trade_no = request.match_info["out_trade_no"]
+    body = await request.read()
+    try:
+        mchid = json.loads(body or b"{}").get("mchid")
+    except (ValueError, AttributeError):
+        mchid = None
+    if mchid != box.keys.mchid:
+        raise Refusal(400, "PARAM_ERROR", "mchid is missing or not this merchant's", "mchid")
+    now = box.config.clock.stamp()
+
+    async def close_it(conn) -> None:
+        row = await box.store.by_out_trade_no(out_trade_no)
+        if row is None:
+            raise Refusal(404, "ORDER_NOT_EXIST", "no such out_trade_no", "out_trade_no")
+        if row["trade_state"] == "SUCCESS":
+            raise Refusal(400, "ORDERPAID", "this out_trade_no is paid", "out_trade_no")
+        if await storage.settle(conn, out_trade_no, "CLOSED", None, None, now):
+            box.transactions.labels("closed").inc()
+
+    await box.store.write(close_it)
+    return web.Response(status=204)
+
+
+async def complete(request: web.Request) -> web.Response:
+    """POST /sandbox/payments/{prepay_id}/complete: the customer's wallet pays (or fails).
+    The payment and the notification it owes are written in one transaction; the answer
+    shows the notification, so a test can replay it as WeChat Pay would."""
+    box = request.app[SANDBOX]
+    data = _parse(Completion, await request.read())
+    assert isinstance(data, Completion)
+    row = await box.store.by_prepay(request.match_info["prepay_id"])
+    if row is None:
+        raise Refusal(404, "ORDER_NOT_EXIST", "no such prepay_id", "prepay_id")
+    success = data.result == "success"
+    clock = box.config.clock
+    now = clock.now()
+    transaction_id = f"42000{secrets.randbelow(10**23):023d}" if success else None
+    success_time = now.isoformat(timespec="seconds") if success else None
+    state = "SUCCESS" if success else "PAYERROR"
+    resource = {**_view(row), "transaction_id": transaction_id, "trade_state": state,
+                "trade_state_desc": "支付成功" if success else "支付失败",
+                "success_time": success_time,
+                "amount": {"total": row["amount_fen"],
+                           "payer_total": row["amount_fen"] if success else 0,
+                           "currency": "CNY"}}
+    notification_id = str(uuid.uuid4())
+    body = json.dumps({
+        "id": notification_id, "create_time": now.isoformat(timespec="seconds"),
+        "event_type": "TRANSACTION.SUCCESS" if success else "TRANSACTION.FAIL",
+        "resource_type": "encrypt-resource", "summary": "支付成功" if success else "支付失败",
+        "resource": encrypt_resource(box.keys.apiv3_key.encode(), resource,
+                                     secrets.token_hex(6), "transaction"),
+    }, ensure_ascii=False).encode()
+
+    async def pay(conn) -> None:
+        if not await storage.settle(conn, row["out_trade_no"], state, transaction_id,
+                                    success_time, clock.stamp(now)):
+            current = await box.store.by_out_trade_no(row["out_trade_no"])
+            raise Refusal(409, "ORDER_NOT_PAYABLE",
+                          f"this prepay is {current['trade_state'] if current else 'gone'}",
+                          "prepay_id")
+        await storage.enqueue(conn, notification_id, row["out_trade_no"], row["notify_url"],
+                              body, time.time() + data.delay_ms / 1000)
+
+    await box.store.write(pay)
+    box.transactions.labels("paid" if success else "failed").inc()
+    if data.delay_ms == 0:
+        box.outbox.wake.set()
+    headers = box.signer.headers(body, int(clock.wall()))
+    return web.json_response({"notification_id": notification_id, "delay_ms": data.delay_ms,
+                              "notification": {"url": row["notify_url"], "headers": headers,
+                                               "body": body.decode()}}, status=202)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    box = request.app[SANDBOX]
+    return web.json_response({"status": "ready", "clock": box.config.clock.describe(),
+                              "mchid": box.keys.mchid,
+                              "outbox_pending": await box.store.pending_count()})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[SANDBOX].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@web.middleware
+async def merchant_auth(request: web.Request, handler) -> web.StreamResponse:
+    """Every /v3/ request carries the merchant's signature, as WeChat Pay requires."""
+    if request.path.startswith("/v3/"):
+        box = request.app[SANDBOX]
+        why = box.verifier.refusal(
+            request.headers.get("Authorization", ""), request.method, request.path_qs,
+            await request.read(), box.config.clock.wall(), REQUEST_WINDOW_S)
+        if why is not None:
+            raise Refusal(401, "SIGN_ERROR", why, "Authorization")
+    return await handler(request)
+
+
+@web.middleware
+async def refusals(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Refusal as exc:
+        return web.json_response({"code": exc.code, "message": exc.message,
+                                  **({"field": exc.field} if exc.field else {})},
+                                 status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return web.json_response({"code": "NOT_FOUND" if exc.status == 404 else "INVALID_REQUEST",
+                                  "message": exc.reason}, status=exc.status)
+    except Exception:  # never a traceback to a client
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return web.json_response({"code": "SYSTEM_ERROR", "message": "system error"},
+                                 status=500)
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    box = app[SANDBOX]
+    await box.store.open()
+    deliverer = asyncio.create_task(box.outbox.run())
+    log.info("payment sandbox ready on %s (clock %s, anchor %s), %d notifications owed",
+             box.store.path, box.config.clock.describe(), box.config.clock.anchor(),
+             await box.store.pending_count())
+    yield
+    deliverer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await deliverer
+    await box.store.close()
+
+
+def create_app(config: PayerConfig) -> web.Application:
+    keys = Keyring.load_or_create(config.keys_path)
+    app = web.Application(middlewares=[refusals, merchant_auth], client_max_size=64 * 1024)
+    app[SANDBOX] = Sandbox(config, keys, Store(config.db_path), CollectorRegistry())
+    app.router.add_post("/v3/pay/transactions/jsapi", jsapi)
+    app.router.add_get("/v3/pay/transactions/out-trade-no/{out_trade_no}", query)
+    app.router.add_post("/v3/pay/transactions/out-trade-no/{out_trade_no}/close", close)
+    app.router.add_post("/sandbox/payments/{prepay_id}/complete", complete)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.cleanup_ctx.append(_resources)
+    return app

@@ -1,0 +1,31 @@
+-- The payment sandbox's own database (not the mall's): what WeChat Pay keeps.
+CREATE TABLE IF NOT EXISTS transactions (
+    out_trade_no   TEXT PRIMARY KEY,          -- the merchant's number for this payment
+    prepay_id      TEXT    NOT NULL UNIQUE,
+    mchid          TEXT    NOT NULL,
+    appid          TEXT    NOT NULL,
+    description    TEXT    NOT NULL,
+    amount_fen     INTEGER NOT NULL CHECK (amount_fen > 0),
+    openid         TEXT    NOT NULL,
+    notify_url     TEXT    NOT NULL,
+    trade_state    TEXT    NOT NULL CHECK (trade_state IN ('NOTPAY', 'SUCCESS', 'PAYERROR',
+                                                           'CLOSED')),
+    transaction_id TEXT UNIQUE,
+    success_time   TEXT,
+    created_at     TEXT    NOT NULL,
+    updated_at     TEXT    NOT NULL
+);
+
+-- Notifications owed to merchants: written with the payment they announce, deleted never.
+CREATE TABLE IF NOT EXISTS outbox (
+    id           TEXT PRIMARY KEY,            -- the notification's id (a repeat keeps it)
+    out_trade_no TEXT    NOT NULL REFERENCES transactions (out_trade_no),
+    url          TEXT    NOT NULL,
+    body         BLOB    NOT NULL,            -- the envelope with its encrypted resource
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    due_at       REAL    NOT NULL,            -- Unix seconds of the next attempt
+    state        TEXT    NOT NULL CHECK (state IN ('pending', 'delivered', 'gave_up')),
+    last_result  TEXT,
+    delivered_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (due_at) WHERE state = 'pending';

@@ -1,0 +1,113 @@
+"""All of the sandbox's SQL, on one SQLite file of its own.
+
+One connection, and a lock around each write transaction: the sandbox serves one city's
+payments, a few hundred a second at most.  WAL with synchronous=NORMAL keeps every commit
+through a killed process (only a power cut may lose the last ones)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from sqlite3 import Row
+from typing import TypeVar
+
+import aiosqlite
+
+SCHEMA = Path(__file__).with_name("schema.sql")
+T = TypeVar("T")
+_TRANSACTION = ("SELECT out_trade_no, prepay_id, mchid, appid, description, amount_fen, openid,"
+                " notify_url, trade_state, transaction_id, success_time, created_at"
+                " FROM transactions")
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        self._conn = await aiosqlite.connect(self.path, isolation_level=None)
+        self._conn.row_factory = aiosqlite.Row
+        await self._conn.execute("PRAGMA journal_mode = WAL")
+        await self._conn.execute("PRAGMA synchronous = NORMAL")
+        await self._conn.execute("PRAGMA busy_timeout = 5000")
+        await self._conn.executescript(SCHEMA.read_text(encoding="utf-8"))
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        assert self._conn is not None, "the store is not open"
+        return self._conn
+
+    async def write(self, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """Run `body` in one write transaction: all of it lands, or none."""
+        async with self._lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = await body(self.conn)
+            except BaseException:
+                await self.conn.execute("ROLLBACK")
+                raise
+            await self.conn.execute("COMMIT")
+            return result
+
+    async def _one(self, sql: str, args: tuple) -> Row | None:
+        rows = await self.conn.execute_fetchall(sql, args)
+        return rows[0] if rows else None
+
+    async def by_out_trade_no(self, out_trade_no: str) -> Row | None:
+        return await self._one(f"{_TRANSACTION} WHERE out_trade_no = ?", (out_trade_no,))
+
+    async def by_prepay(self, prepay_id: str) -> Row | None:
+        return await self._one(f"{_TRANSACTION} WHERE prepay_id = ?", (prepay_id,))
+
+    async def due(self, now: float, limit: int) -> list[Row]:
+        return list(await self.conn.execute_fetchall(
+            "SELECT id, out_trade_no, url, body, attempts FROM outbox"
+            " WHERE state = 'pending' AND due_at <= ? ORDER BY due_at LIMIT ?", (now, limit)))
+
+    async def pending_count(self) -> int:
+        row = await self._one("SELECT count(*) FROM outbox WHERE state = 'pending'", ())
+        return int(row[0]) if row else 0
+
+
+async def insert_transaction(conn: aiosqlite.Connection, *, out_trade_no: str, prepay_id: str,
+                             mchid: str, appid: str, description: str, amount_fen: int,
+                             openid: str, notify_url: str, now: str) -> None:
+    await conn.execute(
+        "INSERT INTO transactions (out_trade_no, prepay_id, mchid, appid, description,"
+        " amount_fen, openid, notify_url, trade_state, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'NOTPAY', ?, ?)",
+        (out_trade_no, prepay_id, mchid, appid, description, amount_fen, openid, notify_url,
+         now, now))
+
+
+async def settle(conn: aiosqlite.Connection, out_trade_no: str, state: str,
+                 transaction_id: str | None, success_time: str | None, now: str) -> bool:
+    """Move an unpaid transaction to its final state; False when it was not unpaid."""
+    rows = await conn.execute_fetchall(
+        "UPDATE transactions SET trade_state = ?, transaction_id = ?, success_time = ?,"
+        " updated_at = ? WHERE out_trade_no = ? AND trade_state = 'NOTPAY' RETURNING 1",
+        (state, transaction_id, success_time, now, out_trade_no))
+    return bool(rows)
+
+
+async def enqueue(conn: aiosqlite.Connection, notification_id: str, out_trade_no: str, url: str,
+                  body: bytes, due_at: float) -> None:
+    await conn.execute(
+        "INSERT INTO outbox (id, out_trade_no, url, body, due_at, state)"
+        " VALUES (?, ?, ?, ?, ?, 'pending')", (notification_id, out_trade_no, url, body, due_at))
+
+
+async def attempted(conn: aiosqlite.Connection, notification_id: str, state: str, result: str,
+                    due_at: float, now: float) -> None:
+    """Record one delivery attempt: delivered, given up, or pending again at `due_at`."""
+    await conn.execute(
+        "UPDATE outbox SET attempts = attempts + 1, state = ?, last_result = ?, due_at = ?,"
+        " delivered_at = CASE WHEN ? = 'delivered' THEN ? END WHERE id = ?",
+        (state, result, due_at, state, now, notification_id))
