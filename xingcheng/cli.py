@@ -51,12 +51,11 @@ def serve(db_path: Path, host: str, port: int, clock: Clock | None, order_ttl: f
     from mall.access_log import JsonAccessLogger
     from mall.app import create_app
     from mall.config import MallConfig
-    from mall.privacy import MaskingFilter
+    from mall.privacy import mask_log_handlers
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(MaskingFilter())
+    mask_log_handlers()
     from mall.faults import FaultProfileError, load_profile
 
     try:
