@@ -3,14 +3,17 @@ error messages), a copy for its owner, deletion, and the purge of inactive accou
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
+import sqlite3
 import subprocess
 import time
 
 from mall.privacy import mask_log_handlers, mask_phone
 
+from .conftest import open_shop, order_body, paid_order
 from .test_cli import XINGCHENG, call, serving
 
 PHONE = "13975318642"
@@ -121,3 +124,119 @@ def test_the_log_mask_covers_tracebacks():
     assert PHONE not in text
 
 
+
+
+OTHER = {"contact_name": "刘德华", "phone": "13600001111", "district": "芙蓉区",
+         "detail": "五一大道766号中天广场22楼", "lat": 28.19, "lng": 112.98}
+
+
+async def _customer_with_address(mall, openid: str, address: dict) -> tuple[str, int]:
+    token = await mall.api.login(openid)
+    made = await mall.api.post("/api/v1/me/addresses", token=token, json=address)
+    assert made.status == 201, made.body
+    return token, made.body["id"]
+
+
+async def test_my_data_is_mine_decrypted_and_nobody_elses(mall, shop):
+    """Two customers with addresses and paid orders: each copy holds its owner's phone,
+    name and address in full, their orders with lines and payments, and nothing of the other."""
+    alice, alice_address = await _customer_with_address(mall, "alice", ADDRESS)
+    bob, _ = await _customer_with_address(mall, "bob", OTHER)
+    alice_order = await paid_order(mall, shop, alice, qty=2)
+    bob_order = await paid_order(mall, shop, bob, qty=3)
+
+    mine = await mall.api.get("/api/v1/me/data", token=alice)
+    assert mine.status == 200, mine.body
+    data = mine.body
+    assert data["profile"]["openid"] == "alice" and data["profile"]["phone"] is None
+    assert [(a["id"], a["contact_name"], a["phone"], a["detail"]) for a in data["addresses"]] \
+        == [(alice_address, NAME, PHONE, DETAIL)]
+    assert [o["order_id"] for o in data["orders"]] == [alice_order]
+    order = data["orders"][0]
+    assert order["total_fen"] == 2 * shop.price_fen and order["status"] == "paid"
+    assert [(line["sku_id"], line["qty"]) for line in order["lines"]] == [(shop.sku_id, 2)]
+    assert [(p["order_id"], p["amount_fen"], p["status"]) for p in data["payments"]] \
+        == [(alice_order, 2 * shop.price_fen, "succeeded")]
+    text = json.dumps(data, ensure_ascii=False)
+    for other in (OTHER["contact_name"], OTHER["phone"], OTHER["detail"], "bob"):
+        assert other not in text
+    assert f'"order_id": {bob_order}' not in text
+
+    theirs = (await mall.api.get("/api/v1/me/data", token=bob)).body
+    assert [a["phone"] for a in theirs["addresses"]] == [OTHER["phone"]]
+    assert [o["order_id"] for o in theirs["orders"]] == [bob_order]
+    assert PHONE not in json.dumps(theirs) and NAME not in json.dumps(theirs, ensure_ascii=False)
+    # Staff see their own (empty) profile through it, not their customers'.
+    staff = (await mall.api.get("/api/v1/me/data", token=shop.merchant)).body
+    assert staff["orders"] == [] and staff["profile"]["store_ids"] == [shop.store_id]
+    assert (await mall.api.get("/api/v1/me/data")).status == 401
+
+
+def _rows(db, sql: str, *params) -> list[tuple]:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+async def test_deleting_my_account(start_mall):
+    """Refused while an order is under way; then the personal data leaves the database (the
+    file's bytes included), the order and its total stay, old tokens stop working, a repeat
+    answers the same, the same openid starts afresh, and the audit log has it."""
+    mall = await start_mall()
+    db = mall.config.db_path
+    shop = await open_shop(mall)
+    token, used = await _customer_with_address(mall, "erase-me", ADDRESS)
+    _, unused = await _customer_with_address(mall, "erase-me", OTHER)
+    api = mall.api
+    placed = await api.post("/api/v1/orders", token=token, headers={"Idempotency-Key": "k-1"},
+                            json=order_body(shop, 2, fulfilment="delivery", address_id=used))
+    assert placed.status == 201, placed.body
+    order_id = placed.body["order_id"]
+
+    refused = await api.delete("/api/v1/me", token=token)
+    assert refused.status == 409 and refused.error["code"] == "live_orders"
+    assert refused.error["order_ids"] == [order_id]
+    assert "pending_payment" in refused.error["message"]
+    assert (await api.delete("/api/v1/me", token=shop.merchant)).error["code"] == "staff_account"
+    assert (await api.post(f"/api/v1/orders/{order_id}/cancel", token=token)).status == 200
+    sealed = dict(_rows(db, "SELECT id, contact_enc FROM addresses"))
+    masked = [row[0] for row in _rows(db, "SELECT contact_masked FROM addresses")]
+    (user_id,) = _rows(db, "SELECT id FROM users WHERE openid = 'erase-me'")[0]
+
+    deleted = await api.delete("/api/v1/me", token=token)
+    assert deleted.status == 200, deleted.body
+    assert deleted.body["user_id"] == user_id and deleted.body["orders_kept"] == 1
+    # The mall still runs: its file and WAL no longer hold the ciphertexts or masked forms.
+    raw = b"".join(path.read_bytes() for path in db.parent.glob(db.name + "*"))
+    assert len(raw) > 4096 and b"erase-me" not in raw
+    for blob in sealed.values():
+        assert blob not in raw
+    for text in (*masked, mask_phone(PHONE), mask_phone(OTHER["phone"])):
+        assert text.encode() not in raw, text
+    again = await api.delete("/api/v1/me", token=token)
+    assert (again.status, again.body) == (200, deleted.body)
+    for path in ("/api/v1/me/data", "/api/v1/orders", "/api/v1/me/addresses"):
+        gone = await api.get(path, token=token)
+        assert gone.status == 401 and gone.error["code"] == "account_deleted", path
+
+    assert _rows(db, "SELECT openid, nickname, phone_masked, phone_enc, deleted_at FROM users"
+                     " WHERE id = ?", user_id) == [(f"deleted:{user_id}", None, None, None,
+                                                    deleted.body["deleted_at"])]
+    assert _rows(db, "SELECT id, district_code, contact_masked, contact_enc, lat, lng"
+                     " FROM addresses") == [(used, "430104", "", b"", None, None)]
+    assert set(sealed) == {used, unused}     # the unused address went, the used one stayed
+    assert _rows(db, "SELECT count(*) FROM idempotency_keys") == [(0,)]
+    assert _rows(db, "SELECT id, user_id, total_fen, status FROM orders") \
+        == [(order_id, user_id, 2 * shop.price_fen, "cancelled")]
+    staff_view = await api.get(f"/api/v1/merchant/stores/{shop.store_id}/orders/{order_id}",
+                               token=shop.merchant)
+    assert staff_view.body["total_fen"] == 2 * shop.price_fen
+    audit = _rows(db, "SELECT actor_id, actor_role, target_id, detail FROM audit_log"
+                      " WHERE action = 'account.delete'")
+    assert len(audit) == 1 and audit[0][:3] == (user_id, "customer", str(user_id))
+    assert json.loads(audit[0][3]) == {"accounts": 1, "addresses_removed": 1,
+                                       "addresses_anonymized": 1}
+
+    fresh = await api.login("erase-me")
+    mine = (await api.get("/api/v1/me/data", token=fresh)).body
+    assert mine["profile"]["user_id"] != user_id
+    assert mine["addresses"] == [] and mine["orders"] == []
