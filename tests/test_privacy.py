@@ -3,14 +3,18 @@ error messages), a copy for its owner, deletion, and the purge of inactive accou
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
 import io
 import json
 import logging
 import sqlite3
 import subprocess
 import time
+from datetime import datetime, timedelta
 
+from mall.clock import SHANGHAI, Clock
 from mall.privacy import mask_log_handlers, mask_phone
 
 from .conftest import open_shop, order_body, paid_order
@@ -240,3 +244,90 @@ async def test_deleting_my_account(start_mall):
     mine = (await api.get("/api/v1/me/data", token=fresh)).body
     assert mine["profile"]["user_id"] != user_id
     assert mine["addresses"] == [] and mine["orders"] == []
+
+
+def _purge(db, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*XINGCHENG, "privacy", "purge", "--db", str(db), *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+_STATISTICS = ("SELECT store_id, substr(created_at, 1, 10), status, count(*), sum(total_fen)"
+               " FROM orders GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
+
+
+async def test_purge_anonymizes_inactive_customers_and_keeps_the_statistics(start_mall):
+    """Customers active 400 days ago on the mall clock and one active now, through the real
+    CLI on the real file: the dry run counts and writes nothing; the purge anonymizes the two
+    idle customers with nothing under way, keeps staff, the one with a paid order and the
+    recent one, leaves order counts and GMV per store and day alone, is audited, and a mall
+    running on the file stops honouring the purged customer's token."""
+    then = datetime.now(SHANGHAI) - timedelta(days=400)
+    old = await start_mall(clock=Clock(then))
+    db = old.config.db_path
+    shop = await open_shop(old)
+    idle, _ = await _customer_with_address(old, "idle", ADDRESS)
+    bought = await old.api.login("bought")
+    done = await paid_order(old, shop, bought, qty=2)
+    code = (await old.api.get(f"/api/v1/orders/{done}", token=bought)).body["pickup_code"]
+    staff = f"/api/v1/merchant/stores/{shop.store_id}/orders/{done}"
+    assert (await old.api.post(f"{staff}/ready", token=shop.merchant)).status == 200
+    assert (await old.api.post(f"{staff}/pickup", token=shop.merchant,
+                               json={"code": code})).status == 200
+    waiting = await old.api.login("waiting")
+    await paid_order(old, shop, waiting)
+    await old.server.close()
+    statistics = _rows(db, _STATISTICS)
+    assert sum(row[3] for row in statistics) == 2
+
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    dry = _purge(db, "--older-than", "365d", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.startswith("dry run: 2 customer account(s)")
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    assert _rows(db, "SELECT count(*) FROM users WHERE deleted_at IS NOT NULL") == [(0,)]
+
+    now = await start_mall(db_path=db)
+    recent = await now.api.login("recent")
+    assert (await now.api.get("/api/v1/orders", token=idle)).status == 200
+    purged = await asyncio.to_thread(_purge, db, "--older-than", "365d", "--name", "dpo")
+    assert purged.returncode == 0, purged.stderr
+    assert purged.stdout.startswith("anonymized 2 customer account(s)"), purged.stdout
+    for _ in range(100):   # the running mall's sweeper notices within a sweep
+        refused = await now.api.get("/api/v1/orders", token=idle)
+        if refused.status == 401:
+            break
+        await asyncio.sleep(0.05)
+    assert refused.error["code"] == "account_deleted"
+    assert (await now.api.get("/api/v1/orders", token=recent)).status == 200
+    assert (await now.api.get("/api/v1/orders", token=waiting)).status == 200
+
+    assert _rows(db, _STATISTICS) == statistics
+    assert _rows(db, "SELECT openid FROM users WHERE deleted_at IS NOT NULL ORDER BY id") \
+        == [(f"deleted:{user_id}",) for (user_id,) in _rows(
+            db, "SELECT id FROM users WHERE deleted_at IS NOT NULL ORDER BY id")]
+    kept = {row[0] for row in _rows(db, "SELECT openid FROM users")}
+    assert {"merchant-1", "waiting", "recent", "operator:ops"} <= kept
+    assert not {"idle", "bought"} & kept
+    assert _rows(db, "SELECT count(*) FROM addresses") == [(0,)]
+    audit = _rows(db, "SELECT a.actor_role, u.openid, a.detail FROM audit_log a"
+                      " JOIN users u ON u.id = a.actor_id WHERE a.action = 'privacy.purge'")
+    assert [row[:2] for row in audit] == [("operator", "operator:dpo")]
+    detail = json.loads(audit[0][2])
+    assert detail["count"] == 2
+    cutoff = datetime.fromisoformat(detail["cutoff"])
+    assert abs(cutoff - (datetime.now(SHANGHAI) - timedelta(days=365))) < timedelta(minutes=5)
+
+
+def test_purge_refuses_bad_arguments_with_exit_2(tmp_path):
+    db = tmp_path / "m.db"
+    db.write_bytes(b"")
+    for args, said in ((("--older-than", "365x"), "not a positive duration"),
+                       (("--older-than", "0d"), "not a positive duration"),
+                       (("--older-than", "99999999d"), "not a positive duration"),
+                       (("--older-than", "40000d"), "longer than 100 years"),
+                       ((), "Missing option '--older-than'")):
+        result = _purge(db, *args)
+        assert (result.returncode, said in result.stderr) == (2, True), result.stderr
+    missing = subprocess.run([*XINGCHENG, "privacy", "purge", "--db", str(tmp_path / "no.db"),
+                              "--older-than", "30m"], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
