@@ -20,6 +20,7 @@ from json import loads
 import gevent
 from locust.contrib.fasthttp import FastHttpSession
 
+from mall.privacy import mask_text
 from simulator import tables
 from simulator.city import City
 from simulator.sessions import Session
@@ -101,7 +102,8 @@ class Walk:
                 if 200 <= status < 300 or status in expected:
                     resp.success()
                 else:
-                    resp.failure(f"{status}: {str(body)[:200]}")
+                    # Locust keeps this text in locust_failures.csv: masked like any log.
+                    resp.failure(mask_text(f"{status}: {str(body)[:200]}"))
         if time.perf_counter() - started > self.patience_s:
             self.lose("impatient")
         return status, body

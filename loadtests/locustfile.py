@@ -28,6 +28,7 @@ from loadtests.records import RunRecords
 from loadtests.scenario import load_scenario
 from loadtests.sides import BASELINE, CANARY, side_of
 from loadtests.summary import client_summary
+from mall.privacy import mask_log_handlers
 
 log = logging.getLogger("loadtests")
 
@@ -133,6 +134,7 @@ def _init(environment, **_) -> None:
     global RUN
     if environment.parsed_options is None:
         return
+    mask_log_handlers()  # loadgen.log: a journey's traceback may quote a customer's phone
     RUN = Run(environment)
     StoreStaff.fixed_count = RUN.plan.scenario.spec.load.staff * len(RUN.sides)
 

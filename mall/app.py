@@ -28,6 +28,7 @@ from .services.catalogue import Catalogue
 from .services.catalogue_cache import CatalogueCache
 from .services.orders import Orders
 from .services.payments import Payments
+from .services.personal_data import PersonalData
 from .services.pickup import Pickup
 from .services.registry import SERVICES, Services
 from .services.stores import Stores
@@ -59,10 +60,12 @@ async def open_services(config: MallConfig, metrics: MallMetrics,
                else None)
     payer = (PayerClient(config.payer_url.rstrip("/"), keyring.merchant_signer(), keyring.appid,
                          clock) if config.payer_url and keyring is not None else None)
+    vault = Vault(server_keys.vault_key)
+    accounts = Accounts(db, clock, signer, vault, config.token_ttl_seconds)
+    await accounts.refresh_deleted()
     return Services(
         config=config, clock=clock, db=db, metrics=metrics, signer=signer,
-        accounts=Accounts(db, clock, signer, Vault(server_keys.vault_key),
-                          config.token_ttl_seconds),
+        accounts=accounts, personal_data=PersonalData(db, clock, vault, accounts),
         stores=Stores(db, clock),
         catalogue=Catalogue(db, clock, cache, price),
         orders=orders,
@@ -91,8 +94,8 @@ async def _anchor_clock(conn: Connection, clock: Clock, resume: bool) -> None:
 
 
 async def _sweeper(services: Services) -> None:
-    """Expire unpaid orders, audit the stock that changed since the last look, and
-    checkpoint the WAL off the request path."""
+    """Expire unpaid orders, audit the stock that changed since the last look, notice
+    accounts deleted by another process, and checkpoint the WAL off the request path."""
     audited_from = services.clock.stamp()
     while True:
         await asyncio.sleep(services.config.expiry_sweep_interval)
@@ -102,6 +105,7 @@ async def _sweeper(services: Services) -> None:
             now = services.clock.stamp()
             await services.orders.audit_stock(audited_from)
             audited_from = now
+            await services.accounts.refresh_deleted()
             await services.db.checkpoint()
         except Exception:
             log.exception("sweep failed; will try again")

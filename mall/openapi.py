@@ -28,6 +28,14 @@ def _query_parameters(model) -> list[dict]:
 _ERROR_BODY = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
+def _component(model, components: dict[str, dict]) -> dict:
+    """A reference to `model`'s schema, which (with the models it uses) joins the components."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(schema.pop("$defs", {}))
+    components[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
 def build(routes, version: str) -> dict:
     paths: dict[str, dict] = {}
     components: dict[str, dict] = {"Error": _ERROR}
@@ -50,11 +58,11 @@ def build(routes, version: str) -> dict:
         if route.query is not None:
             operation["parameters"] += _query_parameters(route.query)
         if route.body is not None:
-            schema = route.body.model_json_schema(ref_template="#/components/schemas/{model}")
-            components.update(schema.pop("$defs", {}))
-            components[route.body.__name__] = schema
             operation["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{route.body.__name__}"}}}}
+                "schema": _component(route.body, components)}}}
+        if route.response is not None:
+            operation["responses"][str(route.status)]["content"] = {"application/json": {
+                "schema": _component(route.response, components)}}
         if route.access != "public":
             operation["security"] = [{"bearer": []}]
             operation["x-access"] = route.access

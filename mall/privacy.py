@@ -44,14 +44,30 @@ def mask_text(text: str) -> str:
 
 
 class MaskingFilter(logging.Filter):
-    """Rewrites records so no full phone number reaches a log handler."""
+    """Rewrites records so no full phone number reaches a log handler.
+
+    The traceback is formatted and masked here too: a formatter writes `exc_text` after the
+    filters have run, so an exception message quoting a phone would otherwise pass."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         masked = mask_text(message)
         if masked != message:
             record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask_text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = mask_text(record.stack_info)
         return True
+
+
+def mask_log_handlers(logger: logging.Logger | None = None) -> None:
+    """Put the mask on every handler of `logger` (the root by default): filters on a logger
+    do not see records propagated from its children, filters on handlers see them all."""
+    for handler in (logger or logging.getLogger()).handlers:
+        handler.addFilter(MaskingFilter())
 
 
 class Vault:

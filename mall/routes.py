@@ -38,6 +38,10 @@ class Route:
     tag: str = "mall"
     # Other success statuses the handler may answer with, and what each means.
     also: tuple[tuple[int, str], ...] = ()
+    response: type[BaseModel] | None = None
+    # A deleted account's token still reaches this route (so a repeated deletion answers
+    # as the first did); every other route answers it 401.
+    after_deletion: bool = False
 
 
 V1 = "/api/v1"
@@ -51,6 +55,13 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", f"{V1}/auth/wx-login", accounts.wx_login, "public",
           "Mini-program login: exchange a wx.login code for a session token", schemas.WxLogin,
           tag="auth"),
+    Route("GET", f"{V1}/me/data", accounts.my_data, "user",
+          "A copy of everything the mall keeps about me (PIPL: know and copy)",
+          tag="me", response=schemas.MyDataOut),
+    Route("DELETE", f"{V1}/me", accounts.delete_me, "user",
+          "Delete my account: personal data anonymized, orders kept without it; 409 while "
+          "an order is under way (PIPL: delete)", tag="me", response=schemas.AccountDeletedOut,
+          after_deletion=True),
     Route("GET", f"{V1}/me/addresses", accounts.list_addresses, "user", "My addresses",
           tag="me"),
     Route("POST", f"{V1}/me/addresses", accounts.add_address, "user", "Add a delivery address",
@@ -132,6 +143,8 @@ def guarded(route: Route) -> Handler:
             raise Unauthorized("login_required", "log in first (Authorization: Bearer)",
                                "Authorization")
         principal = svc.signer.verify(token, svc.clock.wall())
+        if not route.after_deletion:
+            svc.accounts.require_live(principal)
         if route.access == "operator" and not principal.is_operator:
             raise Forbidden("operator_only", "only operators may do this", "Authorization")
         if route.access == "store":

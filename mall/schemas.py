@@ -133,3 +133,77 @@ class PageQuery(Query):
 class StoreOrdersQuery(PageQuery):
     date: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")] | None = None
     status: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,20}$")] | None = None
+
+
+# Response shapes, for routes that declare one (the OpenAPI document then lets a client, and
+# schemathesis, check every answer).  Not strict: they describe, they do not parse input.
+
+
+class ProfileOut(BaseModel):
+    user_id: int
+    openid: str
+    role: str
+    nickname: str | None
+    phone: str | None
+    created_at: str
+    last_active_at: str | None
+    store_ids: list[int]
+
+
+class AddressOut(BaseModel):
+    id: int
+    district: str
+    contact_name: str | None
+    phone: str | None
+    detail: str | None
+    lat: float | None
+    lng: float | None
+    created_at: str
+
+
+class OrderLineOut(BaseModel):
+    line_no: int
+    sku_id: int
+    product_name: str
+    unit_price_fen: int
+    qty: int
+
+
+class OrderOut(BaseModel):
+    order_id: int
+    store_id: int
+    status: str
+    fulfilment: str
+    pickup_point_id: int | None
+    address_id: int | None
+    total_fen: int
+    created_at: str
+    expires_at: str
+    paid_at: str | None
+    ready_at: str | None
+    closed_at: str | None
+    lines: list[OrderLineOut]
+    pickup_code: str | None = None
+
+
+class PaymentOut(BaseModel):
+    order_id: int
+    amount_fen: int
+    status: str
+    transaction_id: str | None
+    created_at: str
+    settled_at: str | None
+
+
+class MyDataOut(BaseModel):
+    generated_at: str
+    profile: ProfileOut
+    addresses: list[AddressOut]
+    orders: list[OrderOut]
+    payments: list[PaymentOut]
+
+
+class AccountDeletedOut(BaseModel):
+    user_id: int
+    deleted_at: str
+    orders_kept: int

@@ -48,6 +48,9 @@ class Api:
     async def put(self, path: str, **kw) -> Reply:
         return await self.call("PUT", path, **kw)
 
+    async def delete(self, path: str, **kw) -> Reply:
+        return await self.call("DELETE", path, **kw)
+
     async def login(self, openid: str) -> str:
         reply = await self.post("/api/v1/auth/wx-login", json={"code": f"sandbox:{openid}"})
         assert reply.status == 200, reply.body

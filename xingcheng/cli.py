@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import sys
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -60,12 +64,49 @@ def anchored(clock: Clock | None, since: float | None) -> Clock:
 
 def logging_to_stderr() -> None:
     """Log lines on stderr, every one through the masking filter."""
-    from mall.privacy import MaskingFilter
+    from mall.privacy import mask_log_handlers
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(MaskingFilter())
+    mask_log_handlers()
+
+
+_DURATION = re.compile(r"^([0-9]{1,7})([dhm])$")
+_DURATION_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+_LONGEST = timedelta(days=100 * 366)   # further back than that the calendar runs out
+
+
+class DurationParam(click.ParamType):
+    """A span such as 365d, 12h or 30m: the units a retention period is spoken of in."""
+
+    name = "DURATION"
+
+    def convert(self, value, param, ctx) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        match = _DURATION.match(value.strip())
+        if match is None or int(match[1]) == 0:
+            self.fail(f"{value!r} is not a positive duration like 365d, 12h or 30m", param, ctx)
+        span = timedelta(**{_DURATION_UNITS[match[2]]: int(match[1])})
+        if span > _LONGEST:
+            self.fail(f"{value!r} is longer than 100 years", param, ctx)
+        return span
+
+
+def _on_mall(db_path: Path, use: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Open the mall's services on a database file (no server), run `use`, close."""
+    from mall.app import open_services
+    from mall.config import MallConfig
+    from mall.metrics import MallMetrics
+
+    async def run() -> Any:
+        services = await open_services(MallConfig(db_path=db_path), MallMetrics())
+        try:
+            return await use(services)
+        finally:
+            await services.db.close()
+
+    return asyncio.run(run())
 
 
 @click.group()
@@ -148,18 +189,7 @@ def paysandbox(db_path: Path, keys_path: Path, host: str, port: int, clock: Cloc
 @click.option("--json", "as_json", is_flag=True, help="Print the whole session as JSON.")
 def token(db_path: Path, operator: bool, name: str, as_json: bool) -> None:
     """Print an operator token for bootstrapping stores through the API."""
-    from mall.app import open_services
-    from mall.config import MallConfig
-    from mall.metrics import MallMetrics
-
-    async def issue() -> dict:
-        services = await open_services(MallConfig(db_path=db_path), MallMetrics())
-        try:
-            return await services.accounts.operator_token(name)
-        finally:
-            await services.db.close()
-
-    session = asyncio.run(issue())
+    session = _on_mall(db_path, lambda services: services.accounts.operator_token(name))
     click.echo(json.dumps(session) if as_json else session["token"])
 
 
@@ -207,6 +237,35 @@ def gate(report_dir: Path, prometheus: str | None, scenario: str | None) -> None
     from monitoring.regate import regate
 
     sys.exit(regate(report_dir, prometheus, scenario))
+
+
+@main.group()
+def privacy() -> None:
+    """Personal data under PIPL (see docs/privacy.md)."""
+
+
+@privacy.command()
+@click.option("--db", "db_path", required=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="The mall's database file.")
+@click.option("--older-than", required=True, type=DurationParam(),
+              help="Retention period: anonymize customers inactive for longer, e.g. 365d.")
+@click.option("--dry-run", is_flag=True, help="Only count them; write nothing.")
+@click.option("--name", default="ops", show_default=True, help="Operator name (audit log).")
+def purge(db_path: Path, older_than: timedelta, dry_run: bool, name: str) -> None:
+    """Anonymize customers inactive past the retention period; orders and their totals stay.
+    Store staff, operators and customers with an order under way are kept.  Each run is
+    one `privacy.purge` row in the audit log."""
+    result = _on_mall(db_path, lambda services: services.personal_data.purge(
+        older_than, name, dry_run))
+    if dry_run:
+        click.echo(f"dry run: {result['accounts']} customer account(s) inactive since before "
+                   f"{result['cutoff']} would be anonymized; nothing written")
+        return
+    click.echo(f"anonymized {result['accounts']} customer account(s) inactive since before "
+               f"{result['cutoff']} ({result['addresses_removed']} address(es) removed, "
+               f"{result['addresses_anonymized']} kept for their orders); audited as "
+               "privacy.purge")
 
 
 def _add_harness_commands() -> None:

@@ -24,3 +24,11 @@ async def list_addresses(request: web.Request) -> web.Response:
 async def get_address(request: web.Request) -> web.Response:
     address_id = validation.path_id(request, "address_id")
     return reply(await services(request).accounts.address(principal(request), address_id))
+
+
+async def my_data(request: web.Request) -> web.Response:
+    return reply(await services(request).personal_data.export(principal(request)))
+
+
+async def delete_me(request: web.Request) -> web.Response:
+    return reply(await services(request).personal_data.erase(principal(request)))

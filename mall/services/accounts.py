@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 from ..auth import Principal, TokenSigner
 from ..clock import Clock
 from ..errors import BadRequest, Forbidden, NotFound, Unauthorized
 from ..privacy import Vault, mask_address, mask_name, mask_phone
 from ..schemas import AddressIn
-from ..storage import Database, stores, users
+from ..storage import Database, settings, stores, users
+from ..storage.personal_data import ERASURES
 
 _SANDBOX_CODE = re.compile(r"^sandbox:([A-Za-z0-9_\-]{1,64})$")
+# A login records activity only when the last record is older than this: retention is
+# counted in days, and a login that only reads stays off the single writer.
+ACTIVITY_GRAIN = timedelta(days=1)
 
 
 @dataclass
@@ -22,6 +27,10 @@ class Accounts:
     signer: TokenSigner
     vault: Vault
     token_ttl_seconds: int
+    # Deleted or anonymized accounts, whose tokens still verify but must not be honoured:
+    # kept in memory so the check costs no database trip per request.
+    deleted: set[int] = field(default_factory=set)
+    _erasures_seen: str | None = None
 
     async def wx_login(self, code: str) -> dict:
         """Imitates code2Session: the sandbox code `sandbox:<openid>` names its openid."""
@@ -31,11 +40,25 @@ class Accounts:
             raise Unauthorized("invalid_code", "login code is invalid (errcode 40029)", "code")
         openid = match.group(1)
         user = await users.by_openid(self.db.reader(), openid)
-        if user is None:
-            stamp = self.clock.stamp()
-            user = await self.db.transaction(
-                lambda conn: users.ensure(conn, openid, "customer", stamp))
+        now = self.clock.now()
+        if user is None or (user["last_active_at"] or "") < self.clock.stamp(now - ACTIVITY_GRAIN):
+            stamp = self.clock.stamp(now)
+            user = await self.db.transaction(lambda conn: users.arrive(conn, openid, stamp))
         return await self.session_for(user["id"], user["role"])
+
+    def require_live(self, principal: Principal) -> None:
+        if principal.user_id in self.deleted:
+            raise Unauthorized("account_deleted", "this account was deleted; log in again",
+                               "Authorization")
+
+    async def refresh_deleted(self) -> None:
+        """Reload the deleted accounts when a deletion or purge (possibly by another
+        process, `xingcheng privacy purge`) has bumped the erasure counter."""
+        conn = self.db.reader()
+        seen = await settings.get(conn, ERASURES)
+        if seen != self._erasures_seen:
+            self.deleted = set(await users.deleted_ids(conn))
+            self._erasures_seen = seen
 
     async def session_for(self, user_id: int, role: str) -> dict:
         expires_at = int(self.clock.wall()) + self.token_ttl_seconds

@@ -16,6 +16,7 @@ from .accounts import Accounts
 from .catalogue import Catalogue
 from .orders import Orders
 from .payments import Payments
+from .personal_data import PersonalData
 from .pickup import Pickup
 from .stores import Stores
 
@@ -28,6 +29,7 @@ class Services:
     metrics: MallMetrics
     signer: TokenSigner
     accounts: Accounts
+    personal_data: PersonalData
     stores: Stores
     catalogue: Catalogue
     orders: Orders

@@ -174,15 +174,17 @@ class Database:
             raise
         return result
 
-    async def checkpoint(self) -> None:
-        """Copy committed pages from the WAL into the database, without waiting on readers."""
+    async def checkpoint(self, truncate: bool = False) -> None:
+        """Copy committed pages from the WAL into the database, without waiting on readers;
+        or, with `truncate`, waiting for them (up to the busy timeout) and then emptying the
+        WAL file, so no older page image (e.g. of erased personal data) stays in it."""
         assert self._writer is not None, "database is not open"
-        await self._in_writer(self._checkpoint)
+        await self._in_writer(self._checkpoint, "TRUNCATE" if truncate else "PASSIVE")
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, mode: str) -> None:
         assert self._writer is not None
         # Fetch its result row: an unfinished statement would block the next COMMIT.
-        self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        self._writer.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
 
     def reader(self) -> aiosqlite.Connection:
         """A connection for single-statement reads outside any write transaction."""

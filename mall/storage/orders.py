@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from sqlite3 import Row
 
 from .database import Connection
+from .inventory import LIVE
 
 _ORDER = (
     "SELECT o.id, o.user_id, o.store_id, o.status, o.fulfilment, o.pickup_point_id,"
@@ -73,6 +74,33 @@ async def for_user(conn: Connection, user_id: int, before_id: int, limit: int) -
     return list(await conn.execute_fetchall(
         f"{_ORDER} WHERE o.user_id = ? AND o.id < ? ORDER BY o.id DESC LIMIT ?",
         (user_id, before_id, limit)))
+
+
+async def all_for_user(conn: Connection, user_id: int) -> list[Row]:
+    return list(await conn.execute_fetchall(
+        f"{_ORDER} WHERE o.user_id = ? ORDER BY o.id", (user_id,)))
+
+
+async def lines_for_user(conn: Connection, user_id: int) -> list[Row]:
+    """Every line of every order of one user, with its order id, in order."""
+    return list(await conn.execute_fetchall(
+        "SELECT l.order_id, l.line_no, l.sku_id, l.product_name, l.unit_price_fen, l.qty"
+        " FROM orders o JOIN order_lines l ON l.order_id = o.id WHERE o.user_id = ?"
+        " ORDER BY l.order_id, l.line_no", (user_id,)))
+
+
+async def live_for_user(conn: Connection, user_id: int) -> list[Row]:
+    """The user's orders still under way (ids and states)."""
+    marks = ",".join("?" * len(LIVE))
+    return list(await conn.execute_fetchall(
+        f"SELECT id, status FROM orders WHERE user_id = ? AND status IN ({marks}) ORDER BY id",
+        (user_id, *LIVE)))
+
+
+async def count_for_user(conn: Connection, user_id: int) -> int:
+    rows = await conn.execute_fetchall("SELECT count(*) FROM orders WHERE user_id = ?",
+                                       (user_id,))
+    return rows[0][0]
 
 
 async def for_store(conn: Connection, store_id: int, *, since: str, until: str,

@@ -17,6 +17,13 @@ async def insert(conn: Connection, order_id: int, prepay_id: str, out_trade_no: 
         " VALUES (?, ?, ?, ?, 'created', ?)", (order_id, prepay_id, out_trade_no, amount_fen, now))
 
 
+async def for_user(conn: Connection, user_id: int) -> list[Row]:
+    return list(await conn.execute_fetchall(
+        "SELECT p.order_id, p.amount_fen, p.status, p.transaction_id, p.created_at,"
+        " p.settled_at FROM orders o JOIN payments p ON p.order_id = o.id WHERE o.user_id = ?"
+        " ORDER BY p.id", (user_id,)))
+
+
 async def open_for_order(conn: Connection, order_id: int) -> Row | None:
     rows = await conn.execute_fetchall(
         f"{_PAYMENT} WHERE order_id = ? AND status = 'created' ORDER BY id DESC LIMIT 1",

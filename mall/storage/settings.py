@@ -27,3 +27,9 @@ async def get(conn: Connection, key: str) -> str | None:
 async def put(conn: Connection, key: str, value: str) -> None:
     await conn.execute("INSERT INTO settings (key, value) VALUES (?, ?)"
                        " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+
+async def increment(conn: Connection, key: str) -> None:
+    """Count one more of something (a counter others poll to notice a change)."""
+    await conn.execute("INSERT INTO settings (key, value) VALUES (?, '1') ON CONFLICT (key)"
+                       " DO UPDATE SET value = CAST(value AS INTEGER) + 1", (key,))

@@ -9,13 +9,34 @@ from .database import Connection
 
 async def by_openid(conn: Connection, openid: str) -> Row | None:
     rows = await conn.execute_fetchall(
-        "SELECT id, openid, role FROM users WHERE openid = ?", (openid,))
+        "SELECT id, openid, role, last_active_at FROM users WHERE openid = ?", (openid,))
     return rows[0] if rows else None
 
 
 async def openid(conn: Connection, user_id: int) -> str:
     rows = await conn.execute_fetchall("SELECT openid FROM users WHERE id = ?", (user_id,))
     return rows[0][0]
+
+
+async def arrive(conn: Connection, openid: str, now: str) -> Row:
+    """A login: the customer registered on first sight, and active as of `now`."""
+    rows = await conn.execute_fetchall(
+        "INSERT INTO users (openid, role, created_at, last_active_at) VALUES (?1, 'customer',"
+        " ?2, ?2) ON CONFLICT (openid) DO UPDATE SET last_active_at = excluded.last_active_at"
+        " RETURNING id, openid, role, last_active_at", (openid, now))
+    return rows[0]
+
+
+async def profile(conn: Connection, user_id: int) -> Row | None:
+    rows = await conn.execute_fetchall(
+        "SELECT id, openid, role, nickname, phone_masked, phone_enc, created_at,"
+        " last_active_at, deleted_at FROM users WHERE id = ?", (user_id,))
+    return rows[0] if rows else None
+
+
+async def deleted_ids(conn: Connection) -> list[int]:
+    rows = await conn.execute_fetchall("SELECT id FROM users WHERE deleted_at IS NOT NULL")
+    return [row[0] for row in rows]
 
 
 async def ensure(conn: Connection, openid: str, role: str, now: str) -> Row:
@@ -65,6 +86,14 @@ async def address(conn: Connection, user_id: int, address_id: int) -> Row | None
     rows = await conn.execute_fetchall(
         f"{_ADDRESS} WHERE a.id = ? AND a.user_id = ?", (address_id, user_id))
     return rows[0] if rows else None
+
+
+async def sealed_addresses(conn: Connection, user_id: int) -> list[Row]:
+    """A user's addresses with their ciphertext, for the copy their owner may ask for."""
+    return list(await conn.execute_fetchall(
+        "SELECT a.id, d.name AS district, a.contact_enc, a.lat, a.lng, a.created_at"
+        " FROM addresses a JOIN districts d ON d.code = a.district_code"
+        " WHERE a.user_id = ? ORDER BY a.id", (user_id,)))
 
 
 async def addresses(conn: Connection, user_id: int) -> list[Row]:
