@@ -81,13 +81,13 @@ def supports(build: Build, option: str) -> bool:
         encoding="utf-8")
 
 
-def start_mall(build: Build, db: Path, port: int, clock: str, since: float, log: Path,
-               faults: Path | None = None, payer: tuple[str, Path] | None = None
-               ) -> subprocess.Popen:
-    """`xingcheng serve` from the build's own code, its output to `log`.  Its simulated clock
-    is anchored at `since`, the run's one anchor, and it takes payments through `payer` (URL,
-    keyring), where the build knows how (older builds start their clock when they start and
-    pay in the mall, as they always did)."""
+def mall_command(build: Build, db: Path, port: int, clock: str, since: float,
+                 faults: Path | None = None, payer: tuple[str, Path] | None = None
+                 ) -> list[str]:
+    """`xingcheng serve` for this build on the harness's database and clock.  Its simulated
+    clock is anchored at `since`, the run's one anchor, and it takes payments through `payer`
+    (URL, keyring), where the build knows how (older builds start their clock when they start
+    and pay in the mall, as they always did)."""
     command = ["serve", "--db", str(db.resolve()), "--port", str(port), "--clock", clock]
     if supports(build, "--since"):
         command += ["--since", f"{since:.3f}"]
@@ -95,14 +95,15 @@ def start_mall(build: Build, db: Path, port: int, clock: str, since: float, log:
         command += ["--payer", payer[0], "--payer-keys", str(payer[1].resolve())]
     if faults is not None:
         command += ["--faults", str(faults.resolve())]
-    return start(build, command, log)
+    return command
 
 
-def start(build: Build, command: list[str], log: Path) -> subprocess.Popen:
-    """`xingcheng COMMAND...` from the build's own code, its output to `log`."""
+def start(build: Build, command: list[str], log: Path, again: bool = False) -> subprocess.Popen:
+    """`xingcheng COMMAND...` from the build's own code, its output to `log` (appended when
+    it starts `again` after a crash)."""
     assert build.path is not None
     env = {**os.environ, "PYTHONPATH": str(build.path), "XINGCHENG_BUILD_COMMIT": build.commit}
-    with log.open("w") as out:
+    with log.open("a" if again else "w") as out:
         return subprocess.Popen([sys.executable, "-m", "xingcheng.cli", *command],
                                 cwd=build.path, env=env, stdout=out, stderr=subprocess.STDOUT)
 

@@ -22,7 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -38,8 +38,9 @@ from monitoring.promql_source import instant_samples
 from simulator.city import build_city
 from simulator.loader import load
 
-from . import builds
+from . import builds, crashes
 from .builds import Build, BuildError
+from .crashes import Crash, Crashes, CrashSpecError, Restartable
 from .report import evaluate, write
 from .scenario import Scenario, ScenarioError, load_scenario
 from .sides import BASELINE, CANARY
@@ -125,22 +126,32 @@ def check_city(base: str, scenario: Scenario) -> None:
 
 @dataclass
 class Mall:
-    """One side of the run: the build, where it answers, and its process if we started it."""
+    """One side of the run: the build, where it answers, and its process if we started it
+    (with the command and log that start it again after a crash)."""
 
     side: str
     build: Build
     url: str = ""
     process: subprocess.Popen | None = None
+    command: list[str] = field(default_factory=list)
+    log: Path = Path()
+
+    def restartable(self) -> Restartable:
+        def restart() -> None:
+            self.process = builds.start(self.build, self.command, self.log, again=True)
+            wait_ready(self.url, self.process, 30)
+
+        return Restartable(lambda: crashes.kill(self.process), restart)
 
 
 @dataclass
-class Payer:
+class Payer(Mall):
     """The payment sandbox of the run: one process that every mall started here pays through,
     run from the harness's own code (it stands for WeChat Pay, not for a build under test)."""
 
-    url: str = ""
+    side: str = "payer"
+    build: Build = HARNESS_BUILD
     keys: Path = Path()
-    process: subprocess.Popen | None = None
     sides: tuple[str, ...] = ()    # the sides whose build takes payments through it
 
 
@@ -162,18 +173,21 @@ def start_malls(scenario: Scenario, malls: list[Mall], payer: Payer, report_dir:
     if started:
         port = free_port()
         payer.url, payer.keys = f"http://127.0.0.1:{port}", report_dir / "payment-keys.json"
-        payer.process = builds.start(HARNESS_BUILD, [
-            "paysandbox", "--db", str((report_dir / "paysandbox.db").resolve()),
-            "--keys", str(payer.keys.resolve()), "--port", str(port), "--clock", clock,
-            "--since", f"{since:.3f}"], report_dir / "paysandbox.log")
+        payer.command = ["paysandbox", "--db", str((report_dir / "paysandbox.db").resolve()),
+                         "--keys", str(payer.keys.resolve()), "--port", str(port),
+                         "--clock", clock, "--since", f"{since:.3f}"]
+        payer.log = report_dir / "paysandbox.log"
+        payer.process = builds.start(payer.build, payer.command, payer.log)
         wait_ready(payer.url, payer.process, 30)   # it writes the keyring the malls read
         payer.sides = tuple(mall.side for mall in started
                             if builds.supports(mall.build, "--payer"))
     for mall in started:
         port = free_port()
-        mall.process = builds.start_mall(mall.build, report_dir / f"mall-{mall.side}.db", port,
-                                         clock, since, report_dir / f"mall-{mall.side}.log",
-                                         faults.get(mall.side), (payer.url, payer.keys))
+        mall.command = builds.mall_command(mall.build, report_dir / f"mall-{mall.side}.db",
+                                           port, clock, since, faults.get(mall.side),
+                                           (payer.url, payer.keys))
+        mall.log = report_dir / f"mall-{mall.side}.log"
+        mall.process = builds.start(mall.build, mall.command, mall.log)
         mall.url = f"http://127.0.0.1:{port}"
     for mall in malls:
         ready = wait_ready(mall.url, mall.process, 30 if mall.process else 10)
@@ -197,10 +211,17 @@ def _pay_where_it_pays(mall: Mall, its_payer: str | None, payer: Payer) -> None:
 def run(name: str, target: str | None = None, reports: Path = Path("reports"),
         console: Console | None = None, loadgen_port: int = 0, *,
         baseline: str | None = None, canary: str | None = None, canary_share: float = 0.5,
-        canary_faults: Path | None = None, prometheus: bool = False) -> int:
+        canary_faults: Path | None = None, prometheus: bool = False,
+        kills: tuple[str, ...] = ()) -> int:
     console = console or Console()
     try:
         scenario = load_scenario(name)
+        schedule = [Crash.parse(spec) for spec in kills]
+        late = [c for c in schedule if c.at_s + c.down_s >= scenario.spec.window.real_seconds]
+        if late:
+            raise CrashSpecError(f"--kill {late[0].target}@{late[0].at_s:g}: the load lasts "
+                                 f"{scenario.spec.window.real_seconds:g} s; a crash must be "
+                                 "over before it ends")
         if canary is None and (baseline is not None or canary_faults is not None):
             raise ScenarioError("--baseline and --canary-faults need --canary BUILD")
         if canary is not None and target is not None:
@@ -226,9 +247,12 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
             console.print(f"{mall.side}: {mall.build.describe()}"
                           + (f", faults {faults[mall.side]}" if mall.side in faults else ""))
         since = start_malls(scenario, malls, payer, report_dir, console, faults)
+        chaos = Crashes(schedule, since, {
+            process.side: process.restartable() for process in (*malls, payer)
+            if process.process is not None})
         verdict = _drive(scenario, malls, report_dir, console, loadgen_port or free_port(),
-                         canary_share, faults, prometheus, since, payer)
-    except (HarnessError, PrometheusError) as exc:
+                         canary_share, faults, prometheus, since, payer, chaos)
+    except (HarnessError, PrometheusError, CrashSpecError) as exc:
         console.print(f"[red]harness error:[/red] {exc}")
         console.print(f"report folder: {report_dir}")
         return HARNESS
@@ -241,6 +265,20 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
 
 
 def _conclude(scenario: Scenario, verdict: dict, console: Console) -> int:
+    crashed = verdict["facts"].get("crashes")
+    if crashed:
+        seen = crashed["clients"]
+        for crash in crashed["schedule"]:
+            console.print(f"crash: {crash['target']} killed at {crash['killed_s']} s, back at "
+                          f"{crash['back_s']} s")
+        console.print(f"clients: {seen['failed_while_down']} failed requests while a process "
+                      f"was down ({seen['connection_errors']} connection errors), "
+                      f"{seen['failed_outside']} outside")
+        if crashed["errors"] or seen["failed_outside"]:
+            why = "; ".join(crashed["errors"]) or "; ".join(seen["outside_examples"])
+            console.print(f"[red]FAIL[/red] {scenario.name}: a crash cost more than its "
+                          f"downtime: {why}", soft_wrap=True)
+            return FAILED
     if "gate" in verdict:
         gate = verdict["gate"]
         console.print(gate_table(gate))
@@ -260,7 +298,7 @@ def _conclude(scenario: Scenario, verdict: dict, console: Console) -> int:
 
 def _drive(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Console,
            metrics_port: int, canary_share: float, faults: dict[str, Path],
-           prometheus: bool, since: float, payer: Payer) -> dict:
+           prometheus: bool, since: float, payer: Payer, chaos: Crashes) -> dict:
     urls = {mall.side: mall.url for mall in malls}
     server = None
     if prometheus:
@@ -270,7 +308,7 @@ def _drive(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Con
         console.print(f"prometheus {server.url} (storage {server.folder / 'data'})")
     try:
         return _load(scenario, malls, report_dir, console, metrics_port, canary_share, faults,
-                     server, since, payer)
+                     server, since, payer, chaos)
     finally:
         if server is not None:
             server.stop()
@@ -278,7 +316,8 @@ def _drive(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Con
 
 def _load(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Console,
           metrics_port: int, canary_share: float, faults: dict[str, Path],
-          server: PrometheusServer | None, since: float, payer: Payer) -> dict:
+          server: PrometheusServer | None, since: float, payer: Payer, chaos: Crashes
+          ) -> dict:
     spec = scenario.spec
     urls = {mall.side: mall.url for mall in malls}
     console.print(f"malls {', '.join(f'{s} {u}/metrics' for s, u in urls.items())}; load "
@@ -302,6 +341,7 @@ def _load(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Cons
     started, started_at = time.monotonic(), time.time()
     with (report_dir / "loadgen.log").open("w") as log:
         locust = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        chaos.start()
         with Live(console=console, auto_refresh=False,
                   transient=not console.is_terminal) as live:
             last_print = 0.0
@@ -322,6 +362,7 @@ def _load(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Cons
                     console.print(table)
                     last_print = elapsed
     ended_at = time.time()
+    chaos.join()
     if locust.returncode != 0:
         raise HarnessError(f"locust exited with {locust.returncode}; see "
                            f"{report_dir / 'loadgen.log'}")
@@ -350,6 +391,10 @@ def _load(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Cons
              "wall_seconds": round(time.monotonic() - started, 1),
              "started_at": round(started_at, 3), "ended_at": round(ended_at, 3),
              "clock_anchor": round(since, 3)}
+    if chaos.crashes:
+        facts["crashes"] = {"schedule": chaos.facts(), "errors": chaos.errors,
+                            "clients": crashes.client_errors(report_dir / "requests.csv.gz",
+                                                             chaos.crashes)}
     results = {side: evaluate(scenario, seen) for side, seen in observed.items()}
     from_prometheus = None
     if server is not None:

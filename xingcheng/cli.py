@@ -212,9 +212,12 @@ def token(db_path: Path, operator: bool, name: str, as_json: bool) -> None:
 @click.option("--prometheus", is_flag=True,
               help="Start a real Prometheus (Debian's) scraping the run; its storage stays in "
                    "the report folder, and the gate is judged from it too.")
+@click.option("--kill", "kills", multiple=True, metavar="WHO@SECONDS[+DOWN]",
+              help="Crash rehearsal: SIGKILL baseline, canary or payer that many seconds "
+                   "into the load and start it again after DOWN seconds (2); repeatable.")
 def run(scenario: str, target: str | None, reports: Path, loadgen_port: int,
         baseline: str | None, canary: str | None, canary_share: float,
-        canary_faults: Path | None, prometheus: bool) -> None:
+        canary_faults: Path | None, prometheus: bool, kills: tuple[str, ...]) -> None:
     """Run a scenario (a shipped name such as smoke, or a file).
 
     Single run: exit 0 pass, 1 fail.  Paired run (--canary): exit 0 promote, 1 rollback,
@@ -223,7 +226,7 @@ def run(scenario: str, target: str | None, reports: Path, loadgen_port: int,
 
     sys.exit(run_scenario(scenario, target, reports, loadgen_port=loadgen_port,
                           baseline=baseline, canary=canary, canary_share=canary_share,
-                          canary_faults=canary_faults, prometheus=prometheus))
+                          canary_faults=canary_faults, prometheus=prometheus, kills=kills))
 
 
 @main.command()
