@@ -55,6 +55,10 @@ def build(routes, version: str) -> dict:
                 "4XX": {"description": "error", **_ERROR_BODY},
             },
         }
+        if route.links:
+            operation["responses"][str(route.status)]["links"] = {
+                name: {"operationId": target, "parameters": parameters}
+                for name, target, parameters in route.links}
         if route.query is not None:
             operation["parameters"] += _query_parameters(route.query)
         if route.body is not None:

@@ -38,6 +38,10 @@ class Route:
     tag: str = "mall"
     # Other success statuses the handler may answer with, and what each means.
     also: tuple[tuple[int, str], ...] = ()
+    # OpenAPI links from the success response to what a client does next with it: (name,
+    # the next operation's id, its parameters as runtime expressions).  A stateful fuzzer
+    # follows them (create an order, pay it, read it), as the mini-program does.
+    links: tuple[tuple[str, str, dict[str, str]], ...] = ()
     response: type[BaseModel] | None = None
     # A deleted account's token still reaches this route (so a repeated deletion answers
     # as the first did); every other route answers it 401.
@@ -46,6 +50,8 @@ class Route:
 
 V1 = "/api/v1"
 S = f"{V1}/merchant/stores/{{store_id}}"
+NEW_ORDER = {"order_id": "$response.body#/order_id"}
+NEW_SKU = {"store_id": "$request.path.store_id", "sku_id": "$response.body#/sku_id"}
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/healthz", ops.healthz, "public", "Liveness", tag="ops"),
@@ -88,7 +94,10 @@ ROUTES: tuple[Route, ...] = (
           "public", "One product with the stock state of its SKUs", tag="browse"),
     Route("POST", f"{V1}/orders", orders.create_order, "user",
           "Place an order; stock is reserved at once. Honours Idempotency-Key",
-          schemas.OrderIn, status=201, tag="orders"),
+          schemas.OrderIn, status=201, tag="orders", links=(
+              ("ReadOrder", "orders_get_order", NEW_ORDER),
+              ("PayOrder", "orders_pay_order", NEW_ORDER),
+              ("CancelOrder", "orders_cancel_order", NEW_ORDER))),
     Route("GET", f"{V1}/orders", orders.list_orders, "user", "My orders, newest first",
           query=schemas.PageQuery, tag="orders"),
     Route("GET", f"{V1}/orders/{{order_id}}", orders.get_order, "user",
@@ -98,12 +107,18 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", f"{V1}/orders/{{order_id}}/pay", orders.pay_order, "user",
           "Request payment: a prepay_id from the payer (WeChat Pay's JSAPI order); 503 when "
           "the payer does not answer", status=201, also=((503, "the payer did not answer"),),
-          tag="payments"),
+          tag="payments", links=(("ReadPaidOrder", "orders_get_order",
+                                  {"order_id": "$request.path.order_id"}),)),
     Route("POST", f"{V1}/payments/notify", payments.notify, "public",
           "Payment notification from the payer (signed, WeChat Pay v3 contract)", status=204,
           tag="payments"),
     Route("POST", f"{S}/products", merchant.add_product, "store", "Add a product",
-          schemas.ProductIn, status=201, tag="merchant"),
+          schemas.ProductIn, status=201, tag="merchant", links=(
+              ("SetStock", "merchant_set_stock", NEW_SKU),
+              ("ReadStock", "merchant_get_stock", NEW_SKU),
+              ("ReadProduct", "browse_get_product",
+               {"store_id": "$request.path.store_id",
+                "product_id": "$response.body#/product_id"}))),
     Route("GET", f"{S}/inventory/{{sku_id}}", merchant.get_stock, "store",
           "A SKU's stock: on hand, held by open orders, available", tag="merchant"),
     Route("PUT", f"{S}/inventory/{{sku_id}}", merchant.set_stock, "store",

@@ -1,13 +1,16 @@
 """An outside fuzzer on the mall: schemathesis (written by nobody here) generates requests
-from the mall's own /api/v1/openapi.json, as a customer and as an operator, against a real
-`xingcheng serve` holding real data, and fails on any 5xx or any response that breaks the
-documented schema.  Bounded: a fixed seed, a few dozen examples per operation."""
+from the mall's own /api/v1/openapi.json, as a customer, a merchant and an operator, against
+a real `xingcheng serve` (paying through a real `xingcheng paysandbox`) holding real data, and
+fails on any 5xx or any response that breaks the documented schema.  Its stateful phase
+follows the document's OpenAPI links: it creates orders and pays and reads them, adds
+products and sets their stock.  Bounded: a fixed seed, a few dozen examples per operation."""
 
 from __future__ import annotations
 
 import json
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -72,7 +75,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_break(tmp_path):
             result = subprocess.run(
                 [SCHEMATHESIS, "run", f"{base}/api/v1/openapi.json", "--checks", CHECKS,
                  "--max-examples", str(EXAMPLES), "--seed", "7", "--workers", "2",
-                 "--phases", "examples,coverage,fuzzing", "--no-color",
+                 "--phases", "examples,coverage,fuzzing,stateful", "--no-color",
                  "--generation-database", "none", "--suppress-health-check", "all",
                  "-H", f"Authorization: Bearer {tokens[role]}",
                  "--report", "junit", "--report-dir", str(tmp_path / role)],
@@ -80,8 +83,16 @@ def test_schemathesis_finds_no_server_error_and_no_schema_break(tmp_path):
             output = result.stdout + result.stderr
             assert result.returncode == 0, f"{role}:\n{output[-6000:]}"
             cases = re.search(r"(\d+) generated", output)
+            links = re.search(r"API Links:\s+(\d+) covered", output)
             summary[role] = {"seconds": round(time.monotonic() - started, 1),
-                             "cases": int(cases[1]) if cases else None}
+                             "cases": int(cases[1]) if cases else None,
+                             "links_covered": int(links[1]) if links else 0}
+            assert summary[role]["links_covered"] > 0, f"{role}: no stateful links followed"
+        # The customer's stateful scenarios paid the orders they created (prepays beyond the
+        # one order _data paid), so the chain order -> pay -> read was really walked.
+        with sqlite3.connect(db) as conn:
+            prepays = conn.execute("SELECT count(*) FROM payments").fetchone()[0]
+        assert prepays > 1, prepays
     (tmp_path / "summary.json").write_text(json.dumps(summary))
     print(f"schemathesis: {summary}")
     # Nothing the fuzzer sent made the mall log an unhandled error either.
