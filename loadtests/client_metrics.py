@@ -88,7 +88,8 @@ class LoadMetrics:
         """Locust's request event: every request the journeys make passes through here."""
         side = (context or {}).get("side", "baseline")
         status = getattr(response, "status_code", 0) or 0
-        status_class = f"{status // 100}xx" if status else "error"
+        shed = status == 503 and "Retry-After" in getattr(response, "headers", {})
+        status_class = "shed" if shed else f"{status // 100}xx" if status else "error"
         counter = self._counters.get((side, name, status_class))
         if counter is None:
             counter = self._counters[side, name, status_class] = self.requests.labels(
@@ -103,7 +104,7 @@ class LoadMetrics:
         if failed:
             self.failures[side][name] += 1
             self.request_failures.labels(side, name).inc()
-        if status >= 500:
+        if status >= 500 and not shed:
             self.server_errors[side] += 1
         for listener in self.listeners:
             listener(side, name, status, response_time, failed)

@@ -32,6 +32,8 @@ from .records import RunRecords, SessionRecord
 V1 = "/api/v1"
 # Statuses that are business answers, not failures: sold out, sync below held stock.
 EXPECTED = {"create_order": {409}, "stock_sync": {409}}
+SHED_RETRIES = 3      # a shed request is tried again this often after its Retry-After
+LONGEST_WAIT_S = 5.0  # a Retry-After longer than this is waited this long
 PERSONAS = {p.key: p for p in tables.personas()}
 SEARCH_WORDS = ("粉", "虾", "奶茶", "果", "面包", "臭豆腐", "辣", "家庭装")
 # The share still buying is (shown / usual price) ** -(PRICE_ELASTICITY * price_sensitivity);
@@ -83,27 +85,28 @@ class Walk:
     def call(self, method: str, path: str, name: str, token: str | None = None,
              json: object = None, headers: dict | None = None,
              client: FastHttpSession | None = None) -> tuple[int, object]:
-        """One request to this side's mall (or to `client`), timed, counted and judged."""
+        """One request to this side's mall (or to `client`), timed, counted and judged.  A
+        request the mall sheds (503 with Retry-After) is tried again after that wait, as the
+        mini-program does, up to SHED_RETRIES times; the wait counts against patience."""
         client = client or self.side.client
         hdrs = dict(headers or {})
         if token:
             hdrs["Authorization"] = f"Bearer {token}"
         context = {"side": self.side.name}
-        expected = EXPECTED.get(name)
+        expected = EXPECTED.get(name, ())
         started = time.perf_counter()
-        if expected is None:  # Locust itself counts any status >= 400 as a failure
-            resp = client.request(method, path, name=name, json=json, headers=hdrs,
-                                  context=context)
-            status, body = resp.status_code or 0, _body(resp)
-        else:
+        for attempt in range(SHED_RETRIES + 1):
             with client.request(method, path, name=name, json=json, headers=hdrs,
                                 catch_response=True, context=context) as resp:
                 status, body = resp.status_code or 0, _body(resp)
-                if 200 <= status < 300 or status in expected:
-                    resp.success()
+                retry_after = shed_wait(resp)
+                if 200 <= status < 300 or status in expected or retry_after is not None:
+                    resp.success()   # a shed request is counted apart, not as a failure
                 else:
-                    # Locust keeps this text in locust_failures.csv: masked like any log.
                     resp.failure(mask_text(f"{status}: {str(body)[:200]}"))
+            if retry_after is None or attempt == SHED_RETRIES:
+                break
+            gevent.sleep(retry_after)
         if time.perf_counter() - started > self.patience_s:
             self.lose("impatient")
         return status, body
@@ -116,6 +119,16 @@ class Walk:
 
     def count_order(self, outcome: str) -> None:
         self.metrics.orders.labels(self.side.name, outcome).inc()
+
+
+def shed_wait(resp) -> float | None:
+    """Seconds to wait before trying again if the mall shed this request, else None."""
+    if resp.status_code != 503:
+        return None
+    try:
+        return min(float(resp.headers.get("Retry-After", "")), LONGEST_WAIT_S)
+    except ValueError:
+        return None
 
 
 def _body(resp) -> object:

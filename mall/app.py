@@ -32,6 +32,7 @@ from .services.personal_data import PersonalData
 from .services.pickup import Pickup
 from .services.registry import SERVICES, Services
 from .services.stores import Stores
+from .shedding import LoadShedder
 from .storage import Database
 from .storage import settings as stored_settings
 from .storage.database import Connection
@@ -133,13 +134,18 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(config: MallConfig | None = None) -> web.Application:
     config = config or MallConfig()
-    middlewares = [metrics_middleware, error_middleware]
+    metrics = MallMetrics()
+    # Shedding inside the metrics (a shed request is counted and timed), before any handler
+    # or fault runs (a shed request does nothing).
+    shedder = LoadShedder(config.max_in_flight, config.max_waiting, config.max_wait_seconds,
+                          metrics)
+    middlewares = [metrics_middleware, shedder.middleware, error_middleware]
     faults = ActiveFaults(config.faults) if config.faults is not None else None
     if faults is not None:  # inside the metrics, so the mall's own histograms show it
         middlewares.append(faults.middleware)
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=middlewares)
     app[CONFIG] = config
-    app[METRICS] = MallMetrics()
+    app[METRICS] = metrics
     app[METRICS].build_info.labels(__version__, os.environ.get("XINGCHENG_BUILD_COMMIT",
                                                                "unknown"),
                                    faults.name if faults else "none").set(1)

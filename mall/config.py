@@ -40,5 +40,10 @@ class MallConfig:
     # Simulated seconds without a notification before the mall queries the payer (主动查单).
     payment_query_after_seconds: float = 60.0
     access_log: bool = True
+    # Load shedding: requests handled at once, waiting beyond those, and how long one may
+    # wait (real seconds) before it is refused with 503 and Retry-After.
+    max_in_flight: int = 256
+    max_waiting: int = 1024
+    max_wait_seconds: float = 1.0
     # A fault profile for rehearsals (`--faults FILE`); None in every real deployment.
     faults: FaultProfile | None = None

@@ -33,6 +33,12 @@ class MallMetrics:
             "mall_pickup_code_failures", "Wrong pickup codes presented", registry=r)
         self.out_of_stock = Counter(
             "mall_out_of_stock", "Order attempts refused for lack of stock", registry=r)
+        self.shed_requests = Counter("mall_shed_requests",
+                                     "Requests refused with 503 by load shedding", ["reason"],
+                                     registry=r)
+        self.requests_in_flight = Gauge("mall_requests_in_flight",
+                                        "Requests being handled (admitted, not yet answered)",
+                                        registry=r)
         self.build_info = Gauge("mall_build_info", "This build, and the fault profile it runs",
                                 ["version", "commit", "faults"], registry=r)
 

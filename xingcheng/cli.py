@@ -128,11 +128,18 @@ def main() -> None:
 @click.option("--order-ttl", type=click.FloatRange(min=1), default=900, show_default=True,
               help="Simulated seconds an unpaid order holds its stock.")
 @click.option("--no-access-log", is_flag=True, help="Do not log each request.")
+@click.option("--max-in-flight", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Load shedding: requests handled at once.")
+@click.option("--max-waiting", type=click.IntRange(min=0), default=1024, show_default=True,
+              help="Load shedding: requests waiting for a slot; more are refused with 503.")
+@click.option("--max-wait", type=click.FloatRange(min=0.001), default=1.0, show_default=True,
+              help="Load shedding: seconds a request may wait before it is refused with 503.")
 @click.option("--faults", "faults_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Misbehave on purpose with this fault profile (rehearsals only).")
 def serve(db_path: Path, host: str, port: int, clock: Clock | None, since: float | None,
           payer_url: str | None, payer_keys: Path | None, order_ttl: float,
-          no_access_log: bool, faults_file: Path | None) -> None:
+          no_access_log: bool, max_in_flight: int, max_waiting: int, max_wait: float,
+          faults_file: Path | None) -> None:
     """Run the mall."""
     clock = anchored(clock, since)
     if (payer_url is None) != (payer_keys is None):
@@ -151,7 +158,9 @@ def serve(db_path: Path, host: str, port: int, clock: Clock | None, since: float
         raise click.UsageError(f"bad fault profile: {exc}") from exc
     config = MallConfig(db_path=db_path, clock=clock, resume_clock=since is None,
                         order_ttl_seconds=order_ttl, access_log=not no_access_log,
-                        faults=faults, payer_url=payer_url, payer_keys=payer_keys)
+                        faults=faults, payer_url=payer_url, payer_keys=payer_keys,
+                        max_in_flight=max_in_flight, max_waiting=max_waiting,
+                        max_wait_seconds=max_wait)
     web.run_app(create_app(config), host=host, port=port, print=None,
                 access_log_class=JsonAccessLogger,
                 access_log=logging.getLogger("mall.access") if config.access_log else None)
