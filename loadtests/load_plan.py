@@ -28,7 +28,8 @@ class LoadPlan:
     customers: dict[str, list[int]]   # persona -> user ids
 
 
-def traffic_for(scenario: Scenario) -> Traffic:
+def traffic_for(scenario: Scenario, rate_factor: float = 1.0) -> Traffic:
+    """The scenario's traffic, its arrival rates scaled by `rate_factor` (capacity steps)."""
     spec = scenario.spec
     events: list = []
     if spec.mix:
@@ -37,15 +38,17 @@ def traffic_for(scenario: Scenario) -> Traffic:
         events.append(flash_sale(spec.events.flash_sale))
     if spec.events.campus_promo is not None:
         events.append(campus_promo(spec.events.campus_promo))
-    return Traffic(spec.window.day, daily_sessions(scenario.daily_orders), events)
+    return Traffic(spec.window.day, daily_sessions(scenario.daily_orders) * rate_factor,
+                   events)
 
 
-def plan(scenario: Scenario, worker: int = 0, workers: int = 1) -> LoadPlan:
+def plan(scenario: Scenario, worker: int = 0, workers: int = 1,
+         rate_factor: float = 1.0) -> LoadPlan:
     """The whole plan; with several Locust workers, each takes every n-th session."""
     spec = scenario.spec
     city = build_city(scenario.preset, spec.city.seed)
     customers = city.customer_ids_by_persona()
-    traffic = traffic_for(scenario)
+    traffic = traffic_for(scenario, rate_factor)
     window = spec.window
     schedule = list(sessions(traffic, window.start, window.end, spec.city.seed,
                              {key: len(ids) for key, ids in customers.items()}))

@@ -48,6 +48,8 @@ def _options(parser) -> None:
     parser.add_argument("--payer-sides", default="baseline,canary",
                         help="Sides whose malls take payments through --payer-host (a build "
                              "from before the sandbox was a process pays in the mall)")
+    parser.add_argument("--rate-factor", type=float, default=1.0,
+                        help="Scale the scenario's arrival rates (capacity steps)")
     parser.add_argument("--clock-since", type=float, default=None,
                         help="The real instant (Unix seconds) at which the malls' simulated "
                              "clocks show the window's start; the first sessions wait for it")
@@ -62,7 +64,8 @@ class Run:
     def __init__(self, environment) -> None:
         options = environment.parsed_options
         self.environment = environment
-        self.plan: LoadPlan = plan(load_scenario(options.scenario))
+        self.plan: LoadPlan = plan(load_scenario(options.scenario),
+                                   rate_factor=options.rate_factor)
         spec = self.plan.scenario.spec
         self.metrics = LoadMetrics()
         if options.metrics_port:

@@ -212,7 +212,7 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
         console: Console | None = None, loadgen_port: int = 0, *,
         baseline: str | None = None, canary: str | None = None, canary_share: float = 0.5,
         canary_faults: Path | None = None, prometheus: bool = False,
-        kills: tuple[str, ...] = ()) -> int:
+        kills: tuple[str, ...] = (), rate_factor: float = 1.0) -> int:
     console = console or Console()
     try:
         scenario = load_scenario(name)
@@ -251,7 +251,7 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
             process.side: process.restartable() for process in (*malls, payer)
             if process.process is not None})
         verdict = _drive(scenario, malls, report_dir, console, loadgen_port or free_port(),
-                         canary_share, faults, prometheus, since, payer, chaos)
+                         canary_share, faults, prometheus, since, payer, chaos, rate_factor)
     except (HarnessError, PrometheusError, CrashSpecError) as exc:
         console.print(f"[red]harness error:[/red] {exc}")
         console.print(f"report folder: {report_dir}")
@@ -298,7 +298,8 @@ def _conclude(scenario: Scenario, verdict: dict, console: Console) -> int:
 
 def _drive(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Console,
            metrics_port: int, canary_share: float, faults: dict[str, Path],
-           prometheus: bool, since: float, payer: Payer, chaos: Crashes) -> dict:
+           prometheus: bool, since: float, payer: Payer, chaos: Crashes,
+           rate_factor: float) -> dict:
     urls = {mall.side: mall.url for mall in malls}
     server = None
     if prometheus:
@@ -308,7 +309,7 @@ def _drive(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Con
         console.print(f"prometheus {server.url} (storage {server.folder / 'data'})")
     try:
         return _load(scenario, malls, report_dir, console, metrics_port, canary_share, faults,
-                     server, since, payer, chaos)
+                     server, since, payer, chaos, rate_factor)
     finally:
         if server is not None:
             server.stop()
@@ -316,8 +317,8 @@ def _drive(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Con
 
 def _load(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Console,
           metrics_port: int, canary_share: float, faults: dict[str, Path],
-          server: PrometheusServer | None, since: float, payer: Payer, chaos: Crashes
-          ) -> dict:
+          server: PrometheusServer | None, since: float, payer: Payer, chaos: Crashes,
+          rate_factor: float) -> dict:
     spec = scenario.spec
     urls = {mall.side: mall.url for mall in malls}
     console.print(f"malls {', '.join(f'{s} {u}/metrics' for s, u in urls.items())}; load "
@@ -330,7 +331,8 @@ def _load(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Cons
                "--csv", str(report_dir / "locust"), "--only-summary",
                "--exit-code-on-error", "0", "--loglevel", "WARNING",
                "--scenario", str(scenario.path), "--report-dir", str(report_dir),
-               "--metrics-port", str(metrics_port), "--clock-since", f"{since:.3f}"]
+               "--metrics-port", str(metrics_port), "--clock-since", f"{since:.3f}",
+               "--rate-factor", f"{rate_factor:g}"]
     if CANARY in urls:
         command += ["--canary-host", urls[CANARY], "--canary-share", str(canary_share)]
     if payer.sides:
@@ -390,7 +392,7 @@ def _load(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Cons
              "canary_share": canary_share if CANARY in urls else None,
              "wall_seconds": round(time.monotonic() - started, 1),
              "started_at": round(started_at, 3), "ended_at": round(ended_at, 3),
-             "clock_anchor": round(since, 3)}
+             "clock_anchor": round(since, 3), "rate_factor": rate_factor}
     if chaos.crashes:
         facts["crashes"] = {"schedule": chaos.facts(), "errors": chaos.errors,
                             "clients": crashes.client_errors(report_dir / "requests.csv.gz",

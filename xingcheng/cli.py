@@ -239,6 +239,27 @@ def run(scenario: str, target: str | None, reports: Path, loadgen_port: int,
 
 
 @main.command()
+@click.argument("scenario")
+@click.option("--reports", type=click.Path(file_okay=False, path_type=Path),
+              default="reports", show_default=True)
+@click.option("--start", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+              help="The first step's arrival rate, as a multiple of the scenario's.")
+@click.option("--growth", type=click.FloatRange(min=1.05), default=1.5, show_default=True,
+              help="Each step's rate over the previous one's.")
+@click.option("--steps", type=click.IntRange(1, 30), default=8, show_default=True,
+              help="At most this many steps.")
+def capacity(scenario: str, reports: Path, start: float, growth: float, steps: int) -> None:
+    """容量评估: raise the scenario's arrival rate step by step until its SLO (latency and
+    error thresholds) breaks; report the highest sessions/s held.  Exit 0 found, 1 not even
+    the first step held, 2 harness error."""
+    from rich.console import Console
+
+    from loadtests.capacity import capacity as search
+
+    sys.exit(search(scenario, reports, Console(), start, growth, steps))
+
+
+@main.command()
 @click.argument("report_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--prometheus", metavar="URL",
               help="Read the run's metrics from this Prometheus server instead of the "

@@ -1,0 +1,60 @@
+"""`xingcheng capacity`: the scenario's arrival rate stepped up until its SLO breaks, with the
+highest rate held, the step that broke and why, in capacity.json and a self-contained plot."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+SCENARIO = """name = "cap"
+[window]
+day = "weekday"
+start = "2026-11-27T22:20:00+08:00"
+end = "2026-11-27T22:26:40+08:00"
+speed = 40
+[load]
+staff = 2
+drain_seconds = 3
+[thresholds]
+"http_req_duration{{name:create_order}}" = ["p(95)<{p95}"]
+"http_req_failed" = ["rate<0.01"]
+"oversold" = ["count==0"]
+"""
+
+
+def search(tmp_path: Path, p95_ms: float, *args: str) -> tuple[int, str, dict]:
+    scenario = tmp_path / f"cap-{p95_ms:g}.toml"
+    scenario.write_text(SCENARIO.format(p95=p95_ms), encoding="utf-8")
+    env = {**os.environ, "XINGCHENG_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-m", "xingcheng.cli", "capacity", str(scenario),
+                           "--reports", str(tmp_path / "reports"), *args], env=env,
+                          capture_output=True, text=True, timeout=300)
+    folder = tmp_path / "reports" / "capacity-cap"
+    result = json.loads((folder / "capacity.json").read_text()) if (
+        folder / "capacity.json").exists() else {}
+    return done.returncode, done.stdout + done.stderr, result
+
+
+def test_steps_that_hold_give_the_highest_rate_and_a_self_contained_plot(tmp_path):
+    code, output, result = search(tmp_path, 5000, "--growth", "2", "--steps", "2")
+    assert code == 0, output[-3000:]
+    first, second = result["steps"]
+    assert first["held"] and second["held"]
+    assert second["factor"] == 2 and second["target_per_s"] > 1.8 * first["target_per_s"]
+    assert result["capacity_sessions_per_s"] == second["sessions_per_s"] > 0
+    assert "ran out of steps" in result["stopped_because"]
+    page = (tmp_path / "reports" / "capacity-cap" / "capacity.html").read_text()
+    assert "Plotly.newPlot" in page and result["summary"] in page
+    assert not re.search(r"<script[^>]+src=", page)   # offline: the script is in the page
+
+
+def test_a_broken_slo_is_named_and_no_capacity_is_claimed(tmp_path):
+    code, output, result = search(tmp_path, 0.001, "--steps", "3")
+    assert code == 1, output[-3000:]
+    assert len(result["steps"]) == 1 and not result["steps"][0]["held"]
+    assert result["capacity_sessions_per_s"] is None
+    assert "http_req_duration{name:create_order}: p(95)<0.001" in result["stopped_because"]
