@@ -10,25 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCENARIO = """name = "cap"
-[window]
-day = "weekday"
-start = "2026-11-27T22:20:00+08:00"
-end = "2026-11-27T22:26:40+08:00"
-speed = 40
-[load]
-staff = 2
-drain_seconds = 3
-[thresholds]
-"http_req_duration{{name:create_order}}" = ["p(95)<{p95}"]
-"http_req_failed" = ["rate<0.01"]
-"oversold" = ["count==0"]
-"""
+from .test_run import SHORT
 
 
 def search(tmp_path: Path, p95_ms: float, *args: str) -> tuple[int, str, dict]:
+    """The capacity search on the run tests' short late-night window, whose SLO is its
+    http_5xx threshold and a p95 of order creation under `p95_ms`."""
     scenario = tmp_path / f"cap-{p95_ms:g}.toml"
-    scenario.write_text(SCENARIO.format(p95=p95_ms), encoding="utf-8")
+    scenario.write_text(SHORT.format(name="cap", extra=(
+        f'"http_req_duration{{name:create_order}}" = ["p(95)<{p95_ms:g}"]')), encoding="utf-8")
     env = {**os.environ, "XINGCHENG_CACHE": str(tmp_path / "cache")}
     done = subprocess.run([sys.executable, "-m", "xingcheng.cli", "capacity", str(scenario),
                            "--reports", str(tmp_path / "reports"), *args], env=env,
