@@ -22,7 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from rich.live import Live
 from rich.table import Table
 
 from mall.clock import SHANGHAI
+from mall.verification import NotVerifiable, verify
 from monitoring.gate import table as gate_table
 from monitoring.prometheus_server import PrometheusError, PrometheusServer
 from monitoring.promql_source import instant_samples
@@ -260,11 +261,45 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
         for mall in malls:
             builds.stop(mall.process)
         builds.stop(payer.process)
+    _verify_sides(verdict, malls, report_dir)
     console.print(f"report: {report_dir}/report.html (summary.md, verdict.json)")
     return _conclude(scenario, verdict, console)
 
 
+def _verify_sides(verdict: dict, malls: list[Mall], report_dir: Path) -> None:
+    """`xingcheng verify` on each side's database once its mall has stopped, into
+    verdict.json (a mall already running elsewhere has no database here to verify)."""
+    for mall in malls:
+        side = verdict["sides"][mall.side]
+        if mall.process is None:
+            side["verify"] = {"verified": False, "why": "external mall: no database here"}
+            continue
+        try:
+            findings = asyncio.run(verify(report_dir / f"mall-{mall.side}.db"))
+        except NotVerifiable as exc:
+            side["verify"] = {"verified": False, "why": str(exc)}
+            continue
+        side["verify"] = {"verified": True, "holds": all(f.holds for f in findings),
+                          "invariants": [asdict(f) for f in findings]}
+    (report_dir / "verdict.json").write_text(json.dumps(verdict, indent=2, ensure_ascii=False)
+                                             + "\n", encoding="utf-8")
+
+
 def _conclude(scenario: Scenario, verdict: dict, console: Console) -> int:
+    breached = []
+    for side, data in verdict["sides"].items():
+        checked = data.get("verify", {})
+        for finding in checked.get("invariants", []):
+            if finding["breaches"]:
+                breached.append(f"{side} {finding['name']}: {finding['breaches']} "
+                                f"(e.g. {finding['rows'][:2]})")
+        if checked.get("verified"):
+            console.print(f"verify {side}: " + ", ".join(
+                f"{f['name']} {f['breaches']}" for f in checked["invariants"]))
+    if breached:
+        console.print(f"[red]FAIL[/red] {scenario.name}: invariants broken:")
+        console.print("; ".join(breached), soft_wrap=True, markup=False)
+        return FAILED
     crashed = verdict["facts"].get("crashes")
     if crashed:
         seen = crashed["clients"]

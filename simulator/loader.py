@@ -119,6 +119,7 @@ async def load(city: City, db_path: Path,
                     done += len(chunk)
                     on_progress(table, done, total)
                 counts[table] = done
+            await bulk.open_ledger(conn)
             await settings.put(conn, CITY_KEY, json.dumps(manifest(city), ensure_ascii=False))
 
         await db.transaction(insert_all)

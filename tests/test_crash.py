@@ -52,6 +52,8 @@ def test_killing_the_mall_and_the_payer_mid_peak_loses_no_payment(tmp_path):
     assert clients["failed_outside"] == 0, clients
     assert clients["connection_errors"] > 0 and clients["failed_while_down"] > 0, clients
     assert verdict["sessions"]["started"] == verdict["sessions"]["scheduled"]
+    checked = verdict["sides"]["baseline"]["verify"]   # xingcheng verify, after the run
+    assert checked["verified"] and checked["holds"], checked
     # Both processes restarted and logged it.
     assert (report / "mall-baseline.log").read_text().count("mall ready on") == 2
     assert (report / "paysandbox.log").read_text().count("payment sandbox ready") == 2

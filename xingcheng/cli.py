@@ -239,6 +239,40 @@ def run(scenario: str, target: str | None, reports: Path, loadgen_port: int,
 
 
 @main.command()
+@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
+              default="xingcheng.db", show_default=True, help="The mall's database file.")
+@click.option("--grace", type=click.FloatRange(min=0), default=300, show_default=True,
+              help="Mall-clock seconds the sweeper may be late closing an unpaid order.")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def verify(db_path: Path, grace: float, as_json: bool) -> None:
+    """Check the mall's invariants on its database (read only): exit 0 all hold, 1 a breach
+    (its rows named), 2 the file cannot be verified."""
+    from dataclasses import asdict
+
+    from rich.console import Console
+
+    from mall.verification import NotVerifiable
+    from mall.verification import verify as check
+
+    console = Console()
+    try:
+        findings = asyncio.run(check(db_path, grace))
+    except NotVerifiable as exc:
+        Console(stderr=True).print(f"[red]cannot verify:[/red] {exc}", soft_wrap=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(json.dumps([asdict(f) for f in findings], ensure_ascii=False, indent=1))
+    else:
+        for finding in findings:
+            mark = "[green]ok[/green]  " if finding.holds else "[red]FAIL[/red]"
+            console.print(f"{mark} {finding.name}: {finding.breaches} breaches - "
+                          f"{finding.meaning}", soft_wrap=True)
+            for row in finding.rows:
+                console.print(f"       {row}", soft_wrap=True, markup=False)
+    sys.exit(0 if all(f.holds for f in findings) else 1)
+
+
+@main.command()
 @click.argument("scenario")
 @click.option("--reports", type=click.Path(file_okay=False, path_type=Path),
               default="reports", show_default=True)

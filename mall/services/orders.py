@@ -83,17 +83,19 @@ class Orders:
                 replay = await self._replay(principal, idempotency_key, request_hash, conn)
                 if replay is not None:
                     return replay, True
-            for index, line in enumerate(data.lines):
-                if not await inventory.reserve(conn, data.store_id, line.sku_id, line.qty,
-                                               stamp):
-                    self.metrics.out_of_stock.inc()
-                    raise Conflict("out_of_stock", "not enough stock for this line",
-                                   f"lines.{index}.sku_id",
-                                   extra={"sku_id": line.sku_id})
+            # The order row first, so each reservation's ledger row names it; a line out of
+            # stock rolls the whole transaction back, order row included.
             order_id = await orders.insert(
                 conn, user_id=principal.user_id, store_id=data.store_id,
                 fulfilment=data.fulfilment, pickup_point_id=point_id,
                 address_id=data.address_id, total_fen=total, now=stamp, expires_at=expires)
+            for index, line in enumerate(data.lines):
+                if not await inventory.reserve(conn, data.store_id, line.sku_id, line.qty,
+                                               order_id, stamp):
+                    self.metrics.out_of_stock.inc()
+                    raise Conflict("out_of_stock", "not enough stock for this line",
+                                   f"lines.{index}.sku_id",
+                                   extra={"sku_id": line.sku_id})
             await orders.insert_lines(conn, order_id, [
                 (line.sku_id, skus[line.sku_id]["name"], skus[line.sku_id]["price_fen"],
                  line.qty) for line in data.lines])
@@ -238,7 +240,8 @@ class Orders:
             return None
         order = await orders.order(conn, order_id)
         for line in await orders.lines(conn, order_id):
-            await inventory.release(conn, order["store_id"], line["sku_id"], line["qty"], stamp)
+            await inventory.release(conn, order["store_id"], line["sku_id"], line["qty"],
+                                    order_id, stamp)
         await payments.close_open(conn, order_id, stamp)
         return order["store_id"]
 
@@ -276,5 +279,5 @@ class Orders:
             return False
         for line in await orders.lines(conn, order["id"]):
             await inventory.hand_over(conn, order["store_id"], line["sku_id"], line["qty"],
-                                      stamp)
+                                      order["id"], stamp)
         return True

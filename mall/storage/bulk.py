@@ -46,3 +46,11 @@ async def is_empty(conn: Connection) -> bool:
         if await count(conn, table):
             return False
     return True
+
+
+async def open_ledger(conn: Connection) -> None:
+    """The inventory ledger's opening rows: the stock the load put on the shelves."""
+    await conn.execute(
+        "INSERT INTO inventory_ledger (store_id, sku_id, on_hand_delta, reserved_delta, reason,"
+        " at) SELECT store_id, sku_id, on_hand, reserved, 'opening', updated_at FROM inventory"
+        " WHERE on_hand != 0 OR reserved != 0")

@@ -107,6 +107,15 @@ async def _connect_reader(path: Path) -> aiosqlite.Connection:
     return conn
 
 
+async def open_read_only(path: Path) -> aiosqlite.Connection:
+    """A connection that cannot write (for `xingcheng verify`): a missing file is an error,
+    not a new empty database."""
+    conn = await aiosqlite.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True,
+                                   isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
 class Database:
     def __init__(self, path: Path | str, clock: Clock, read_connections: int = 2) -> None:
         self.path = Path(path)

@@ -1,5 +1,7 @@
 """Per-store stock.  `on_hand` is what stands on the shelf, `reserved` what open orders hold;
-a CHECK keeps reserved <= on_hand, so the database itself refuses to oversell."""
+a CHECK keeps reserved <= on_hand, so the database itself refuses to oversell.  Every change
+also writes its row of the inventory ledger (库存流水) in the same transaction: what changed,
+why, and for which order."""
 
 from __future__ import annotations
 
@@ -15,31 +17,53 @@ async def level(conn: Connection, store_id: int, sku_id: int) -> Row | None:
     return rows[0] if rows else None
 
 
-async def reserve(conn: Connection, store_id: int, sku_id: int, qty: int, now: str) -> bool:
+async def _ledger(conn: Connection, store_id: int, sku_id: int, on_hand_delta: int,
+                  reserved_delta: int, reason: str, order_id: int | None, now: str) -> None:
+    await conn.execute(
+        "INSERT INTO inventory_ledger (store_id, sku_id, on_hand_delta, reserved_delta, reason,"
+        " order_id, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (store_id, sku_id, on_hand_delta, reserved_delta, reason, order_id, now))
+
+
+async def reserve(conn: Connection, store_id: int, sku_id: int, qty: int, order_id: int,
+                  now: str) -> bool:
     """Hold `qty` for an order if that many are available; one atomic conditional update."""
     rows = await conn.execute_fetchall(
         "UPDATE inventory SET reserved = reserved + ?1, updated_at = ?4"
         " WHERE store_id = ?2 AND sku_id = ?3 AND on_hand - reserved >= ?1 RETURNING 1",
         (qty, store_id, sku_id, now))
+    if rows:
+        await _ledger(conn, store_id, sku_id, 0, qty, "reserve", order_id, now)
     return bool(rows)
 
 
-async def release(conn: Connection, store_id: int, sku_id: int, qty: int, now: str) -> None:
+async def release(conn: Connection, store_id: int, sku_id: int, qty: int, order_id: int,
+                  now: str) -> None:
     await conn.execute(
         "UPDATE inventory SET reserved = reserved - ?, updated_at = ?"
         " WHERE store_id = ? AND sku_id = ?", (qty, now, store_id, sku_id))
+    await _ledger(conn, store_id, sku_id, 0, -qty, "release", order_id, now)
 
 
-async def hand_over(conn: Connection, store_id: int, sku_id: int, qty: int, now: str) -> None:
+async def hand_over(conn: Connection, store_id: int, sku_id: int, qty: int, order_id: int,
+                    now: str) -> None:
     """Goods held for an order leave the shelf: both counts drop together."""
     await conn.execute(
         "UPDATE inventory SET reserved = reserved - ?1, on_hand = on_hand - ?1, updated_at = ?2"
         " WHERE store_id = ?3 AND sku_id = ?4", (qty, now, store_id, sku_id))
+    await _ledger(conn, store_id, sku_id, -qty, -qty, "hand_over", order_id, now)
 
 
 async def set_on_hand(conn: Connection, store_id: int, sku_id: int, on_hand: int,
                       now: str) -> Row | None:
-    """Absolute stock sync; refused (None) when it would fall below what orders hold."""
+    """Absolute stock sync; refused (None) when it would fall below what orders hold.  The
+    ledger row is written first, under the update's own condition, since the update's
+    RETURNING shows only the new count."""
+    await conn.execute(
+        "INSERT INTO inventory_ledger (store_id, sku_id, on_hand_delta, reserved_delta, reason,"
+        " at) SELECT store_id, sku_id, ?1 - on_hand, 0, 'stock_set', ?2 FROM inventory"
+        " WHERE store_id = ?3 AND sku_id = ?4 AND reserved <= ?1",
+        (on_hand, now, store_id, sku_id))
     rows = await conn.execute_fetchall(
         "UPDATE inventory SET on_hand = ?1, updated_at = ?2"
         " WHERE store_id = ?3 AND sku_id = ?4 AND reserved <= ?1"

@@ -1,0 +1,119 @@
+"""The queries `xingcheng verify` asks of a mall's database: each returns the rows that break
+one invariant (empty when it holds).  They read only, and each is a scan the indexes bound:
+inventory and its ledger by SKU, orders by id, payments by order."""
+
+from __future__ import annotations
+
+from sqlite3 import Row
+
+from .database import Connection
+from .inventory import LIVE
+
+_LIVE = ",".join(f"'{state}'" for state in LIVE)
+_PAID = "('paid', 'ready_for_pickup', 'out_for_delivery', 'completed')"
+
+
+async def _rows(conn: Connection, sql: str, args: tuple = ()) -> list[Row]:
+    return list(await conn.execute_fetchall(sql, args))
+
+
+async def ledger_does_not_add_up(conn: Connection) -> list[Row]:
+    """SKUs whose on-hand or reserved count differs from the sum of their ledger rows: a
+    change made without its ledger row, or a ledger row without its change."""
+    return await _rows(conn, (
+        "SELECT i.store_id, i.sku_id, i.on_hand, i.reserved,"
+        " coalesce(l.on_hand, 0) AS ledger_on_hand, coalesce(l.reserved, 0) AS ledger_reserved"
+        " FROM inventory i LEFT JOIN (SELECT store_id, sku_id, sum(on_hand_delta) AS on_hand,"
+        "  sum(reserved_delta) AS reserved FROM inventory_ledger GROUP BY store_id, sku_id) l"
+        " ON l.store_id = i.store_id AND l.sku_id = i.sku_id"
+        " WHERE i.on_hand != coalesce(l.on_hand, 0) OR i.reserved != coalesce(l.reserved, 0)"))
+
+
+async def negative_stock(conn: Connection) -> list[Row]:
+    return await _rows(conn, (
+        "SELECT store_id, sku_id, on_hand, reserved FROM inventory"
+        " WHERE on_hand < 0 OR reserved < 0 OR reserved > on_hand"))
+
+
+async def reserved_not_held(conn: Connection) -> list[Row]:
+    """SKUs whose reserved count is not what live orders hold of them."""
+    return await _rows(conn, (
+        "SELECT i.store_id, i.sku_id, i.reserved, coalesce(h.held, 0) AS held FROM inventory i"
+        " LEFT JOIN (SELECT o.store_id, l.sku_id, sum(l.qty) AS held FROM orders o"
+        f"  JOIN order_lines l ON l.order_id = o.id WHERE o.status IN ({_LIVE})"
+        "  GROUP BY o.store_id, l.sku_id) h ON h.store_id = i.store_id AND h.sku_id = i.sku_id"
+        " WHERE i.reserved != coalesce(h.held, 0)"))
+
+
+async def orders_off_their_ledger(conn: Connection) -> list[Row]:
+    """Order lines whose ledger rows do not match the order's state: a live order holds its
+    units, a completed one handed them over, a closed one released them.  Orders from
+    before the ledger opened are not judged (their units are in the opening rows)."""
+    return await _rows(conn, (
+        "SELECT o.id AS order_id, l.sku_id, o.status, l.qty,"
+        " coalesce(g.reserved, 0) AS ledger_reserved, coalesce(g.on_hand, 0) AS ledger_on_hand"
+        " FROM orders o JOIN order_lines l ON l.order_id = o.id"
+        " LEFT JOIN (SELECT order_id, sku_id, sum(reserved_delta) AS reserved,"
+        "  sum(on_hand_delta) AS on_hand FROM inventory_ledger WHERE order_id IS NOT NULL"
+        "  GROUP BY order_id, sku_id) g ON g.order_id = o.id AND g.sku_id = l.sku_id"
+        " WHERE o.created_at >= coalesce((SELECT min(at) FROM inventory_ledger"
+        "  WHERE reason != 'opening'), '9999')"
+        f" AND (coalesce(g.reserved, 0) != CASE WHEN o.status IN ({_LIVE}) THEN l.qty ELSE 0 END"
+        "  OR coalesce(g.on_hand, 0) != CASE WHEN o.status = 'completed' THEN -l.qty ELSE 0 END)"
+    ))
+
+
+async def payments_off_their_orders(conn: Connection) -> list[Row]:
+    """Orders paid or beyond without exactly one successful payment of their total, and
+    orders with a successful payment that are not paid (money taken for a closed order)."""
+    return await _rows(conn, (
+        "SELECT o.id AS order_id, o.status, o.total_fen, count(p.id) AS succeeded,"
+        " coalesce(sum(p.amount_fen), 0) AS charged_fen FROM orders o"
+        " LEFT JOIN payments p ON p.order_id = o.id AND p.status = 'succeeded'"
+        " GROUP BY o.id HAVING"
+        f" (o.status IN {_PAID} AND (count(p.id) != 1 OR sum(p.amount_fen) != o.total_fen))"
+        f" OR (o.status NOT IN {_PAID} AND count(p.id) > 0)"))
+
+
+async def overdue_unpaid(conn: Connection, before: str) -> list[Row]:
+    """Unpaid orders whose deadline passed before `before`: the sweeper should have closed
+    them (and given their stock back)."""
+    return await _rows(conn, (
+        "SELECT id AS order_id, expires_at FROM orders"
+        " WHERE status = 'pending_payment' AND expires_at < ?"), (before,))
+
+
+async def staff_changes_unaudited(conn: Connection) -> list[Row]:
+    """Changes only staff or operators make, without the audit row that says who: stock set
+    by hand, orders made ready, dispatched or completed."""
+    return await _rows(conn, (
+        "SELECT 'stock_set' AS change, l.store_id, l.sku_id AS target, l.at FROM inventory_ledger l"
+        " WHERE l.reason = 'stock_set' AND NOT EXISTS (SELECT 1 FROM audit_log a"
+        "  WHERE a.action = 'inventory.set' AND a.store_id = l.store_id"
+        "  AND a.target_id = CAST(l.sku_id AS TEXT) AND a.at = l.at)"
+        " UNION ALL SELECT 'order.' || need.action, o.store_id, o.id, o.closed_at FROM orders o"
+        " JOIN (SELECT 'ready' AS action, 'pickup' AS fulfilment, 'ready_for_pickup' AS status"
+        "  UNION ALL SELECT 'ready', 'pickup', 'completed'"
+        "  UNION ALL SELECT 'dispatched', 'delivery', 'out_for_delivery'"
+        "  UNION ALL SELECT 'dispatched', 'delivery', 'completed'"
+        "  UNION ALL SELECT 'complete', 'pickup', 'completed'"
+        "  UNION ALL SELECT 'complete', 'delivery', 'completed') need"
+        "  ON need.fulfilment = o.fulfilment AND need.status = o.status"
+        " WHERE NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.target_type = 'order'"
+        "  AND a.target_id = CAST(o.id AS TEXT) AND a.action = 'order.' || need.action)"))
+
+
+async def last_activity(conn: Connection) -> str | None:
+    """The mall clock's latest stamp in the data: when the mall last did something.  Overdue
+    is judged against it, not against now: a stopped mall expires nothing."""
+    rows = await conn.execute_fetchall(
+        "SELECT max(at) FROM (SELECT max(created_at) AS at FROM orders"
+        " UNION ALL SELECT max(closed_at) FROM orders UNION ALL SELECT max(at)"
+        " FROM inventory_ledger UNION ALL SELECT max(settled_at) FROM payments)")
+    return rows[0][0] if rows else None
+
+
+async def has_ledger(conn: Connection) -> bool:
+    rows = await conn.execute_fetchall(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inventory_ledger'")
+    return bool(rows)
