@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from pathlib import Path
 
 from statsmodels.stats.proportion import proportion_confint
 
-from loadtests.scenario import load_scenario, resolve
+from loadtests.scenario import reseeded
 
 ROOT = Path(__file__).resolve().parent.parent
 VERDICTS = {0: "promote", 1: "rollback", 3: "hold"}
@@ -49,21 +48,6 @@ TARGETS = {"aa": ("rollback", "<=", 0.05), "latency": ("rollback", ">=", 0.95),
            "errors": ("rollback", ">=", 0.95), "prices": ("rollback", ">=", 0.95)}
 PROFILES = {"errors": ROOT / "scenarios" / "faults" / "payment-errors.toml",
             "prices": ROOT / "scenarios" / "faults" / "price-up.toml"}
-
-
-def seeded(scenario: str, round_number: int, folder: Path) -> str:
-    """The scenario with its city seed moved on by the round."""
-    path = resolve(scenario)
-    text = path.read_text(encoding="utf-8")
-    seed = load_scenario(str(path)).spec.city.seed + round_number
-    city = text.index("[city]")
-    line = re.compile(r"^seed\s*=\s*\d+\s*$", re.MULTILINE)
-    match = line.search(text, city)
-    text = (text[:match.start()] + f"seed = {seed}" + text[match.end():] if match
-            else text[:city] + f"[city]\nseed = {seed}" + text[city + len("[city]"):])
-    copy = folder / f"{path.stem}-seed{seed}.toml"
-    copy.write_text(text, encoding="utf-8")
-    return str(copy)
 
 
 def trial(scenario: str, out: Path, faults: Path | None) -> dict:
@@ -153,7 +137,7 @@ def main() -> None:
     cases = ["aa", *(c for c in cases if c != "aa")]
     results.setdefault("aa", [])
     for round_number in range(args.trials):
-        scenario = seeded(args.scenario, round_number, args.out)
+        scenario = reseeded(args.scenario, round_number, args.out)
         for case in cases:
             if (round_number, case) in done:
                 results[case].append(done[round_number, case])

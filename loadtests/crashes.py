@@ -11,6 +11,7 @@ import csv
 import gzip
 import re
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -129,3 +130,25 @@ def client_errors(requests_csv: Path, crashes: list[Crash]) -> dict:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
+
+
+def payments_agree(mall_db: Path, payer_db: Path) -> dict:
+    """The mall and the payer on every payment, read from their files: charged at the payer
+    but not settled in the mall (lost), settled but not charged, amounts that differ, and
+    orders settled twice."""
+    def read(db: Path, sql: str) -> dict[str, tuple]:
+        with sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True) as conn:
+            return {row[0]: row[1:] for row in conn.execute(sql)}
+
+    mall = read(mall_db, "SELECT out_trade_no, status, amount_fen FROM payments")
+    payer = read(payer_db, "SELECT out_trade_no, trade_state, amount_fen FROM transactions")
+    charged = {k for k, (state, _) in payer.items() if state == "SUCCESS"}
+    settled = {k for k, (status, _) in mall.items() if status == "succeeded"}
+    with sqlite3.connect(f"{mall_db.resolve().as_uri()}?mode=ro", uri=True) as conn:
+        twice = conn.execute("SELECT count(*) FROM (SELECT order_id FROM payments WHERE"
+                             " status = 'succeeded' GROUP BY order_id HAVING count(*) > 1)"
+                             ).fetchone()[0]
+    return {"charged": len(charged), "lost": len(charged - settled),
+            "not_charged": len(settled - charged),
+            "amount_differs": sum(payer[k][1] != mall[k][1] for k in charged & settled),
+            "settled_twice": twice}

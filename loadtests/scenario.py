@@ -3,6 +3,7 @@ thresholds decide the verdict.  Validated on load, with errors that name the fie
 
 from __future__ import annotations
 
+import re
 import tomllib
 from datetime import datetime
 from pathlib import Path
@@ -137,3 +138,19 @@ def load_scenario(name_or_path: str) -> Scenario:
         where = ".".join(str(part) for part in first["loc"]) or "(top level)"
         raise ScenarioError(f"{path}: {where}: {first['msg']}") from exc
     return Scenario(path, spec, parse_thresholds(spec.thresholds, text, str(path)))
+
+
+def reseeded(name_or_path: str, offset: int, folder: Path) -> str:
+    """A copy of the scenario in `folder` with its city seed moved on by `offset`: repeated
+    trials differ in their city, customers and journeys, not only in the machine's timing."""
+    path = resolve(name_or_path)
+    text = path.read_text(encoding="utf-8")
+    seed = load_scenario(str(path)).spec.city.seed + offset
+    city = text.index("[city]")
+    line = re.compile(r"^seed\s*=\s*\d+\s*$", re.MULTILINE)
+    match = line.search(text, city)
+    text = (text[:match.start()] + f"seed = {seed}" + text[match.end():] if match
+            else text[:city] + f"[city]\nseed = {seed}" + text[city + len("[city]"):])
+    copy = folder / f"{path.stem}-seed{seed}.toml"
+    copy.write_text(text, encoding="utf-8")
+    return str(copy)
