@@ -33,6 +33,9 @@ _UNMATCHED = "unmatched"
 FLUSH_SECONDS = 0.05
 
 
+ROUTE = web.RequestKey("route", str)   # the route template, worked out once by the metrics
+
+
 def route_template(request: web.Request) -> str:
     info = request.match_info
     resource = info.route.resource if info.http_exception is None else None
@@ -104,7 +107,8 @@ class JsonAccessLogger(AbstractAccessLogger):
         if log is None:
             return
         principal = request.get(PRINCIPAL)
-        log.add((time.time(), request.method, route_template(request),  # type: ignore[arg-type]
+        route = request.get(ROUTE) or route_template(request)  # type: ignore[arg-type]
+        log.add((time.time(), request.method, route,
                  request.path_qs, response.status, time_ * 1000,
                  principal.user_id if principal else None, request.remote))
 
@@ -121,5 +125,6 @@ async def metrics_middleware(request: web.Request, handler) -> web.StreamRespons
         status = exc.status
         raise
     finally:
-        request.app[METRICS].observe_request(request.method, route_template(request), status,
+        route = request[ROUTE] = route_template(request)
+        request.app[METRICS].observe_request(request.method, route, status,
                                              time.perf_counter() - started)
