@@ -22,6 +22,8 @@ from .metrics import MallMetrics
 from .payer_client import PayerClient
 from .pricing import stored
 from .privacy import Vault
+from .risk_control import SHIPPED as SHIPPED_RULES
+from .risk_control import RiskControl, load_rules
 from .routes import ROUTES, setup_routes
 from .services.accounts import Accounts
 from .services.catalogue import Catalogue
@@ -152,7 +154,7 @@ def create_app(config: MallConfig | None = None) -> web.Application:
     if faults is not None:
         app[FAULTS] = faults
     app[openapi.OPENAPI] = openapi.build(ROUTES, __version__)
-    setup_routes(app)
+    setup_routes(app, RiskControl(load_rules(config.risk_rules or SHIPPED_RULES), metrics))
     if config.access_log:
         app.cleanup_ctx.append(access_log_context)
     app.cleanup_ctx.append(_resources)

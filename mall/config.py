@@ -45,5 +45,7 @@ class MallConfig:
     max_in_flight: int = 256
     max_waiting: int = 1024
     max_wait_seconds: float = 1.0
+    # Risk-control rules (rate limits per account and address); None: the shipped ones.
+    risk_rules: Path | None = None
     # A fault profile for rehearsals (`--faults FILE`); None in every real deployment.
     faults: FaultProfile | None = None

@@ -15,14 +15,14 @@ import hashlib
 import logging
 import random
 import time
-import tomllib
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .config_files import load_toml
 from .errors import ApiError
 
 log = logging.getLogger("mall.faults")
@@ -170,17 +170,7 @@ class FaultProfile(_Strict):
 
 
 def load_profile(path: Path) -> FaultProfile:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise FaultProfileError(f"{path}: {exc}") from exc
-    try:
-        return FaultProfile.model_validate(raw)
-    except ValidationError as exc:
-        problems = [f"{path}: {'.'.join(str(p) for p in e['loc']) or '(top level)'}: "
-                    f"{e['msg'].removeprefix('Value error, ')}"
-                    for e in exc.errors(include_url=False)]
-        raise FaultProfileError("\n".join(problems)) from exc
+    return load_toml(path, FaultProfile, FaultProfileError)
 
 
 class ActiveFaults:

@@ -39,6 +39,9 @@ class MallMetrics:
         self.requests_in_flight = Gauge("mall_requests_in_flight",
                                         "Requests being handled (admitted, not yet answered)",
                                         registry=r)
+        self.risk_rejections = Counter("mall_risk_rejections",
+                                       "Requests refused with 429 by a risk-control rule",
+                                       ["rule"], registry=r)
         self.build_info = Gauge("mall_build_info", "This build, and the fault profile it runs",
                                 ["version", "commit", "faults"], registry=r)
 

@@ -20,6 +20,7 @@ from . import schemas, validation
 from .auth import PRINCIPAL, bearer_token
 from .errors import Forbidden, Unauthorized
 from .handlers import accounts, admin, browse, merchant, ops, orders, payments
+from .risk_control import RiskControl
 from .services.registry import SERVICES
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -146,12 +147,18 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
-def guarded(route: Route) -> Handler:
-    """The handler behind the access check its route declares."""
-    if route.access == "public":
+def guarded(route: Route, risk: RiskControl) -> Handler:
+    """The handler behind the access check its route declares, and the risk-control rules
+    that watch it (counted after authentication, so per-account rules know the account)."""
+    key = f"{route.method} {route.path}"
+    watched = risk.watches(key)
+    if route.access == "public" and not watched:
         return route.handler
 
     async def handler(request: web.Request) -> web.StreamResponse:
+        if route.access == "public":
+            risk.admit(key, request, None)
+            return await route.handler(request)
         svc = request.app[SERVICES]
         token = bearer_token(request.headers.get("Authorization"))
         if token is None:
@@ -165,12 +172,14 @@ def guarded(route: Route) -> Handler:
         if route.access == "store":
             await svc.accounts.require_store_access(principal,
                                                     validation.path_id(request, "store_id"))
+        if watched:
+            risk.admit(key, request, principal.user_id)
         request[PRINCIPAL] = principal
         return await route.handler(request)
 
     return handler
 
 
-def setup_routes(app: web.Application) -> None:
+def setup_routes(app: web.Application, risk: RiskControl) -> None:
     for route in ROUTES:
-        app.router.add_route(route.method, route.path, guarded(route))
+        app.router.add_route(route.method, route.path, guarded(route, risk))

@@ -60,8 +60,12 @@ async def start_mall(tmp_path, start_payer):
     sandbox of its own unless `payer=` names one; all stopped at the end."""
     started: list[tuple[TestServer, aiohttp.ClientSession]] = []
 
+    no_rules = tmp_path / "no-risk-rules.toml"
+    no_rules.write_text("# tests of other things place many orders from one account\n")
+
     async def start(payer: TestServer | None = None, **settings) -> Mall:
         settings.setdefault("db_path", tmp_path / f"mall{len(started)}.db")
+        settings.setdefault("risk_rules", no_rules)
         settings.setdefault("expiry_sweep_interval", 0.05)
         if payer is None:
             payer = await start_payer(clock=settings.get("clock") or Clock())

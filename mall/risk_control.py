@@ -1,0 +1,131 @@
+"""Risk control (风控): rate limits per account and per client address on the routes abuse
+aims at (login floods, stock hoarding with unpaid orders), read from a rules file.
+
+Each rule counts a key's requests in a sliding window of real seconds, kept as the times of
+its last `limit` admissions (a deque per key: O(1) per request); the request that would be
+one too many is refused with 429 and `Retry-After` (when the oldest admission leaves the
+window), before its handler runs, and counted by rule.  Keys idle for a whole window are
+dropped, so memory follows the keys active in the last window, not all keys ever seen."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from pathlib import Path
+from typing import Annotated, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .config_files import load_toml
+from .errors import TooManyRequests
+from .metrics import MallMetrics
+
+SHIPPED = Path(__file__).with_name("data") / "risk_rules.toml"
+SWEEP_EVERY = 1024   # requests between sweeps of idle keys
+
+
+class RiskRulesError(ValueError):
+    """A rules file that cannot be used, naming the rule and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Rule(_Strict):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    route: Annotated[str, Field(pattern=r"^(GET|POST|PUT|DELETE|PATCH) /\S*$")]
+    key: Literal["account", "address"]
+    limit: Annotated[int, Field(ge=1, le=1_000_000)]
+    window_seconds: Annotated[float, Field(gt=0, le=86_400)]
+
+
+class RiskRules(_Strict):
+    exempt_addresses: list[str] = []
+    trust_forwarded_for: bool = False
+    rule: list[Rule] = []
+
+    @model_validator(mode="after")
+    def _names_once(self) -> RiskRules:
+        names = [r.name for r in self.rule]
+        if len(set(names)) != len(names):
+            raise ValueError("two rules share a name")
+        return self
+
+
+def load_rules(path: Path) -> RiskRules:
+    return load_toml(path, RiskRules, RiskRulesError)
+
+
+class _Window:
+    """One rule's admissions per key, in a sliding window."""
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.seen: dict[object, deque[float]] = {}
+
+    def wait(self, key: object, now: float) -> float:
+        """0 if the request may pass (and it is counted), else seconds until it may."""
+        times = self.seen.get(key)
+        if times is None:
+            times = self.seen[key] = deque(maxlen=self.rule.limit)
+        elif len(times) == self.rule.limit:
+            wait = times[0] + self.rule.window_seconds - now
+            if wait > 0:
+                return wait
+        times.append(now)
+        return 0.0
+
+    def forget_idle(self, now: float) -> None:
+        cutoff = now - self.rule.window_seconds
+        for key in [k for k, times in self.seen.items() if times[-1] <= cutoff]:
+            del self.seen[key]
+
+
+class RiskControl:
+    def __init__(self, rules: RiskRules, metrics: MallMetrics) -> None:
+        self.rules = rules
+        self.exempt = frozenset(rules.exempt_addresses)
+        self.metrics = metrics
+        self._by_route: dict[str, list[_Window]] = {}
+        for rule in rules.rule:
+            self._by_route.setdefault(rule.route, []).append(_Window(rule))
+        self._since_sweep = 0
+
+    def watches(self, route: str) -> bool:
+        return route in self._by_route
+
+    def address(self, request: web.Request) -> str | None:
+        if self.rules.trust_forwarded_for:
+            forwarded = request.headers.get("X-Forwarded-For", "")
+            first = forwarded.split(",", 1)[0].strip()
+            if first:
+                return first
+        return request.remote
+
+    def admit(self, route: str, request: web.Request, account: int | None) -> None:
+        """Count this request under each rule of its route, or refuse it with 429."""
+        now = time.monotonic()
+        address = self.address(request)
+        for window in self._by_route[route]:
+            if window.rule.key == "account":
+                key: object = account
+            else:
+                key = None if address in self.exempt else address
+            if key is None:
+                continue
+            wait = window.wait(key, now)
+            if wait:
+                self.metrics.risk_rejections.labels(window.rule.name).inc()
+                raise TooManyRequests(
+                    "rate_limited", f"too many requests ({window.rule.name}: "
+                    f"{window.rule.limit} per {window.rule.window_seconds:g} s); retry later",
+                    headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        self._since_sweep += 1
+        if self._since_sweep >= SWEEP_EVERY:
+            self._since_sweep = 0
+            for windows in self._by_route.values():
+                for window in windows:
+                    window.forget_idle(now)
