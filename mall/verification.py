@@ -41,8 +41,9 @@ async def verify(db_path: Path, grace_seconds: float = 300.0) -> list[Finding]:
         raise NotVerifiable(f"{db_path}: {exc}") from exc
     try:
         if not await invariants.has_ledger(conn):
-            raise NotVerifiable(f"{db_path} predates the inventory ledger (schema < 6): start "
-                                "the mall on it once to migrate it")
+            raise NotVerifiable(f"{db_path} has no inventory ledger (schema < 6): a build "
+                                "from before it wrote the file, or no mall of this version "
+                                "has started on it yet")
         last = await invariants.last_activity(conn)
         before = ((datetime.fromisoformat(last) - timedelta(seconds=grace_seconds))
                   .isoformat(timespec="milliseconds") if last else "0")
