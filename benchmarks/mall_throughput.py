@@ -45,6 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from loadtests.builds import stop
+
 HOST = "127.0.0.1"
 SERVER_CORE, WRK_CORE = "0", "1"
 PRODUCTS = 20
@@ -109,12 +111,7 @@ def server(command: list[str], ready_url: str, log: Path,
             time.sleep(0.1)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def run_tool(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
