@@ -102,26 +102,34 @@ async def test_a_mall_with_orders_in_every_state_verifies_clean(verified_file):
     assert reasons >= {"stock_set", "reserve", "release", "hand_over"}
 
 
+# case: (the invariant it breaks, the corruption, the column naming the row, which row)
 BREAKS = {
-    "stock_adds_up": ("UPDATE inventory SET on_hand = on_hand + 5 WHERE sku_id = {sku}",
-                      "sku_id", "sku"),
-    "reserved_is_held": ("UPDATE inventory SET reserved = reserved + 1 WHERE sku_id = {sku}",
-                         "sku_id", "sku"),
-    "orders_match_ledger": ("DELETE FROM inventory_ledger WHERE order_id = {picked_up}"
-                            " AND reason = 'hand_over'", "order_id", "picked_up"),
-    "paid_once": ("DELETE FROM payments WHERE order_id = {paid}", "order_id", "paid"),
-    "no_overdue_unpaid": ("UPDATE orders SET expires_at = '2000-01-01T00:00:00.000+08:00'"
-                          " WHERE id = {pending}", "order_id", "pending"),
-    "staff_changes_audited": ("DELETE FROM audit_log WHERE action = 'order.ready'"
-                              " AND target_id = '{ready}'", "target", "ready"),
+    "stock_bumped": ("stock_adds_up", "UPDATE inventory SET on_hand = on_hand + 5"
+                     " WHERE sku_id = {sku}", "sku_id", "sku"),
+    "reserved_off": ("reserved_is_held", "UPDATE inventory SET reserved = reserved + 1"
+                     " WHERE sku_id = {sku}", "sku_id", "sku"),
+    "hand_over_lost": ("orders_match_ledger", "DELETE FROM inventory_ledger"
+                       " WHERE order_id = {picked_up} AND reason = 'hand_over'",
+                       "order_id", "picked_up"),
+    "payment_lost": ("paid_once", "DELETE FROM payments WHERE order_id = {paid}",
+                     "order_id", "paid"),
+    "left_unpaid": ("no_overdue_unpaid", "UPDATE orders SET expires_at ="
+                    " '2000-01-01T00:00:00.000+08:00' WHERE id = {pending}",
+                    "order_id", "pending"),
+    "ready_unaudited": ("staff_changes_audited", "DELETE FROM audit_log"
+                        " WHERE action = 'order.ready' AND target_id = '{ready}'",
+                        "target", "ready"),
+    "product_unaudited": ("staff_changes_audited", "DELETE FROM audit_log"
+                          " WHERE action = 'product.create' AND target_id = '{sku}'",
+                          "target", "sku"),
 }
 
 
-@pytest.mark.parametrize("invariant", sorted(BREAKS))
-async def test_each_broken_invariant_is_named_with_its_rows(verified_file, tmp_path, invariant):
+@pytest.mark.parametrize("case", sorted(BREAKS))
+async def test_each_broken_invariant_is_named_with_its_rows(verified_file, tmp_path, case):
     db, states = verified_file
-    sql, column, which = BREAKS[invariant]
-    broken = tmp_path / f"{invariant}.db"
+    invariant, sql, column, which = BREAKS[case]
+    broken = tmp_path / f"{case}.db"
     with sqlite3.connect(db) as source, sqlite3.connect(broken) as target:
         source.backup(target)
         target.execute(sql.format(**states))

@@ -83,11 +83,29 @@ async def overdue_unpaid(conn: Connection, before: str) -> list[Row]:
         " WHERE status = 'pending_payment' AND expires_at < ?"), (before,))
 
 
+_AFTER_LOAD = ("(SELECT coalesce(min(at), '') FROM inventory_ledger"
+               " WHERE reason = 'opening')")
+
+
 async def staff_changes_unaudited(conn: Connection) -> list[Row]:
-    """Changes only staff or operators make, without the audit row that says who: stock set
-    by hand, orders made ready, dispatched or completed."""
+    """Changes only staff or operators make, without the audit row that says who: stores
+    onboarded, staff bound, products added (those a city's load made are not judged: they
+    came with it), stock set by hand, orders made ready, dispatched or completed."""
     return await _rows(conn, (
-        "SELECT 'stock_set' AS change, l.store_id, l.sku_id AS target, l.at FROM inventory_ledger l"
+        "SELECT 'store.create' AS change, s.id AS store_id, s.id AS target, s.created_at AS at"
+        f" FROM stores s WHERE s.created_at > {_AFTER_LOAD} AND NOT EXISTS (SELECT 1"
+        "  FROM audit_log a WHERE a.action = 'store.create'"
+        "  AND a.target_id = CAST(s.id AS TEXT))"
+        " UNION ALL SELECT 'store.staff.add', f.store_id, f.user_id, f.created_at"
+        f" FROM store_staff f WHERE f.created_at > {_AFTER_LOAD} AND NOT EXISTS (SELECT 1"
+        "  FROM audit_log a WHERE a.action = 'store.staff.add' AND a.store_id = f.store_id"
+        "  AND a.target_id = CAST(f.user_id AS TEXT))"
+        " UNION ALL SELECT 'product.create', p.store_id, k.id, k.created_at FROM skus k"
+        f" JOIN products p ON p.id = k.product_id WHERE k.created_at > {_AFTER_LOAD}"
+        "  AND NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.action = 'product.create'"
+        "  AND a.target_id = CAST(k.id AS TEXT))"
+        " UNION ALL "
+        "SELECT 'stock_set', l.store_id, l.sku_id, l.at FROM inventory_ledger l"
         " WHERE l.reason = 'stock_set' AND NOT EXISTS (SELECT 1 FROM audit_log a"
         "  WHERE a.action = 'inventory.set' AND a.store_id = l.store_id"
         "  AND a.target_id = CAST(l.sku_id AS TEXT) AND a.at = l.at)"
