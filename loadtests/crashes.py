@@ -80,8 +80,8 @@ class Crashes:
         for crash in sorted(self.crashes, key=lambda c: c.at_s):
             time.sleep(max(0.0, self.since + crash.at_s - time.time()))
             process = self.processes[crash.target]
+            crash.killed_s = time.time() - self.since   # before the signal: its first victims
             process.kill()
-            crash.killed_s = time.time() - self.since
             time.sleep(crash.down_s)
             try:
                 process.restart()

@@ -157,7 +157,8 @@ class Payer(Mall):
 
 
 def start_malls(scenario: Scenario, malls: list[Mall], payer: Payer, report_dir: Path,
-                console: Console, faults: dict[str, Path]) -> float:
+                console: Console, faults: dict[str, Path],
+                serve_args: tuple[str, ...] = ()) -> float:
     """The payment sandbox, then each side on its own copy of the city, all on the scenario's
     simulated clock; returns the clock's anchor: the real instant, a little ahead, at which
     every process's simulated time is the window's start and the load generator sends its
@@ -184,9 +185,9 @@ def start_malls(scenario: Scenario, malls: list[Mall], payer: Payer, report_dir:
                             if builds.supports(mall.build, "--payer"))
     for mall in started:
         port = free_port()
-        mall.command = builds.mall_command(mall.build, report_dir / f"mall-{mall.side}.db",
-                                           port, clock, since, faults.get(mall.side),
-                                           (payer.url, payer.keys))
+        mall.command = [*builds.mall_command(mall.build, report_dir / f"mall-{mall.side}.db",
+                                             port, clock, since, faults.get(mall.side),
+                                             (payer.url, payer.keys)), *serve_args]
         mall.log = report_dir / f"mall-{mall.side}.log"
         mall.process = builds.start(mall.build, mall.command, mall.log)
         mall.url = f"http://127.0.0.1:{port}"
@@ -213,7 +214,8 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
         console: Console | None = None, loadgen_port: int = 0, *,
         baseline: str | None = None, canary: str | None = None, canary_share: float = 0.5,
         canary_faults: Path | None = None, prometheus: bool = False,
-        kills: tuple[str, ...] = (), rate_factor: float = 1.0) -> int:
+        kills: tuple[str, ...] = (), rate_factor: float = 1.0,
+        serve_args: tuple[str, ...] = ()) -> int:
     console = console or Console()
     try:
         scenario = load_scenario(name)
@@ -247,7 +249,7 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
         for mall in malls:
             console.print(f"{mall.side}: {mall.build.describe()}"
                           + (f", faults {faults[mall.side]}" if mall.side in faults else ""))
-        since = start_malls(scenario, malls, payer, report_dir, console, faults)
+        since = start_malls(scenario, malls, payer, report_dir, console, faults, serve_args)
         chaos = Crashes(schedule, since, {
             process.side: process.restartable() for process in (*malls, payer)
             if process.process is not None})

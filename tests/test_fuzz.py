@@ -72,11 +72,14 @@ def test_schemathesis_finds_no_server_error_and_no_schema_break(tmp_path):
             serving(db, "--no-access-log", "--payer", payer, "--payer-keys", keys,
                     "--risk-rules", str(no_rules), log=log) as base:
         tokens = _data(base, payer, operator)
+        # One worker: with two threads, hypothesis's ast.parse of its filter lambdas now and
+        # then raised "SystemError: AST constructor recursion depth mismatch" inside
+        # schemathesis (CPython gh-106905, thread-unsafe in 3.11.7), failing a clean run.
         for role in ("customer", "operator", "merchant"):
             started = time.monotonic()
             result = subprocess.run(
                 [SCHEMATHESIS, "run", f"{base}/api/v1/openapi.json", "--checks", CHECKS,
-                 "--max-examples", str(EXAMPLES), "--seed", "7", "--workers", "2",
+                 "--max-examples", str(EXAMPLES), "--seed", "7", "--workers", "1",
                  "--phases", "examples,coverage,fuzzing,stateful", "--no-color",
                  "--generation-database", "none", "--suppress-health-check", "all",
                  "-H", f"Authorization: Bearer {tokens[role]}",

@@ -232,9 +232,15 @@ def token(db_path: Path, operator: bool, name: str, as_json: bool) -> None:
 @click.option("--kill", "kills", multiple=True, metavar="WHO@SECONDS[+DOWN]",
               help="Crash rehearsal: SIGKILL baseline, canary or payer that many seconds "
                    "into the load and start it again after DOWN seconds (2); repeatable.")
+@click.option("--rate-factor", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+              help="Scale the scenario's arrival rates (overload and capacity experiments).")
+@click.option("--serve-arg", "serve_args", multiple=True, metavar="ARG",
+              help="One more argument for every mall the run starts (repeatable), e.g. "
+                   "--serve-arg=--max-in-flight=100000 for an experiment without shedding.")
 def run(scenario: str, target: str | None, reports: Path, loadgen_port: int,
         baseline: str | None, canary: str | None, canary_share: float,
-        canary_faults: Path | None, prometheus: bool, kills: tuple[str, ...]) -> None:
+        canary_faults: Path | None, prometheus: bool, kills: tuple[str, ...],
+        rate_factor: float, serve_args: tuple[str, ...]) -> None:
     """Run a scenario (a shipped name such as smoke, or a file).
 
     Single run: exit 0 pass, 1 fail.  Paired run (--canary): exit 0 promote, 1 rollback,
@@ -243,7 +249,8 @@ def run(scenario: str, target: str | None, reports: Path, loadgen_port: int,
 
     sys.exit(run_scenario(scenario, target, reports, loadgen_port=loadgen_port,
                           baseline=baseline, canary=canary, canary_share=canary_share,
-                          canary_faults=canary_faults, prometheus=prometheus, kills=kills))
+                          canary_faults=canary_faults, prometheus=prometheus, kills=kills,
+                          rate_factor=rate_factor, serve_args=serve_args))
 
 
 @main.command()
