@@ -83,17 +83,9 @@ async def open_services(config: MallConfig, metrics: MallMetrics,
 
 
 async def _anchor_clock(conn: Connection, clock: Clock, resume: bool) -> None:
-    """Keep simulated time continuous across restarts on one database: the first start of a
-    simulation stores its anchor, a restart of the same simulation (same start and speed)
-    goes on from the stored one."""
-    stored = await stored_settings.get(conn, CLOCK_ANCHOR)
-    if resume and stored is not None and clock.same_simulation(stored):
-        clock.resume(stored)
-        log.info("simulated time resumes from the database's anchor %s", stored)
-        return
-    if stored is not None and stored != clock.anchor():
-        log.warning("simulated time restarts: anchor %s replaces %s", clock.anchor(), stored)
-    await stored_settings.put(conn, CLOCK_ANCHOR, clock.anchor())
+    anchor = clock.settle(await stored_settings.get(conn, CLOCK_ANCHOR), resume, log)
+    if anchor is not None:
+        await stored_settings.put(conn, CLOCK_ANCHOR, anchor)
 
 
 async def _sweeper(services: Services) -> None:

@@ -18,6 +18,7 @@ simulated instant.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from datetime import datetime, timedelta
@@ -91,6 +92,19 @@ class Clock:
     def resume(self, anchor: str) -> None:
         """Take over a stored anchor of the same simulation: time goes on from there."""
         self.since = float(anchor.rsplit("@", 1)[1])
+
+    def settle(self, stored: str | None, resume: bool, log: logging.Logger) -> str | None:
+        """Keep simulated time continuous across restarts of a process on one database:
+        a restart of the same simulation (same start and speed) goes on from the `stored`
+        anchor; a first start, or another simulation, or an anchor given explicitly
+        (`resume` False), is the new anchor.  Returns the anchor to store, None if none."""
+        if resume and stored is not None and self.same_simulation(stored):
+            self.resume(stored)
+            log.info("simulated time resumes from the stored anchor %s", stored)
+            return None
+        if stored is not None and stored != self.anchor():
+            log.warning("simulated time restarts: anchor %s replaces %s", self.anchor(), stored)
+        return self.anchor()
 
     def stamp(self, moment: datetime | None = None) -> str:
         """The one text form of an instant in storage: sortable, millisecond, +08:00."""

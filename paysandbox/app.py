@@ -39,6 +39,8 @@ class PayerConfig:
     db_path: Path = Path("paysandbox.db")
     keys_path: Path = Path("payment-keys.json")
     clock: Clock = field(default_factory=Clock)
+    # A simulated clock takes over the anchor stored with the database (False: --since given).
+    resume_clock: bool = True
 
 
 class _Strict(BaseModel):
@@ -300,6 +302,13 @@ async def refusals(request: web.Request, handler) -> web.StreamResponse:
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     box = app[SANDBOX]
     await box.store.open()
+    clock = box.config.clock
+    if clock.simulated:
+        anchor = clock.settle(await box.store.setting("clock_anchor"), box.config.resume_clock,
+                              log)
+        if anchor is not None:
+            await box.store.write(lambda conn: storage.put_setting(conn, "clock_anchor",
+                                                                   anchor))
     deliverer = asyncio.create_task(box.outbox.run())
     log.info("payment sandbox ready on %s (clock %s, anchor %s), %d notifications owed",
              box.store.path, box.config.clock.describe(), box.config.clock.anchor(),

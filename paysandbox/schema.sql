@@ -29,3 +29,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     delivered_at REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (due_at) WHERE state = 'pending';
+
+-- Switches kept with the payer's data: the simulated clock's anchor, so a restarted payer
+-- resumes simulated time (and WeChat's retry schedule) where it was.
+CREATE TABLE IF NOT EXISTS settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);

@@ -71,6 +71,10 @@ class Store:
             "SELECT id, out_trade_no, url, body, attempts FROM outbox"
             " WHERE state = 'pending' AND due_at <= ? ORDER BY due_at LIMIT ?", (now, limit)))
 
+    async def setting(self, key: str) -> str | None:
+        row = await self._one("SELECT value FROM settings WHERE key = ?", (key,))
+        return row[0] if row else None
+
     async def pending_count(self) -> int:
         row = await self._one("SELECT count(*) FROM outbox WHERE state = 'pending'", ())
         return int(row[0]) if row else 0
@@ -111,3 +115,8 @@ async def attempted(conn: aiosqlite.Connection, notification_id: str, state: str
         "UPDATE outbox SET attempts = attempts + 1, state = ?, last_result = ?, due_at = ?,"
         " delivered_at = CASE WHEN ? = 'delivered' THEN ? END WHERE id = ?",
         (state, result, due_at, state, now, notification_id))
+
+
+async def put_setting(conn: aiosqlite.Connection, key: str, value: str) -> None:
+    await conn.execute("INSERT INTO settings (key, value) VALUES (?, ?)"
+                       " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))

@@ -36,6 +36,19 @@ def test_a_restarted_mall_resumes_simulated_time_instead_of_going_back(tmp_path)
     assert after_kill > again
 
 
+def test_a_restarted_payer_resumes_simulated_time_too(tmp_path):
+    """The payment sandbox keeps its anchor with its own database, so WeChat's retry
+    schedule (on simulated time) goes on where it was."""
+    args = ("--keys", str(tmp_path / "keys.json"), "--clock", f"{START}@60")
+    with serving(tmp_path / "payer.db", *args, command="paysandbox",
+                 stop=signal.SIGKILL) as payer:
+        first = datetime.fromisoformat(call(f"{payer}/readyz")[1]["clock"].rsplit("@", 1)[0])
+    time.sleep(1.5)
+    with serving(tmp_path / "payer.db", *args, command="paysandbox") as payer:
+        again = datetime.fromisoformat(call(f"{payer}/readyz")[1]["clock"].rsplit("@", 1)[0])
+    assert (again - first).total_seconds() >= 1.5 * 60
+
+
 def test_another_simulation_on_the_same_database_starts_anew_and_says_so(tmp_path):
     db = tmp_path / "mall.db"
     with serving(db, "--clock", f"{START}@60") as base:

@@ -192,7 +192,8 @@ def paysandbox(db_path: Path, keys_path: Path, host: str, port: int, clock: Cloc
 
     logging_to_stderr()
     try:
-        app = create_app(PayerConfig(db_path, keys_path, anchored(clock, since)))
+        app = create_app(PayerConfig(db_path, keys_path, anchored(clock, since),
+                                     resume_clock=since is None))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     web.run_app(app, host=host, port=port, print=None, access_log=None)
