@@ -34,6 +34,8 @@ V1 = "/api/v1"
 EXPECTED = {"create_order": {409}, "stock_sync": {409}}
 SHED_RETRIES = 3      # a shed request is tried again this often after its Retry-After
 LONGEST_WAIT_S = 5.0  # a Retry-After longer than this is waited this long
+PAY_RETRIES = 3       # taps on 重试 when paying could not start (payer or mall unreachable)
+PAY_RETRY_WAIT_S = 1.0
 PERSONAS = {p.key: p for p in tables.personas()}
 SEARCH_WORDS = ("粉", "虾", "奶茶", "果", "面包", "臭豆腐", "辣", "家庭装")
 # The share still buying is (shown / usual price) ** -(PRICE_ELASTICITY * price_sensitivity);
@@ -262,11 +264,22 @@ def _address(walk: Walk, token: str, user_id: int, rng: random.Random) -> int:
     return addresses[user_id]
 
 
+def _prepay(walk: Walk, token: str, order_id: int) -> dict:
+    """The prepay for wx.requestPayment.  When the mall cannot reach its payer (503) or
+    cannot be reached (no answer), the customer taps 重试 after a moment, a few times."""
+    for attempt in range(PAY_RETRIES + 1):
+        status, prepay = walk.call("POST", f"{V1}/orders/{order_id}/pay", "pay", token)
+        if status == 201:
+            return prepay
+        if status not in (0, 503) or attempt == PAY_RETRIES:
+            break
+        gevent.sleep(PAY_RETRY_WAIT_S)
+    raise JourneyEnded("payment refused")
+
+
 def _pay(walk: Walk, token: str, order_id: int, rng: random.Random) -> None:
     for attempt in range(2):
-        status, prepay = walk.call("POST", f"{V1}/orders/{order_id}/pay", "pay", token)
-        if status != 201:
-            raise JourneyEnded("payment refused")
+        prepay = _prepay(walk, token, order_id)
         result = "fail" if attempt == 0 and rng.random() < 0.03 else "success"
         if walk.side.wallet is not None:   # wx.requestPayment: the wallet pays the payer
             walk.call("POST", f"/sandbox/payments/{prepay['prepay_id']}/complete",
