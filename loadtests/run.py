@@ -195,14 +195,19 @@ def start_malls(scenario: Scenario, malls: list[Mall], payer: Payer, report_dir:
         ready = wait_ready(mall.url, mall.process, 30 if mall.process else 10)
         if mall.process is None:
             check_city(mall.url, scenario)
-            _pay_where_it_pays(mall, ready.get("payer"), payer)
+            _pay_where_it_pays(mall, ready, payer)
     return since
 
 
-def _pay_where_it_pays(mall: Mall, its_payer: str | None, payer: Payer) -> None:
-    """A mall already running names its payer in /readyz: its customers' wallets pay there."""
-    if not its_payer:
+def _pay_where_it_pays(mall: Mall, ready: dict, payer: Payer) -> None:
+    """A mall already running names its payer in /readyz: its customers' wallets pay there.
+    A build from before the payer was a process names none and pays in the mall."""
+    if "payer" not in ready:
         return
+    its_payer = ready["payer"]
+    if not its_payer:
+        raise HarnessError(f"the {mall.side} mall at {mall.url} has no payer: start it with "
+                           "--payer URL --payer-keys FILE (xingcheng paysandbox)")
     if payer.url and payer.url != its_payer:
         raise HarnessError(f"the {mall.side} mall pays through {its_payer}, the others "
                            f"through {payer.url}: one run, one payer")
