@@ -310,6 +310,29 @@ def capacity(scenario: str, reports: Path, start: float, growth: float, steps: i
 
 
 @main.command()
+@click.option("--baseline", default=".", show_default=True, metavar="BUILD",
+              help="The build in service: a checkout, a git ref or a URL.")
+@click.option("--canary", required=True, metavar="BUILD", help="The build to roll out.")
+def compat(baseline: str, canary: str) -> None:
+    """Compatibility before traffic: the canary's API and migrations against the baseline's.
+    Exit 0 compatible, 1 breaks (each named), 2 a build cannot be read."""
+    from loadtests import builds
+    from loadtests.compatibility import check
+    from loadtests.run import CACHE
+
+    try:
+        worktrees = CACHE / "builds"
+        breaks = check(builds.resolve(baseline, worktrees), builds.resolve(canary, worktrees))
+    except (builds.BuildError, OSError, ValueError) as exc:
+        click.echo(f"harness error: {exc}", err=True)
+        sys.exit(2)
+    for found in breaks:
+        click.echo(f"BREAK {found}")
+    click.echo(f"{len(breaks)} breaks" if breaks else "compatible: no break found")
+    sys.exit(1 if breaks else 0)
+
+
+@main.command()
 @click.argument("report_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--prometheus", metavar="URL",
               help="Read the run's metrics from this Prometheus server instead of the "
