@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -105,9 +106,15 @@ def summarise(case: str, trials: list[dict]) -> str:
     met = share <= limit if op == "<=" else share >= limit
     deciding = Counter(d.split(":")[0] for t in trials for d in t["deciding"])
     errors = counts.get("error", 0)
+    # The create_order shift the gate measured, relative to the baseline's median: what the
+    # injected fault really did, beside what it was meant to do.
+    shifts = [int(m[1]) for t in trials if (m := re.search(r"\(([+-]?\d+)%\)",
+                                                           t.get("create_order_shift") or ""))]
+    measured = (f"; create_order shift median {statistics.median(shifts):+.0f}% "
+                f"[{min(shifts):+d}%, {max(shifts):+d}%]" if shifts else "")
     return (f"| {case} | {n} | {' | '.join(cells)} | {median_time} | "
             f"{want} {op} {limit:.0%}: {'met' if met else 'MISSED'} | "
-            f"{', '.join(f'{k} ({v})' for k, v in deciding.most_common(4)) or '-'}"
+            f"{', '.join(f'{k} ({v})' for k, v in deciding.most_common(4)) or '-'}{measured}"
             f"{f' | {errors} harness errors' if errors else ''} |")
 
 
