@@ -36,9 +36,10 @@ async def test_a_burst_is_shed_early_and_what_is_admitted_stays_fast(start_mall)
     admitted = [s for r, s in replies if r.status == 200]
     shed = [r for r, _ in replies if r.status == 503]
     assert len(admitted) + len(shed) == 120
-    # The first 4 run at once, the next 4 get the slots they free 100 ms later, within
-    # the 200 ms wait; the rest would have waited longer and are turned away.
-    assert len(shed) > 60 and len(admitted) >= 8
+    # The first 4 run at once; on a quiet machine the next 4 get the slots they free 100 ms
+    # later, within the 200 ms wait (on a busy one the first take longer and those time out);
+    # the rest would have waited longer and are turned away.
+    assert len(shed) > 60 and len(admitted) >= LIMITS["max_in_flight"]
     assert all(r.headers["Retry-After"] == "1" and r.error["code"] == "overloaded"
                for r in shed)
     # Admitted: at most the wait bound (0.2 s) and the handler's 100 ms, plus the loop's
