@@ -185,13 +185,13 @@ name = "login-per-address"
 route = "POST /api/v1/auth/wx-login"
 key = "address"
 limit = 5
-window_seconds = 1.5
+window_seconds = 60
 [[rule]]
 name = "orders-per-account"
 route = "POST /api/v1/orders"
 key = "account"
 limit = 3
-window_seconds = 1.5
+window_seconds = 3
 """
 
 
@@ -205,7 +205,7 @@ async def test_floods_are_answered_429_with_retry_after_by_rule(start_mall, tmp_
     flood = [await api.post("/api/v1/auth/wx-login", json={"code": f"sandbox:bot{n}"})
              for n in range(4)]
     assert [r.status for r in flood] == [200, 200, 429, 429]
-    assert flood[2].headers["Retry-After"] in ("1", "2")
+    assert 1 <= int(flood[2].headers["Retry-After"]) <= 60   # when the oldest login leaves
     assert flood[2].error["code"] == "rate_limited"
     assert "login-per-address" in flood[2].error["message"]
     orders = await asyncio.gather(*(api.post("/api/v1/orders", token=hoarder,
@@ -219,7 +219,7 @@ async def test_floods_are_answered_429_with_retry_after_by_rule(start_mall, tmp_
         "SELECT reserved FROM inventory WHERE sku_id = ?", (shop.sku_id,)))[0][0] == 4
     assert await api.metric('mall_risk_rejections_total{rule="orders-per-account"}') == 3
     assert await api.metric('mall_risk_rejections_total{rule="login-per-address"}') == 2
-    await asyncio.sleep(1.6)   # the window slides on: admitted again
+    await asyncio.sleep(3.1)   # the window slides on: admitted again
     assert (await api.post("/api/v1/orders", token=hoarder, json=order_body(shop))).status == 201
 
 
