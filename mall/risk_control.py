@@ -67,16 +67,17 @@ class _Window:
         self.seen: dict[object, deque[float]] = {}
 
     def wait(self, key: object, now: float) -> float:
-        """0 if the request may pass (and it is counted), else seconds until it may."""
+        """Seconds until this key may pass again, 0 if it may now."""
+        times = self.seen.get(key)
+        if times is None or len(times) < self.rule.limit:
+            return 0.0
+        return max(0.0, times[0] + self.rule.window_seconds - now)
+
+    def count(self, key: object, now: float) -> None:
         times = self.seen.get(key)
         if times is None:
             times = self.seen[key] = deque(maxlen=self.rule.limit)
-        elif len(times) == self.rule.limit:
-            wait = times[0] + self.rule.window_seconds - now
-            if wait > 0:
-                return wait
         times.append(now)
-        return 0.0
 
     def forget_idle(self, now: float) -> None:
         cutoff = now - self.rule.window_seconds
@@ -109,20 +110,22 @@ class RiskControl:
         """Count this request under each rule of its route, or refuse it with 429."""
         now = time.monotonic()
         address = self.address(request)
+        keyed = []
         for window in self._by_route[route]:
-            if window.rule.key == "account":
-                key: object = account
-            else:
-                key = None if address in self.exempt else address
-            if key is None:
-                continue
-            wait = window.wait(key, now)
+            key = account if window.rule.key == "account" else (
+                None if address in self.exempt else address)
+            if key is not None:
+                keyed.append((window, key))
+        for window, key in keyed:   # all rules judged before any counts: a refusal by one
+            wait = window.wait(key, now)   # rule does not use up another's allowance
             if wait:
                 self.metrics.risk_rejections.labels(window.rule.name).inc()
                 raise TooManyRequests(
                     "rate_limited", f"too many requests ({window.rule.name}: "
                     f"{window.rule.limit} per {window.rule.window_seconds:g} s); retry later",
                     headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        for window, key in keyed:
+            window.count(key, now)
         self._since_sweep += 1
         if self._since_sweep >= SWEEP_EVERY:
             self._since_sweep = 0
