@@ -17,6 +17,9 @@ Clock = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=12,
                                        pattern=r"^[^\x00-\x1f,]+$")]
 Scene = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+# A cursor the server issued is base64 of an int up to 2**62 (26 characters); a long one was
+# base64 of deeply nested JSON, and json.loads raised RecursionError (a 500) on it.
+Cursor = Annotated[str, StringConstraints(max_length=64)]
 Latitude = Annotated[float, Field(ge=-90, le=90)]
 Longitude = Annotated[float, Field(ge=-180, le=180)]
 
@@ -113,7 +116,7 @@ class StoresQuery(Query):
     radius_km: Annotated[float, Field(gt=0, le=50)] = 5.0
     district: Annotated[str, StringConstraints(min_length=1, max_length=20)] | None = None
     open_now: bool | None = None
-    cursor: str | None = None
+    cursor: Cursor | None = None
     limit: Annotated[int, Field(ge=1, le=50)] = 20
 
 
@@ -121,12 +124,12 @@ class ProductsQuery(Query):
     tag: Tag | None = None
     scene: Scene | None = None
     q: Annotated[str, StringConstraints(min_length=1, max_length=30)] | None = None
-    cursor: str | None = None
+    cursor: Cursor | None = None
     limit: Annotated[int, Field(ge=1, le=50)] = 20
 
 
 class PageQuery(Query):
-    cursor: str | None = None
+    cursor: Cursor | None = None
     limit: Annotated[int, Field(ge=1, le=50)] = 20
 
 

@@ -248,3 +248,17 @@ def test_the_shipped_rules_watch_login_and_order_creation():
         ("POST /api/v1/auth/wx-login", "address"), ("POST /api/v1/orders", "account"),
         ("POST /api/v1/orders", "address")}
     assert not rules.trust_forwarded_for and "127.0.0.1" in rules.exempt_addresses
+
+
+async def test_a_forged_cursor_of_deeply_nested_json_is_a_400_naming_it(mall, shop):
+    """Found by a helper's fuzzing: base64 of deeply nested JSON made the cursor decoder raise
+    RecursionError, a 500 (1,500 deep still fits a request line).  Cursors the mall issues
+    are at most 26 characters."""
+    import base64
+
+    nested = base64.urlsafe_b64encode(("[" * 1500 + "]" * 1500).encode()).decode()
+    customer = await mall.api.login("cursor-forger")
+    for path, token in (("/api/v1/orders", customer), ("/api/v1/stores", None),
+                        (f"/api/v1/stores/{shop.store_id}/products", None)):
+        reply = await mall.api.get(path, token=token, params={"cursor": nested})
+        assert reply.status == 400 and reply.error["field"] == "cursor", (path, reply.body)
