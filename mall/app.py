@@ -57,8 +57,8 @@ async def open_services(config: MallConfig, metrics: MallMetrics,
         await db.transaction(lambda conn: _anchor_clock(conn, clock, config.resume_clock))
     server_keys = await db.transaction(keys.load)
     signer = TokenSigner(server_keys.token_secret)
-    cache = CatalogueCache()
-    orders = Orders(db, clock, metrics, config.order_ttl_seconds, cache, price)
+    cache = CatalogueCache(db)
+    orders = Orders(db, clock, metrics, config.order_ttl_seconds, price)
     keyring = (Keyring.load_or_create(config.payer_keys) if config.payer_keys is not None
                else None)
     payer = (PayerClient(config.payer_url.rstrip("/"), keyring.merchant_signer(), keyring.appid,

@@ -65,16 +65,13 @@ class Catalogue:
                                      detail={"name": data.name, "price_fen": data.price_fen})
             return {"product_id": product_id, "sku_id": sku_id}
 
-        created = await self.db.transaction(add)
-        self.cache.changed(store_id)
-        return created
+        return await self.db.transaction(add)
 
     async def products_page(self, store_id: int, query: ProductsQuery) -> bytes:
         """A catalogue page as JSON bytes, from the cache when the store has not changed."""
         key = (query.tag, query.scene, query.q, query.cursor, query.limit)
-        page = self.cache.get(store_id, key)
+        page, version = self.cache.lookup(store_id, key)
         if page is None:
-            version = self.cache.version(store_id)
             page = dumps(await self.products(store_id, query)).encode()
             self.cache.put(store_id, key, version, page)
         return page
@@ -129,9 +126,7 @@ class Catalogue:
                                          detail={"from": current["on_hand"], "to": stock})
             return levels
 
-        levels = await self.db.transaction(sync)
-        self.cache.changed(store_id)
-        return levels
+        return await self.db.transaction(sync)
 
     async def bulk_set_stock(self, principal: Principal, store_id: int,
                              data: BulkStockIn) -> list[dict]:

@@ -1,37 +1,39 @@
-"""Serialised catalogue pages, kept exact rather than merely fresh.
+"""Serialised catalogue pages, kept exact rather than merely fresh, across processes.
 
-Every change to a store's products or available stock bumps that store's version (the
-mall is the only writer of its database), and a page is served only for the version it was
-read at.  A read that raced a write stores its page under the older version, so it is
+A page is served only for the store's catalogue version it was read at.  The version lives
+in the database, bumped by triggers in the very transaction that changes what a page shows
+(migration 0007), so a write by any process serving the same database (the other build of
+a gray release, an operator tool) is seen by the next lookup here; a version kept in this
+process's memory would only see its own writes.  The version is read before the page is
+queried, so a read that raced a write stores its page under the older version and it is
 never served after the write.  Browsing is most of the traffic and a page costs ~500 us to
-query and serialise; a hit costs a dictionary lookup."""
+query and serialise; a hit costs one primary-key read of a few microseconds."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Hashable
+
+from ..storage import Database, catalogue
 
 
 class CatalogueCache:
-    def __init__(self, max_pages: int = 20_000) -> None:
-        self._versions: defaultdict[int, int] = defaultdict(int)
+    def __init__(self, db: Database, max_pages: int = 20_000) -> None:
+        self._db = db
         self._pages: dict[Hashable, tuple[int, bytes]] = {}
         self._max_pages = max_pages
 
-    def version(self, store_id: int) -> int:
-        return self._versions[store_id]
-
-    def changed(self, *store_ids: int) -> None:
-        for store_id in store_ids:
-            self._versions[store_id] += 1
-
-    def get(self, store_id: int, key: Hashable) -> bytes | None:
+    def lookup(self, store_id: int, key: Hashable) -> tuple[bytes | None, int | None]:
+        """(the page if current, the store's version now); a None version means the version
+        could not be read, and the caller must neither use nor store a page."""
+        version = catalogue.catalogue_version(self._db.on_loop(), store_id)
         found = self._pages.get((store_id, key))
-        if found is not None and found[0] == self._versions[store_id]:
-            return found[1]
-        return None
+        if version is not None and found is not None and found[0] == version:
+            return found[1], version
+        return None, version
 
-    def put(self, store_id: int, key: Hashable, version: int, page: bytes) -> None:
+    def put(self, store_id: int, key: Hashable, version: int | None, page: bytes) -> None:
+        if version is None:
+            return
         if len(self._pages) >= self._max_pages:
             self._pages.clear()  # crude but bounded; a full cache refills in a second
         self._pages[(store_id, key)] = (version, page)

@@ -21,7 +21,6 @@ from ..schemas import OrderIn, PageQuery, StoreOrdersQuery
 from ..storage import Database, catalogue, inventory, orders, payments, stores, users
 from ..storage.database import Connection
 from ..validation import decode_cursor, encode_cursor
-from .catalogue_cache import CatalogueCache
 
 log = logging.getLogger("mall.orders")
 ORDER_STATES = ("pending_payment", "paid", "ready_for_pickup", "out_for_delivery", "completed",
@@ -55,7 +54,6 @@ class Orders:
     clock: Clock
     metrics: MallMetrics
     ttl_seconds: float
-    catalogue_cache: CatalogueCache
     price: ServedPrice = stored
 
     async def create(self, principal: Principal, data: OrderIn,
@@ -107,7 +105,6 @@ class Orders:
 
         summary, replayed = await self.db.transaction(place)
         if not replayed:
-            self.catalogue_cache.changed(data.store_id)
             self.metrics.orders.labels("created").inc()
         return summary, replayed
 
@@ -228,7 +225,6 @@ class Orders:
             lambda conn: self._close_in(conn, order_id, to_state, stamp))
         if store_id is None:
             return False
-        self.catalogue_cache.changed(store_id)
         self.metrics.orders.labels(to_state).inc()
         return True
 
@@ -257,7 +253,6 @@ class Orders:
             return [store_id for store_id in stores if store_id is not None]
 
         stores = await self.db.transaction(expire)
-        self.catalogue_cache.changed(*set(stores))
         self.metrics.orders.labels("expired").inc(len(stores))
         return len(stores)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from sqlite3 import Row
 
 from .database import Connection
@@ -19,6 +20,18 @@ _PRODUCT_JOINS = (
     " JOIN skus k ON k.product_id = p.id"
     " LEFT JOIN inventory i ON i.store_id = p.store_id AND i.sku_id = k.id"
 )
+
+
+def catalogue_version(conn: sqlite3.Connection, store_id: int) -> int | None:
+    """The store's catalogue version (migration 0007's triggers keep it), or None when it
+    cannot be read at once.  Synchronous, on the event loop's own connection: a primary-key
+    read costs a few microseconds, a hop to a reader thread and back costs more."""
+    try:
+        row = conn.execute("SELECT version FROM catalogue_versions WHERE store_id = ?",
+                           (store_id,)).fetchone()
+    except sqlite3.OperationalError:  # busy beyond its short timeout: serve uncached
+        return None
+    return row[0] if row is not None else 0
 
 
 async def insert_product(conn: Connection, *, store_id: int, name: str, description: str,

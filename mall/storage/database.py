@@ -6,7 +6,14 @@ and COMMIT: one trip from the event loop per transaction, not one per statement 
 load every trip waits a full turn of a busy loop, and the write lock was held across all of
 them).  The single thread also serialises transactions, as SQLite allows one writer anyway.
 
-Reads: a few aiosqlite connections, concurrent with the writer thanks to WAL mode.
+Reads: a few aiosqlite connections, concurrent with the writer thanks to WAL mode; and one
+plain connection on the event loop's own thread for the primary-key reads that decide every
+cached page (`catalogue_version`), where a hop to a reader thread would cost more than the
+read itself.
+
+Several processes may serve one database (a baseline and a canary in a gray release): every
+write is a BEGIN IMMEDIATE transaction, so a check and the write it decides are never split
+by another process's write, and no state that decides a write lives only in memory.
 
 The storage functions are written once against `Connection`; both the reader connections
 and the writer's `SyncConnection` provide it."""
@@ -124,6 +131,7 @@ class Database:
         self._executor: ThreadPoolExecutor | None = None
         self._writer: sqlite3.Connection | None = None
         self._readers: list[aiosqlite.Connection] = []
+        self._on_loop: sqlite3.Connection | None = None
         self._next_reader = itertools.cycle(range(self._read_count))
 
     async def _in_writer(self, function: Callable[..., T], *args: Any) -> T:
@@ -135,8 +143,14 @@ class Database:
         self._writer = await self._in_writer(_connect_writer, self.path)
         await self._in_writer(self._migrate)
         self._readers = [await _connect_reader(self.path) for _ in range(self._read_count)]
+        self._on_loop = sqlite3.connect(self.path, isolation_level=None)
+        # It runs on the event loop: never wait long for a lock, serve uncached instead.
+        self._on_loop.execute("PRAGMA busy_timeout = 20")
 
     async def close(self) -> None:
+        if self._on_loop is not None:
+            self._on_loop.close()
+            self._on_loop = None
         for conn in self._readers:
             await conn.close()
         self._readers = []
@@ -148,7 +162,9 @@ class Database:
             self._executor = None
 
     def _migrate(self) -> list[str]:
-        """Apply every migration not yet recorded; each in its own transaction."""
+        """Apply every migration not yet recorded; each in its own transaction.  Its record
+        is written first: when another process starting on the same database applied it in
+        the meantime, the record's primary key refuses and the whole script rolls back."""
         conn = self._writer
         assert conn is not None
         conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -159,9 +175,16 @@ class Database:
             if version in done:
                 continue
             # executescript commits first, so the script and its record form one transaction.
-            conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\n"
-                               f"INSERT INTO schema_migrations VALUES ({version}, '{name}', "
-                               f"'{self.clock.stamp()}');\nCOMMIT;")
+            try:
+                conn.executescript(f"BEGIN IMMEDIATE;\n"
+                                   f"INSERT INTO schema_migrations VALUES ({version}, '{name}', "
+                                   f"'{self.clock.stamp()}');\n{sql}\nCOMMIT;")
+            except sqlite3.IntegrityError:
+                conn.execute("ROLLBACK")
+                if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?",
+                                (version,)).fetchone() is None:
+                    raise  # the script's own fault, not another process's head start
+                continue
             applied.append(name)
         return applied
 
@@ -194,6 +217,12 @@ class Database:
         assert self._writer is not None
         # Fetch its result row: an unfinished statement would block the next COMMIT.
         self._writer.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+
+    def on_loop(self) -> sqlite3.Connection:
+        """The blocking connection for reads of a few microseconds made on the event loop's
+        thread (a primary-key lookup); anything longer belongs on `reader()`."""
+        assert self._on_loop is not None, "database is not open"
+        return self._on_loop
 
     def reader(self) -> aiosqlite.Connection:
         """A connection for single-statement reads outside any write transaction."""
