@@ -51,7 +51,8 @@ async def test_a_change_through_one_process_shows_at_once_in_the_others_cache(st
 async def test_two_processes_racing_for_the_last_units_never_oversell(start_mall):
     here = await start_mall()
     shop = await open_shop(here, stock=15)
-    with serving(here.config.db_path) as base:
+    payer = ("--payer", here.payer.base_url, "--payer-keys", str(here.config.payer_keys))
+    with serving(here.config.db_path, *payer) as base:
         there = Api(base, here.api.session)
         customers = [await here.api.login(f"racer-{n}") for n in range(40)]
 
@@ -75,6 +76,24 @@ async def test_two_processes_racing_for_the_last_units_never_oversell(start_mall
                                      buy(there, customers[0], "same-tap"))
         assert {reply.status for reply in twice} <= {200, 201}, twice
         assert len({reply.body["order_id"] for reply in twice}) == 1, twice
+
+        # Each paid through either mall, at one payer: each settled once, whoever hears.
+        made = [reply.body["order_id"] for reply in replies if reply.status == 201]
+        for n, order_id in enumerate(made):
+            api = there if n % 2 else here.api
+            token = customers[[r.body.get("order_id") for r in replies].index(order_id)]
+            pay = await api.post(f"/api/v1/orders/{order_id}/pay", token=token)
+            assert pay.status == 201, pay.body
+            done = await here.payer.post(f"/sandbox/payments/{pay.body['prepay_id']}/complete",
+                                         json={"result": "success"})
+            assert done.status == 202, done.body
+        for _ in range(300):
+            paid = await here.services.db.reader().execute_fetchall(
+                "SELECT count(*) FROM orders WHERE status = 'paid'")
+            if paid[0][0] == len(made):
+                break
+            await asyncio.sleep(0.02)
+        assert paid[0][0] == len(made) == 15
 
     breaches = [f for f in await verify(here.config.db_path) if not f.holds]
     assert not breaches, breaches

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -36,10 +37,10 @@ from ..clock import Clock
 T = TypeVar("T")
 
 _PRAGMAS = (
+    "PRAGMA busy_timeout = 5000",  # first: another process may be opening the file too
     "PRAGMA journal_mode = WAL",
     "PRAGMA synchronous = NORMAL",
     "PRAGMA foreign_keys = ON",
-    "PRAGMA busy_timeout = 5000",
     "PRAGMA temp_store = MEMORY",
     "PRAGMA cache_size = -65536",
 )
@@ -98,7 +99,19 @@ def migrations() -> list[tuple[int, str, str]]:
 def _connect_writer(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
-    for pragma in _PRAGMAS:
+    # Turning a new file to WAL takes it whole, and SQLite refuses a second process doing
+    # the same at that instant at once, without waiting: try again shortly (the first one's
+    # change lasts, so ours soon finds it done).
+    for attempt in itertools.count(1):
+        try:
+            conn.execute(_PRAGMAS[0])
+            conn.execute(_PRAGMAS[1])
+            break
+        except sqlite3.OperationalError:
+            if attempt == 50:
+                raise
+            time.sleep(0.02)
+    for pragma in _PRAGMAS[2:]:
         conn.execute(pragma)
     # Checkpoints are run by `Database.checkpoint` (the sweeper), not by whichever commit
     # happens to cross the WAL threshold and then stalls on the flush.
