@@ -200,6 +200,50 @@ def paysandbox(db_path: Path, keys_path: Path, host: str, port: int, clock: Cloc
 
 
 @main.command()
+@click.option("--baseline", required=True, metavar="URL", help="The baseline mall's base URL.")
+@click.option("--canary", required=True, metavar="URL", help="The canary mall's base URL.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8070, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of customers on the canary (a stable hash of the user).")
+@click.option("--store", "stores", type=click.IntRange(min=1), multiple=True,
+              help="A store whose requests go to the canary (repeatable).")
+@click.option("--district", "districts", multiple=True,
+              help="A district whose stores go to the canary (repeatable), e.g. 岳麓区.")
+@click.option("--admin-token-file", type=click.Path(dir_okay=False, path_type=Path),
+              default="router-admin-token", show_default=True,
+              help="The token for PUT /router/rules (made, readable by you only, if missing).")
+@click.option("--audit", "audit_path", type=click.Path(dir_okay=False, path_type=Path),
+              default="router-audit.jsonl", show_default=True,
+              help="Every change of rules is appended here.")
+def router(baseline: str, canary: str, host: str, port: int, share: float, stores: tuple,
+           districts: tuple, admin_token_file: Path, audit_path: Path) -> None:
+    """The gray router: one address in front of a baseline and a canary mall on one
+    database; each request goes to a side by its store, district, customer share or a
+    tester's X-Gray-Side header, and comes back marked with the side that answered."""
+    import secrets
+
+    from aiohttp import web
+    from pydantic import ValidationError
+
+    from gray.router import RouterConfig, create_app
+    from gray.rules import Rules
+
+    logging_to_stderr()
+    try:
+        rules = Rules(share=share, stores=frozenset(stores), districts=frozenset(districts))
+    except ValidationError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if not admin_token_file.exists():
+        admin_token_file.touch(mode=0o600)
+        admin_token_file.write_text(secrets.token_urlsafe(32) + "\n")
+    config = RouterConfig(baseline=baseline, canary=canary, rules=rules,
+                          admin_token=admin_token_file.read_text().strip(),
+                          audit_path=audit_path)
+    web.run_app(create_app(config), host=host, port=port, print=None, access_log=None)
+
+
+@main.command()
 @click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
               default="xingcheng.db", show_default=True, help="The mall's database file.")
 @click.option("--operator", is_flag=True, required=True, help="Issue an operator token.")
