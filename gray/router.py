@@ -1,7 +1,8 @@
 """The gray router: a small gateway in front of a baseline and a canary mall that serve one
 database.  It decides each request's side (`rules`), passes the request on unchanged but for
 forwarding headers, and passes the answer back unchanged but for `X-Gray-Side`, which tells
-clients (and the load generator, which files each sample under it) who answered.
+clients (and the load generator, which files each sample under it) who answered, and
+`X-Gray-Reason`, which rule decided.
 
 It never turns a backend's answer into another: a 4xx or 5xx of a mall reaches the client
 as the mall sent it.  Only what the router itself meets is its own: a mall it cannot reach
@@ -40,6 +41,8 @@ from .sessions import Sessions
 log = logging.getLogger("gray")
 
 SIDE_HEADER = "X-Gray-Side"
+# Why: tester, store, session, share, or default (the request named no one and no store).
+REASON_HEADER = "X-Gray-Reason"
 # A store named in the path: the customer's catalogue, a merchant's or an operator's store.
 _STORE_PATH = re.compile(r"^/api/v\d+/(?:merchant/|admin/)?stores/(\d{1,12})(?:/|$)")
 _ORDERS = re.compile(r"^/api/v\d+/orders/?$")
@@ -211,7 +214,7 @@ def _error(status: int, code: str, message: str, field_name: str | None = None,
 async def proxy(request: web.Request) -> web.StreamResponse:
     router = request.app[ROUTER]
     body = await request.read()
-    side, _why = router.side(request, body)
+    side, why = router.side(request, body)
     headers = CIMultiDict((k, v) for k, v in request.headers.items()
                           if k.lower() not in _HOP_BY_HOP)
     forwarded = request.headers.get("X-Forwarded-For")
@@ -237,6 +240,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
                       f"{type(exc).__name__}", headers={SIDE_HEADER: side})
     router.metrics.observe(side, f"{status // 100}xx", time.perf_counter() - started)
     answer[SIDE_HEADER] = side
+    answer[REASON_HEADER] = why
     return web.Response(status=status, body=payload, headers=answer)
 
 

@@ -36,6 +36,7 @@ SHED_RETRIES = 3      # a shed request is tried again this often after its Retry
 LONGEST_WAIT_S = 5.0  # a Retry-After longer than this is waited this long
 PAY_RETRIES = 3       # taps on 重试 when paying could not start (payer or mall unreachable)
 PAY_RETRY_WAIT_S = 1.0
+SIDE_HEADER, REASON_HEADER = "X-Gray-Side", "X-Gray-Reason"   # gray/router.py
 PERSONAS = {p.key: p for p in tables.personas()}
 SEARCH_WORDS = ("粉", "虾", "奶茶", "果", "面包", "臭豆腐", "辣", "家庭装")
 # The share still buying is (shown / usual price) ** -(PRICE_ELASTICITY * price_sensitivity);
@@ -83,6 +84,10 @@ class Walk:
     usual_prices: dict[int, int]          # sku id -> the price customers know, fen
     record: SessionRecord | None = None   # None for staff
     patience_s: float = math.inf
+    # Behind a gray router, every side by name: the router's answer names the side of each
+    # request (its sample is filed there) and, at the first answer a rule decided rather
+    # than a default, the side of the whole session (`RunRecords.assign`).
+    routed: dict[str, Side] | None = None
 
     def call(self, method: str, path: str, name: str, token: str | None = None,
              json: object = None, headers: dict | None = None,
@@ -100,6 +105,8 @@ class Walk:
         for attempt in range(SHED_RETRIES + 1):
             with client.request(method, path, name=name, json=json, headers=hdrs,
                                 catch_response=True, context=context) as resp:
+                if self.routed is not None:
+                    self._follow_router(resp, context)
                 status, body = resp.status_code or 0, _body(resp)
                 retry_after = shed_wait(resp)
                 if 200 <= status < 300 or status in expected or retry_after is not None:
@@ -112,6 +119,17 @@ class Walk:
         if time.perf_counter() - started > self.patience_s:
             self.lose("impatient")
         return status, body
+
+    def _follow_router(self, resp, context: dict) -> None:
+        assert self.routed is not None
+        side = resp.headers.get(SIDE_HEADER)
+        if side not in self.routed:
+            return  # the router never answered (connection error): the session's side
+        context["side"] = side
+        decided = resp.headers.get(REASON_HEADER, "default") != "default"
+        if decided and self.record is not None and self.record.side is None:
+            self.side = self.routed[side]
+            self.records.assign(self.record, side)
 
     def lose(self, reason: str) -> None:
         """The customer leaves because of what this build did to them."""
@@ -141,7 +159,9 @@ def _body(resp) -> object:
 
 
 def customer_journey(walk: Walk, session: Session, user_id: int, rng: random.Random) -> None:
-    """Open the mini-program, find a store nearby, browse, and maybe buy."""
+    """Open the mini-program, find a store nearby, browse, and maybe buy.  Every request
+    after login carries the customer's token, as the mini-program's request wrapper sends it
+    (and as a gray router needs it to keep a customer on one side)."""
     c = walk.city.customers
     persona = PERSONAS[session.persona]
     walk.patience_s = persona.patience_s * rng.lognormvariate(0, 0.5)
@@ -154,7 +174,7 @@ def customer_journey(walk: Walk, session: Session, user_id: int, rng: random.Ran
     stores = []
     for radius in (3, 10):
         _, found = walk.call("GET", f"{V1}/stores?lat={lat}&lng={lng}&radius_km={radius}"
-                             "&open_now=true&limit=10", "nearby_stores")
+                             "&open_now=true&limit=10", "nearby_stores", token)
         stores = (found or {}).get("items", [])
         if stores:
             break
@@ -164,21 +184,24 @@ def customer_journey(walk: Walk, session: Session, user_id: int, rng: random.Ran
     walk.pace.think(rng, 20)
     scene = rng.choice(persona.scenes)
     _, page = walk.call("GET", f"{V1}/stores/{store['id']}/products?scene={scene}&limit=20",
-                        "catalogue")
+                        "catalogue", token)
     items = (page or {}).get("items", [])
     if not items:
-        _, page = walk.call("GET", f"{V1}/stores/{store['id']}/products?limit=20", "catalogue")
+        _, page = walk.call("GET", f"{V1}/stores/{store['id']}/products?limit=20", "catalogue",
+                            token)
         items = (page or {}).get("items", [])
     if rng.random() < 0.3:
         word = rng.choice(SEARCH_WORDS)
-        _, found = walk.call("GET", f"{V1}/stores/{store['id']}/products?q={word}", "search")
+        _, found = walk.call("GET", f"{V1}/stores/{store['id']}/products?q={word}", "search",
+                             token)
         items = (found or {}).get("items", []) or items
     in_stock = [p for p in items if any(k["available"] > 0 for k in p["skus"])]
     if not in_stock:
         raise JourneyEnded("nothing in stock")
     walk.pace.think(rng, 15)
     viewed = rng.choice(in_stock)
-    walk.call("GET", f"{V1}/stores/{store['id']}/products/{viewed['product_id']}", "product")
+    walk.call("GET", f"{V1}/stores/{store['id']}/products/{viewed['product_id']}", "product",
+              token)
     walk.records.reach(walk.record, "viewed")
     if session.journey == "browse":
         return

@@ -43,6 +43,9 @@ def _options(parser) -> None:
                         help="A second mall (the canary) to share the load with --host")
     parser.add_argument("--canary-share", type=float, default=0.5,
                         help="Share of customers sent to the canary")
+    parser.add_argument("--gray-router", action="store_true",
+                        help="--host is a gray router in front of a baseline and a canary: "
+                             "it decides each request's side and names it in its answer")
     parser.add_argument("--payer-host", default="",
                         help="The payment sandbox the customers' wallets pay through")
     parser.add_argument("--payer-sides", default="baseline,canary",
@@ -79,6 +82,9 @@ class Run:
         hosts = {BASELINE: environment.host}
         if options.canary_host:
             hosts[CANARY] = options.canary_host
+        self.routed = options.gray_router
+        if self.routed:  # one address; the router's answers tell the sides apart
+            hosts[CANARY] = environment.host
         self.canary_share = options.canary_share if options.canary_host else 0.0
         # One HTTP session per side for every walker: the API keeps no cookies, connections
         # come from a shared keep-alive pool, and a session per walk cost ~10% of the CPU.
@@ -104,7 +110,7 @@ class Run:
 
     def walk(self, side: str) -> Walk:
         return Walk(self.sides[side], self.plan.city, self.metrics, self.records, self.pace,
-                    self.usual_prices)
+                    self.usual_prices, routed=self.sides if self.routed else None)
 
     def walk_session(self, number: int, session) -> None:
         ids = self.plan.customers[session.persona]
@@ -113,8 +119,8 @@ class Run:
         side = side_of(city.customers.openids[user_id - 1], self.canary_share)
         district = city.district_names[city.customers.district[user_id - 1]]
         walk = self.walk(side)
-        walk.record = self.records.begin(number, side, session.persona, district,
-                                         session.journey)
+        walk.record = self.records.begin(number, None if self.routed else side,
+                                         session.persona, district, session.journey)
         rng = random.Random(f"{self.plan.scenario.spec.city.seed}:walk:{number}")
         try:
             customer_journey(walk, session, user_id, rng)
@@ -124,7 +130,8 @@ class Run:
         except Exception as exc:  # a journey bug must not stop the run; it is reported
             log.exception("session %d failed", number)
             outcome = f"error: {type(exc).__name__}"
-        self.records.end(walk.record, outcome)
+        side = walk.side.name   # behind a router, the side its answers named
+        self.records.end(walk.record, outcome, side)
         counts = self.outcomes[side]
         counts[outcome] = counts.get(outcome, 0) + 1
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .client_metrics import FUNNEL, LoadMetrics
+from .sides import BASELINE
 
 
 @dataclass
@@ -21,7 +22,7 @@ class SessionRecord:
     """One shopping session: who, on which side, and how far it got."""
 
     number: int
-    side: str
+    side: str | None          # None until a gray router's answer says whose session it is
     persona: str
     district: str
     journey: str
@@ -51,23 +52,34 @@ class RunRecords:
     def on_request(self, side: str, name: str, status: int, ms: float, failed: bool) -> None:
         self.requests.append((self.now(), side, name, status, round(ms, 2), int(failed)))
 
-    def begin(self, number: int, side: str, persona: str, district: str,
+    def begin(self, number: int, side: str | None, persona: str, district: str,
               journey: str) -> SessionRecord:
-        record = SessionRecord(number, side, persona, district, journey, self.now())
+        """A session on `side`, or on a side to be named later (`assign`)."""
+        record = SessionRecord(number, None, persona, district, journey, self.now())
         self.sessions.append(record)
-        self.metrics.funnel.labels(side, persona, district, "session").inc()
+        if side is not None:
+            self.assign(record, side)
         return record
+
+    def assign(self, record: SessionRecord, side: str) -> None:
+        """The session is `side`'s: counted there from its start, once."""
+        if record.side is None:
+            record.side = side
+            self.metrics.funnel.labels(side, record.persona, record.district, "session").inc()
 
     def reach(self, record: SessionRecord | None, stage: str) -> None:
         """The session got as far as `stage` (each stage is counted once per session)."""
         if record is None or FUNNEL.index(stage) <= FUNNEL.index(record.stage):
             return
+        self.assign(record, BASELINE)  # no-op once a side is named, as it is by now
         record.stage = stage
         if stage in ("ordered", "paid", "completed"):
             setattr(record, f"{stage}_s", self.now())
         self.metrics.funnel.labels(record.side, record.persona, record.district, stage).inc()
 
-    def end(self, record: SessionRecord, outcome: str) -> None:
+    def end(self, record: SessionRecord, outcome: str, side: str) -> None:
+        """`side`: where the session counts if nothing assigned it (it met only defaults)."""
+        self.assign(record, side)
         record.outcome = outcome
         self.metrics.session_gmv.labels(record.side).observe(record.gmv_fen / 100)
 

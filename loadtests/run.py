@@ -156,13 +156,18 @@ class Payer(Mall):
     sides: tuple[str, ...] = ()    # the sides whose build takes payments through it
 
 
+def mall_database(report_dir: Path, side: str, shared: bool) -> Path:
+    """A side's database in the report folder: its own copy, or the one both serve."""
+    return report_dir / ("mall.db" if shared else f"mall-{side}.db")
+
+
 def start_malls(scenario: Scenario, malls: list[Mall], payer: Payer, report_dir: Path,
                 console: Console, faults: dict[str, Path],
-                serve_args: tuple[str, ...] = ()) -> float:
-    """The payment sandbox, then each side on its own copy of the city, all on the scenario's
-    simulated clock; returns the clock's anchor: the real instant, a little ahead, at which
-    every process's simulated time is the window's start and the load generator sends its
-    first sessions."""
+                serve_args: tuple[str, ...] = (), shared_db: bool = False) -> float:
+    """The payment sandbox, then each side on its own copy of the city (or, `shared_db`, all
+    on one copy, as in a gray release), all on the scenario's simulated clock; returns the
+    clock's anchor: the real instant, a little ahead, at which every process's simulated
+    time is the window's start and the load generator sends its first sessions."""
     window = scenario.spec.window
     clock = f"{window.start.isoformat()}@{window.speed:g}"
     started = [mall for mall in malls if mall.build.kind != "url"]
@@ -170,7 +175,9 @@ def start_malls(scenario: Scenario, malls: list[Mall], payer: Payer, report_dir:
         if mall.build.kind == "url":
             mall.url = mall.build.url or ""
     for mall in started:   # the city first: building it may take a while
-        shutil.copyfile(city_database(scenario, console), report_dir / f"mall-{mall.side}.db")
+        db = mall_database(report_dir, mall.side, shared_db)
+        if not db.exists():
+            shutil.copyfile(city_database(scenario, console), db)
     since = time.time() + STARTUP_LEAD_S
     if started:
         port = free_port()
@@ -185,7 +192,8 @@ def start_malls(scenario: Scenario, malls: list[Mall], payer: Payer, report_dir:
                             if builds.supports(mall.build, "--payer"))
     for mall in started:
         port = free_port()
-        mall.command = [*builds.mall_command(mall.build, report_dir / f"mall-{mall.side}.db",
+        mall.command = [*builds.mall_command(mall.build,
+                                             mall_database(report_dir, mall.side, shared_db),
                                              port, clock, since, faults.get(mall.side),
                                              (payer.url, payer.keys)), *serve_args]
         mall.log = report_dir / f"mall-{mall.side}.log"
@@ -357,6 +365,23 @@ def _drive(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Con
             server.stop()
 
 
+def locust_command(scenario: Scenario, host: str, sides: int, report_dir: Path,
+                   metrics_port: int, since: float, rate_factor: float) -> list[str]:
+    """Locust, headless, walking the scenario's sessions against `host` with store staff for
+    each of `sides`; it stops by itself after the window and its drain."""
+    spec = scenario.spec
+    limit = spec.window.real_seconds + 3 * spec.load.drain_seconds + 120
+    return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+            "--host", host, "--users", str(1 + spec.load.staff * sides),
+            "--spawn-rate", "1000",
+            "--run-time", f"{int(limit)}s", "--stop-timeout", "5",
+            "--csv", str(report_dir / "locust"), "--only-summary",
+            "--exit-code-on-error", "0", "--loglevel", "WARNING",
+            "--scenario", str(scenario.path), "--report-dir", str(report_dir),
+            "--metrics-port", str(metrics_port), "--clock-since", f"{since:.3f}",
+            "--rate-factor", f"{rate_factor:g}"]
+
+
 def _load(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Console,
           metrics_port: int, canary_share: float, faults: dict[str, Path],
           server: PrometheusServer | None, since: float, payer: Payer, chaos: Crashes,
@@ -365,16 +390,8 @@ def _load(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Cons
     urls = {mall.side: mall.url for mall in malls}
     console.print(f"malls {', '.join(f'{s} {u}/metrics' for s, u in urls.items())}; load "
                   f"generator http://127.0.0.1:{metrics_port}/metrics; report {report_dir}")
-    limit = spec.window.real_seconds + 3 * spec.load.drain_seconds + 120
-    command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-               "--host", urls[BASELINE], "--users", str(1 + spec.load.staff * len(malls)),
-               "--spawn-rate", "1000",
-               "--run-time", f"{int(limit)}s", "--stop-timeout", "5",
-               "--csv", str(report_dir / "locust"), "--only-summary",
-               "--exit-code-on-error", "0", "--loglevel", "WARNING",
-               "--scenario", str(scenario.path), "--report-dir", str(report_dir),
-               "--metrics-port", str(metrics_port), "--clock-since", f"{since:.3f}",
-               "--rate-factor", f"{rate_factor:g}"]
+    command = locust_command(scenario, urls[BASELINE], len(malls), report_dir, metrics_port,
+                             since, rate_factor)
     if CANARY in urls:
         command += ["--canary-host", urls[CANARY], "--canary-share", str(canary_share)]
     if payer.sides:

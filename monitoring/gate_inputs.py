@@ -142,3 +142,12 @@ def recorded(report_dir: Path) -> list[Sample]:
         side = mall.stem.removeprefix("mall-")
         samples += parse(mall.read_text(encoding="utf-8"), {"side": side})
     return samples
+
+
+def between(before: list[Sample], after: list[Sample]) -> list[Sample]:
+    """What happened between two readings of the same counters and histograms: each sample
+    of `after` less the same series in `before` (a series new since then counts whole).  A
+    rollout judges each step on its own samples this way, from cumulative pages."""
+    earlier = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in before}
+    return [Sample(s.name, s.labels, s.value - earlier.get((s.name, tuple(sorted(
+        s.labels.items()))), 0.0)) for s in after]

@@ -355,6 +355,39 @@ def capacity(scenario: str, reports: Path, start: float, growth: float, steps: i
 
 @main.command()
 @click.option("--baseline", default=".", show_default=True, metavar="BUILD",
+              help="The build in service: a checkout or a git ref.")
+@click.option("--canary", required=True, metavar="BUILD", help="The build to roll out.")
+@click.option("--scenario", default="release", show_default=True,
+              help="The load the rollout runs under (a shipped name or a file).")
+@click.option("--by", type=click.Choice(["share", "store", "district"]), default="share",
+              show_default=True, help="What a step puts on the canary.")
+@click.option("--steps", default="5,25,50,100", show_default=True,
+              help="The canary's part of the city at each step, in percent.")
+@click.option("--canary-faults", type=click.Path(dir_okay=False, path_type=Path),
+              help="Start the canary with this fault profile (a rehearsal).")
+@click.option("--reports", type=click.Path(file_okay=False, path_type=Path),
+              default="reports", show_default=True)
+def rollout(baseline: str, canary: str, scenario: str, by: str, steps: str,
+            canary_faults: Path | None, reports: Path) -> None:
+    """灰度发布: both builds on one database behind the gray router, the scenario's load
+    through it, the canary's part widened step by step while the release gate promotes,
+    or all traffic back to the baseline at once when it says rollback.  Exit 0 promoted,
+    1 rolled back, 3 held, 2 harness error."""
+    from rich.console import Console
+
+    from loadtests.rollout import rollout as run_rollout
+
+    try:
+        percents = [int(part) for part in steps.split(",") if part.strip()]
+    except ValueError as exc:
+        raise click.BadParameter("comma-separated whole percentages, e.g. 5,25,50,100",
+                                 param_hint="--steps") from exc
+    sys.exit(run_rollout(scenario, baseline, canary, by, percents, reports, Console(),
+                         canary_faults))
+
+
+@main.command()
+@click.option("--baseline", default=".", show_default=True, metavar="BUILD",
               help="The build in service: a checkout, a git ref or a URL.")
 @click.option("--canary", required=True, metavar="BUILD", help="The build to roll out.")
 def compat(baseline: str, canary: str) -> None:
