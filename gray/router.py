@@ -169,7 +169,7 @@ class Router:
             tester=request.headers.get(SIDE_HEADER), store_id=store_id, user=user,
             last=self.sessions.last(user) if user is not None else None)
         if user is not None:
-            if why in ("store", "share"):
+            if why in ("store", "share", "session"):   # each keeps the session alive
                 self.sessions.went(user, side)
         elif why == "default":
             side = self._anonymous_side()
