@@ -39,6 +39,7 @@ from simulator.city import build_city
 
 from . import builds
 from .builds import BuildError
+from .client_metrics import FUNNEL
 from .compatibility import check as compatible
 from .run import (
     CACHE,
@@ -230,10 +231,11 @@ def _drive(scenario: Scenario, by: str, percents: list[int], malls: list[Mall],
                 except OSError:
                     continue
                 step = steps[-1]
-                gate = judge(spec.gate, between(before, after))
+                own = step_samples(before, after)
+                gate = judge(spec.gate, own)
                 step.ended_s, step.gate = round(now, 1), gate
                 step.verdict, step.deciding = gate["verdict"], gate["deciding"]
-                step.samples = _requests_per_side(between(before, after))
+                step.samples = _requests_per_side(own)
                 console.print(f"{now:6.1f} s  step {step.percent}%: {step.verdict.upper()}"
                               + (f" ({'; '.join(step.deciding[:2])})" if step.deciding else ""),
                               markup=False, soft_wrap=True)
@@ -264,6 +266,29 @@ def _drive(scenario: Scenario, by: str, percents: list[int], malls: list[Mall],
             last.verdict = "hold"
             last.deciding = ["the load ended before the step was judged"]
     return steps
+
+
+def step_samples(before: list, after: list) -> list:
+    """The step's own samples: the counters read at its start taken off.  A session that
+    started paying in the step before and paid in this one would count as paid here without
+    having paid here, so each funnel stage is held to at most the stage before it (per
+    side, persona and district): the few sessions that cross a step's edge are counted in
+    the step where they began."""
+    samples = between(before, after)
+    stages = {}
+    for index, sample in enumerate(samples):
+        if sample.name == "loadgen_funnel_total":
+            labels = {k: v for k, v in sample.labels.items() if k != "stage"}
+            stages[(tuple(sorted(labels.items())), sample.labels["stage"])] = index
+    for (group, stage), index in sorted(stages.items(), key=lambda kv: FUNNEL.index(kv[0][1])):
+        position = FUNNEL.index(stage)
+        if position == 0:
+            continue
+        earlier = stages.get((group, FUNNEL[position - 1]))
+        ceiling = samples[earlier].value if earlier is not None else 0.0
+        if samples[index].value > ceiling:
+            samples[index] = samples[index]._replace(value=ceiling)
+    return samples
 
 
 def _requests_per_side(samples: list) -> dict[str, int]:

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestServer
 
 from gray.router import RouterConfig, create_app
 from gray.rules import Rules
+from mall.verification import verify
 
 from .api import Api
 from .conftest import open_shop, order_body
@@ -169,3 +170,38 @@ async def test_the_router_passes_bodies_and_headers_both_ways(gray):
                                headers={"Accept-Encoding": "gzip"}) as resp:
             direct = await resp.read()
     assert routed == direct
+
+
+async def test_switching_sides_mid_journey_loses_nothing(gray):
+    """A customer orders on the canary, the rules move everything to the baseline (a
+    rollback), and she pays there: one order, paid once, stock accounted for."""
+    baseline, _canary, start = gray
+    shop = await open_shop(baseline, stock=5)
+    router = await start(Rules(stores=frozenset({shop.store_id})))
+    customer = await router.login("mid-journey")
+    order = await router.post("/api/v1/orders", token=customer, json=order_body(shop, 2),
+                              headers={"Idempotency-Key": "one-tap"})
+    assert order.status == 201 and order.headers["X-Gray-Side"] == "canary"
+    rolled = await router.put("/router/rules", token=ADMIN,
+                              json={"rules": {}, "note": "rollback"})
+    assert rolled.status == 200, rolled.body
+    again = await router.post("/api/v1/orders", token=customer, json=order_body(shop, 2),
+                              headers={"Idempotency-Key": "one-tap"})   # the retried tap
+    assert again.headers["X-Gray-Side"] == "baseline"
+    assert again.body["order_id"] == order.body["order_id"]
+    pay = await router.post(f"/api/v1/orders/{order.body['order_id']}/pay", token=customer)
+    assert pay.status == 201 and pay.headers["X-Gray-Side"] == "baseline", pay.body
+    done = await baseline.payer.post(f"/sandbox/payments/{pay.body['prepay_id']}/complete",
+                                     json={"result": "success"})
+    assert done.status == 202, done.body
+    for _ in range(200):
+        view = await router.get(f"/api/v1/orders/{order.body['order_id']}", token=customer)
+        if view.body["status"] == "paid":
+            break
+        await asyncio.sleep(0.01)
+    assert view.body["status"] == "paid", view.body
+    stock = await baseline.api.get(
+        f"/api/v1/merchant/stores/{shop.store_id}/inventory/{shop.sku_id}", token=shop.merchant)
+    assert (stock.body["on_hand"], stock.body["reserved"]) == (5, 2)
+    breaches = [f for f in await verify(baseline.config.db_path) if not f.holds]
+    assert not breaches, breaches
