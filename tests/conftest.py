@@ -3,6 +3,7 @@ through the API the way an operator and a merchant would."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import aiohttp
@@ -140,8 +141,6 @@ def order_body(shop: Shop, qty: int = 1, **extra) -> dict:
 
 async def paid_order(mall: Mall, shop: Shop, customer: str, qty: int = 1) -> int:
     """An order paid through the sandbox payer, waiting until the notification lands."""
-    import asyncio
-
     api = mall.api
     order = await api.post("/api/v1/orders", token=customer, json=order_body(shop, qty))
     assert order.status == 201, order.body
@@ -151,12 +150,18 @@ async def paid_order(mall: Mall, shop: Shop, customer: str, qty: int = 1) -> int
     done = await mall.payer.post(f"/sandbox/payments/{pay.body['prepay_id']}/complete",
                                  json={"result": "success"})
     assert done.status == 202, done.body
+    await wait_until_paid(api, customer, order_id)
+    return order_id
+
+
+async def wait_until_paid(api: Api, customer: str, order_id: int) -> None:
+    """Until the payer's notification has landed and the order reads paid (2 s at most)."""
     for _ in range(200):
         view = await api.get(f"/api/v1/orders/{order_id}", token=customer)
         if view.body["status"] == "paid":
-            return order_id
+            return
         await asyncio.sleep(0.01)
     raise AssertionError(f"order {order_id} never became paid: {view.body}")
 
 
-__all__ = ["Clock", "Mall", "Shop", "open_shop", "order_body", "paid_order"]
+__all__ = ["Clock", "Mall", "Shop", "open_shop", "order_body", "paid_order", "wait_until_paid"]

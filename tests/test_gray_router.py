@@ -16,7 +16,7 @@ from gray.rules import Rules
 from mall.verification import verify
 
 from .api import Api
-from .conftest import open_shop, order_body
+from .conftest import open_shop, order_body, wait_until_paid
 
 ADMIN = "router-admin-secret"
 
@@ -194,12 +194,7 @@ async def test_switching_sides_mid_journey_loses_nothing(gray):
     done = await baseline.payer.post(f"/sandbox/payments/{pay.body['prepay_id']}/complete",
                                      json={"result": "success"})
     assert done.status == 202, done.body
-    for _ in range(200):
-        view = await router.get(f"/api/v1/orders/{order.body['order_id']}", token=customer)
-        if view.body["status"] == "paid":
-            break
-        await asyncio.sleep(0.01)
-    assert view.body["status"] == "paid", view.body
+    await wait_until_paid(router, customer, order.body["order_id"])
     stock = await baseline.api.get(
         f"/api/v1/merchant/stores/{shop.store_id}/inventory/{shop.sku_id}", token=shop.merchant)
     assert (stock.body["on_hand"], stock.body["reserved"]) == (5, 2)
