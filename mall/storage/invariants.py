@@ -117,7 +117,9 @@ async def staff_changes_unaudited(conn: Connection) -> list[Row]:
         "  UNION ALL SELECT 'complete', 'pickup', 'completed'"
         "  UNION ALL SELECT 'complete', 'delivery', 'completed') need"
         "  ON need.fulfilment = o.fulfilment AND need.status = o.status"
-        " WHERE NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.target_type = 'order'"
+        # A customer may collect a paid order before staff marked it ready: no 'ready' then.
+        " WHERE NOT (need.action = 'ready' AND o.ready_at IS NULL)"
+        "  AND NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.target_type = 'order'"
         "  AND a.target_id = CAST(o.id AS TEXT) AND a.action = 'order.' || need.action)"))
 
 
