@@ -387,7 +387,13 @@ def benchmark(args: argparse.Namespace, workdir: Path
                            for k in ("default", "quiet"))
     cpu_per_request = {k: statistics.median(r.server_us_per_request for r in rounds[k])
                        for k in rounds}
-    with server(command, f"{base}/readyz", workdir / "mall.log") as mall:
+    # One account placing thousands of orders a second is the flood risk control answers
+    # with 429 (orders-per-account); the order path is what this row measures, so the
+    # per-account limit is lifted for it (an empty rules file), and only for it.
+    no_limits = workdir / "no-risk-rules.toml"
+    no_limits.write_text("# the benchmark's one customer orders far beyond any real one\n")
+    with server([*command, "--risk-rules", str(no_limits)], f"{base}/readyz",
+                workdir / "mall.log") as mall:
         order = Load(f"{base}/api/v1/orders", 201, "POST", json.dumps({
             "store_id": seeded.store_id, "lines": [{"sku_id": seeded.sku_id, "qty": 1}],
             "fulfilment": "pickup"}), (("Content-Type", "application/json"), *customer))

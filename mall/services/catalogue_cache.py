@@ -11,6 +11,7 @@ query and serialise; a hit costs one primary-key read of a few microseconds."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Hashable
 
 from ..storage import Database, catalogue
@@ -19,17 +20,27 @@ from ..storage import Database, catalogue
 class CatalogueCache:
     def __init__(self, db: Database, max_pages: int = 20_000) -> None:
         self._db = db
+        self._this_turn: dict[int, int | None] = {}   # store -> version, read this turn
         self._pages: dict[Hashable, tuple[int, bytes]] = {}
         self._max_pages = max_pages
 
     def lookup(self, store_id: int, key: Hashable) -> tuple[bytes | None, int | None]:
         """(the page if current, the store's version now); a None version means the version
         could not be read, and the caller must neither use nor store a page."""
-        version = catalogue.catalogue_version(self._db.on_loop(), store_id)
+        version = self._version(store_id)
         found = self._pages.get((store_id, key))
         if version is not None and found is not None and found[0] == version:
             return found[1], version
         return None, version
+
+    def _version(self, store_id: int) -> int | None:
+        if store_id in self._this_turn:
+            return self._this_turn[store_id]
+        if not self._this_turn:  # the first read of this turn: forget them all next turn
+            asyncio.get_running_loop().call_soon(self._this_turn.clear)
+        version = self._this_turn[store_id] = catalogue.catalogue_version(
+            self._db.on_loop(), store_id)
+        return version
 
     def put(self, store_id: int, key: Hashable, version: int | None, page: bytes) -> None:
         if version is None:
