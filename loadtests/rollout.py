@@ -73,22 +73,22 @@ class Step:
     gate: dict | None = None
 
 
-def rules_for(by: str, percent: int, scenario: Scenario) -> dict:
+def rules_for(by: str, percent: int, districts: list[str]) -> dict:
     """The router's rules that put `percent` of the city on the canary: that share of
     customers; that share of stores (a stable order, so a wider step keeps the earlier
-    stores); or the districts, in a stable order, whose stores first reach that share."""
+    stores); or the districts, in a stable order, whose stores first reach that share.
+    `districts` is each store's district, store 1 first (the city, built once per rollout)."""
     if by == "share":
         return {"share": percent / 100}
-    city = build_city(scenario.preset, scenario.spec.city.seed)
     if by == "store":
-        ranked = sorted(range(1, len(city.stores) + 1), key=lambda i: _stable(str(i)))
+        ranked = sorted(range(1, len(districts) + 1), key=lambda i: _stable(str(i)))
         return {"stores": ranked[:round(len(ranked) * percent / 100)]}
     counts: dict[str, int] = {}
-    for store in city.stores:
-        counts[store.district] = counts.get(store.district, 0) + 1
+    for district in districts:
+        counts[district] = counts.get(district, 0) + 1
     chosen, covered = [], 0
     for district in sorted(counts, key=_stable):
-        if covered >= len(city.stores) * percent / 100:
+        if covered >= len(districts) * percent / 100:
             break
         chosen.append(district)
         covered += counts[district]
@@ -169,12 +169,15 @@ def rollout(name: str, baseline: str, canary: str, by: str, percents: list[int],
     report_dir.mkdir(parents=True, exist_ok=True)
     payer, router = Payer(), None
     faults = {CANARY: canary_faults} if canary_faults else {}
+    # Built once, before the clock starts: no change of rules waits on a city's build.
+    districts = [] if by == "share" else [
+        store.district for store in build_city(scenario.preset, scenario.spec.city.seed).stores]
     try:
         since = start_malls(scenario, malls, payer, report_dir, console, faults,
                             shared_db=True)
         router = RouterProcess(report_dir, malls[0].url, malls[1].url)
-        steps = _drive(scenario, by, percents, malls, payer, router, report_dir, console,
-                       since)
+        steps = _drive(scenario, by, percents, districts, malls, payer, router, report_dir,
+                       console, since)
     except HarnessError as exc:
         console.print(f"[red]harness error:[/red] {exc}")
         console.print(f"report folder: {report_dir}")
@@ -195,9 +198,9 @@ def _readings(loadgen_url: str, malls: list[Mall]) -> list:
     return samples
 
 
-def _drive(scenario: Scenario, by: str, percents: list[int], malls: list[Mall],
-           payer: Payer, router: RouterProcess, report_dir: Path, console: Console,
-           since: float) -> list[Step]:
+def _drive(scenario: Scenario, by: str, percents: list[int], districts: list[str],
+           malls: list[Mall], payer: Payer, router: RouterProcess, report_dir: Path,
+           console: Console, since: float) -> list[Step]:
     spec = scenario.spec
     metrics_port = free_port()
     loadgen = f"http://127.0.0.1:{metrics_port}"
@@ -209,7 +212,7 @@ def _drive(scenario: Scenario, by: str, percents: list[int], malls: list[Mall],
     index, before, rolled_back = 0, [], False   # the first step counts from nothing
 
     def enter(percent: int, now: float, note: str) -> None:
-        rules = rules_for(by, percent, scenario)
+        rules = rules_for(by, percent, districts)
         router.set(rules, note)
         steps.append(Step(percent, rules, round(now, 1)))
         console.print(f"{now:6.1f} s  step {percent}% on the canary ({_describe(rules)})")
