@@ -9,6 +9,10 @@ as the mall sent it.  Only what the router itself meets is its own: a mall it ca
 (502) or that does not answer in time (504), in the mall's error shape, and nothing retried,
 as a retried order could be an order made twice.
 
+Two engines carry the requests: HAProxy (`haproxy.py`, the default: it adds a fraction of
+what a Python hop adds) or this module's own aiohttp proxy (`--engine python`, for a machine
+without HAProxy).  Either way this module owns the rules, the admin API and the audit.
+
 Operators change the rules at runtime (`PUT /router/rules` with the router's admin token);
 every change is appended to the audit file with who, when, from what and to what."""
 
@@ -34,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mall.clock import Clock
 
+from .haproxy import HaproxyFront
 from .metrics import RouterMetrics
 from .rules import BASELINE, CANARY, Decision, Rules
 from .sessions import Sessions
@@ -61,6 +66,15 @@ class RouterConfig:
     session_ttl_s: float = 1800.0
     upstream_timeout_s: float = 30.0
     clock: Clock = field(default_factory=Clock)
+    engine: str = "python"         # or "haproxy": HAProxy carries the requests
+    listen: tuple[str, int] = ("127.0.0.1", 8070)  # HAProxy's address, the router's own
+    workdir: Path | None = None    # HAProxy's config, rules map and sockets
+
+    @property
+    def admin_socket(self) -> Path:
+        """Where the admin API listens behind HAProxy."""
+        assert self.workdir is not None
+        return self.workdir / "admin.sock"
 
 
 class RulesChange(BaseModel):
@@ -83,6 +97,13 @@ class Router:
         self._users: dict[str, str | None] = {}
         self._anonymous_credit = 0.0
         self._changing = asyncio.Lock()
+        self.front: HaproxyFront | None = None
+        self.epoch = 0
+        if config.engine == "haproxy":
+            assert config.workdir is not None
+            self.front = HaproxyFront(
+                listen=config.listen, baseline=config.baseline, canary=config.canary,
+                timeout_s=config.upstream_timeout_s, workdir=config.workdir, metrics=metrics)
 
     async def open(self) -> None:
         self.client = aiohttp.ClientSession(
@@ -97,6 +118,8 @@ class Router:
             raise
 
     async def close(self) -> None:
+        if self.front is not None:
+            await self.front.stop()
         if self.client is not None:
             await self.client.close()
 
@@ -107,7 +130,11 @@ class Router:
         async with self._changing:
             district_stores = await self._stores_of(rules.districts)
             before = self.decision.rules
-            self.decision = Decision(rules, district_stores)
+            decision = Decision(rules, district_stores)
+            if self.front is not None:
+                await self.front.put(decision, self.epoch + 1)
+                self.epoch += 1
+            self.decision = decision
             self.sessions.clear()
             self.metrics.rules_changes.inc()
             self.metrics.canary_share.set(rules.share)
@@ -278,6 +305,9 @@ async def put_rules(request: web.Request) -> web.Response:
     except UnknownDistrict as exc:
         return _error(422, "unknown_district", f"{exc} is not a district of the mall",
                       "rules.districts")
+    except (RuntimeError, OSError, aiohttp.ClientError) as exc:
+        log.error("rules not changed: %s", exc)
+        return _error(503, "rules_not_applied", f"the rules were not put in force: {exc}")
     return web.json_response(entry)
 
 
@@ -314,5 +344,6 @@ def create_app(config: RouterConfig) -> web.Application:
     app.router.add_get("/router/rules", get_rules)
     app.router.add_put("/router/rules", put_rules)
     app.router.add_get("/router/audit", get_audit)
-    app.router.add_route("*", "/{tail:.*}", proxy)
+    if config.engine == "python":
+        app.router.add_route("*", "/{tail:.*}", proxy)
     return app

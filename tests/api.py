@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import aiohttp
+from multidict import CIMultiDict
 
 
 @dataclass
 class Reply:
     status: int
     body: object
-    headers: dict
+    headers: CIMultiDict   # names are case-insensitive (HAProxy sends them lower-case)
 
     @property
     def error(self) -> dict:
@@ -37,7 +38,7 @@ class Api:
             if text:
                 assert resp.content_type == "application/json" or path == "/metrics", text
                 body = await resp.json() if resp.content_type == "application/json" else text
-            return Reply(resp.status, body, dict(resp.headers))
+            return Reply(resp.status, body, CIMultiDict(resp.headers))
 
     async def get(self, path: str, **kw) -> Reply:
         return await self.call("GET", path, **kw)

@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import shutil
+import tempfile
 from collections import Counter
+from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gray.router import RouterConfig, create_app
@@ -17,30 +21,42 @@ from mall.verification import verify
 
 from .api import Api
 from .conftest import open_shop, order_body, wait_until_paid
+from .test_cli import free_port
 
 ADMIN = "router-admin-secret"
 
 
-@pytest.fixture
-async def gray(tmp_path, start_mall):
-    """A baseline and a canary mall on one database, and a router in front of them."""
+@pytest.fixture(params=["haproxy", "python"])
+async def gray(request, tmp_path, start_mall):
+    """A baseline and a canary mall on one database, and a router in front of them: HAProxy
+    carrying the requests (the default), or the router's own Python proxy."""
     baseline = await start_mall(db_path=tmp_path / "shared.db")
     canary = await start_mall(db_path=tmp_path / "shared.db")
-    servers: list[TestServer] = []
+    stops: list = []
 
     async def start(rules: Rules | None = None, canary_url: str | None = None) -> Api:
-        config = RouterConfig(baseline=str(baseline.server.make_url("")),
-                              canary=canary_url or str(canary.server.make_url("")),
+        config = RouterConfig(baseline=str(baseline.server.make_url("")).rstrip("/"),
+                              canary=(canary_url or str(canary.server.make_url(""))).rstrip("/"),
                               admin_token=ADMIN, audit_path=tmp_path / "router-audit.jsonl",
-                              rules=rules or Rules())
-        server = TestServer(create_app(config), host="127.0.0.1")
-        await server.start_server()
-        servers.append(server)
-        return Api(str(server.make_url("")), baseline.api.session)
+                              rules=rules or Rules(), engine=request.param)
+        if request.param == "python":
+            server = TestServer(create_app(config), host="127.0.0.1")
+            await server.start_server()
+            stops.append(server.close)
+            return Api(str(server.make_url("")), baseline.api.session)
+        # A socket's path must be short: a folder of its own, not pytest's long one.
+        config.workdir = Path(tempfile.mkdtemp(prefix="gray-"))
+        config.listen = ("127.0.0.1", free_port())
+        runner = web.AppRunner(create_app(config))
+        await runner.setup()
+        await web.UnixSite(runner, str(config.admin_socket)).start()
+        stops.append(runner.cleanup)
+        stops.append(lambda: asyncio.to_thread(shutil.rmtree, config.workdir, True))
+        return Api(f"http://{config.listen[0]}:{config.listen[1]}", baseline.api.session)
 
     yield baseline, canary, start
-    for server in servers:
-        await server.close()
+    for stop in stops:
+        await stop()
 
 
 def forged_token(user_id: int) -> str:
@@ -135,8 +151,13 @@ async def test_rules_change_only_with_the_admin_token_and_every_change_is_audite
     assert (last["actor"], last["note"], last["from"]["share"], last["to"]["share"]) == (
         "li.na", "promote", 0.0, 1.0)
     assert len(audit.body["items"]) == 2  # the rules it started with, and this change
-    async with router.session.get(router.base_url + "/router/metrics") as resp:
-        metrics = await resp.text()
+    # HAProxy's log reaches the metrics a moment after the answer reaches the client.
+    for _ in range(40):
+        async with router.session.get(router.base_url + "/router/metrics") as resp:
+            metrics = await resp.text()
+        if 'gray_router_requests_total{outcome="2xx",side="canary"} 1.0' in metrics:
+            break
+        await asyncio.sleep(0.05)
     assert 'gray_router_requests_total{outcome="2xx",side="canary"} 1.0' in metrics
 
 

@@ -216,8 +216,12 @@ def paysandbox(db_path: Path, keys_path: Path, host: str, port: int, clock: Cloc
 @click.option("--audit", "audit_path", type=click.Path(dir_okay=False, path_type=Path),
               default="router-audit.jsonl", show_default=True,
               help="Every change of rules is appended here.")
+@click.option("--engine", type=click.Choice(["haproxy", "python"]), default="haproxy",
+              show_default=True,
+              help="What carries the requests: HAProxy (Debian's haproxy; a fraction of the "
+                   "latency), or the router's own aiohttp proxy.")
 def router(baseline: str, canary: str, host: str, port: int, share: float, stores: tuple,
-           districts: tuple, admin_token_file: Path, audit_path: Path) -> None:
+           districts: tuple, admin_token_file: Path, audit_path: Path, engine: str) -> None:
     """The gray router: one address in front of a baseline and a canary mall on one
     database; each request goes to a side by its store, district, customer share or a
     tester's X-Gray-Side header, and comes back marked with the side that answered."""
@@ -239,8 +243,24 @@ def router(baseline: str, canary: str, host: str, port: int, share: float, store
         admin_token_file.write_text(secrets.token_urlsafe(32) + "\n")
     config = RouterConfig(baseline=baseline, canary=canary, rules=rules,
                           admin_token=admin_token_file.read_text().strip(),
-                          audit_path=audit_path)
-    web.run_app(create_app(config), host=host, port=port, print=None, access_log=None)
+                          audit_path=audit_path, engine=engine)
+    if engine == "python":
+        web.run_app(create_app(config), host=host, port=port, print=None, access_log=None)
+        return
+    if port == 0:
+        raise click.UsageError("--engine haproxy needs a --port of its own (not 0)")
+    import shutil
+    import tempfile
+
+    # HAProxy listens on the router's address; the admin API behind it, on a socket.
+    config.listen, config.workdir = (host, port), Path(tempfile.mkdtemp(prefix="gray-router-"))
+    try:
+        app = create_app(config)
+        web.run_app(app, path=str(config.admin_socket), print=None, access_log=None)
+    except (RuntimeError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        shutil.rmtree(config.workdir, ignore_errors=True)
 
 
 @main.command()
