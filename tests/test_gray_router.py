@@ -26,7 +26,8 @@ from .test_cli import free_port
 ADMIN = "router-admin-secret"
 
 
-@pytest.fixture(params=["haproxy", "python"])
+@pytest.fixture(params=[pytest.param("haproxy", marks=pytest.mark.skipif(
+    shutil.which("haproxy") is None, reason="Debian's haproxy is not installed")), "python"])
 async def gray(request, tmp_path, start_mall):
     """A baseline and a canary mall on one database, and a router in front of them: HAProxy
     carrying the requests (the default), or the router's own Python proxy."""

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import re
+import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -216,10 +217,10 @@ def paysandbox(db_path: Path, keys_path: Path, host: str, port: int, clock: Cloc
 @click.option("--audit", "audit_path", type=click.Path(dir_okay=False, path_type=Path),
               default="router-audit.jsonl", show_default=True,
               help="Every change of rules is appended here.")
-@click.option("--engine", type=click.Choice(["haproxy", "python"]), default="haproxy",
+@click.option("--engine", type=click.Choice(["auto", "haproxy", "python"]), default="auto",
               show_default=True,
               help="What carries the requests: HAProxy (Debian's haproxy; a fraction of the "
-                   "latency), or the router's own aiohttp proxy.")
+                   "latency), or the router's own aiohttp proxy; auto: HAProxy if installed.")
 def router(baseline: str, canary: str, host: str, port: int, share: float, stores: tuple,
            districts: tuple, admin_token_file: Path, audit_path: Path, engine: str) -> None:
     """The gray router: one address in front of a baseline and a canary mall on one
@@ -234,6 +235,12 @@ def router(baseline: str, canary: str, host: str, port: int, share: float, store
     from gray.rules import Rules
 
     logging_to_stderr()
+    if engine == "auto":
+        engine = "haproxy" if shutil.which("haproxy") else "python"
+        if engine == "python":
+            logging.getLogger("gray").warning(
+                "haproxy is not installed: the router's own Python proxy carries the requests "
+                "(3-4x the added latency; apt-get install haproxy)")
     try:
         rules = Rules(share=share, stores=frozenset(stores), districts=frozenset(districts))
     except ValidationError as exc:
@@ -249,7 +256,6 @@ def router(baseline: str, canary: str, host: str, port: int, share: float, store
         return
     if port == 0:
         raise click.UsageError("--engine haproxy needs a --port of its own (not 0)")
-    import shutil
     import tempfile
 
     # HAProxy listens on the router's address; the admin API behind it, on a socket.
