@@ -227,7 +227,7 @@ def _drive(scenario: Scenario, by: str, percents: list[int], districts: list[str
             while locust.poll() is None:
                 time.sleep(0.2)
                 now = time.time() - since
-                if rolled_back or steps[-1].percent == 100 or now < next_look:
+                if rolled_back or now < next_look:
                     continue
                 try:
                     after = _readings(loadgen, malls)
@@ -235,6 +235,10 @@ def _drive(scenario: Scenario, by: str, percents: list[int], districts: list[str
                     continue
                 step = steps[-1]
                 own = step_samples(before, after)
+                if step.percent == 100:   # nothing left to decide: what it served, for the table
+                    step.samples = _requests_per_side(own)
+                    next_look = now + part
+                    continue
                 gate = judge(spec.gate, own)
                 step.ended_s, step.gate = round(now, 1), gate
                 step.verdict, step.deciding = gate["verdict"], gate["deciding"]
