@@ -184,7 +184,12 @@ class HaproxyFront:
             self._log_fd = None
 
 
+# libc looked up in the parent: the child between fork and exec must not take the dynamic
+# loader's lock, which another thread may have held at the fork.
+_LIBC = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent() -> None:
     """HAProxy goes when the router goes, even by SIGKILL (Linux's PR_SET_PDEATHSIG)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
