@@ -1,7 +1,7 @@
 """What the gray router adds to a catalogue request, as a client sees it: the latency of the
 same request sent straight to the mall and through `xingcheng router` (its default engine,
-HAProxy, and `--engine python`), each router's requests interleaved one by one with direct
-ones in an open-model load (requests at a fixed rate, as customers arrive, not as fast as a
+HAProxy, and `--engine python`), the router's requests in turn with direct ones, one by
+one, in an open-model load (requests at a fixed rate, as customers arrive, not as fast as a
 closed loop can push).  Beside them, as references measured in the same run: a bare
 aiohttp hello (the client's own floor) and a bare HAProxy passing requests on with no rules
 (the floor of any proxy hop on this machine).
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import shutil
 import signal
 import statistics
@@ -46,6 +47,10 @@ DIRECT = "catalogue, straight to the mall"
 PASSTHROUGH = "catalogue, bare HAProxy (floor of a hop)"
 ENGINES = {"haproxy": "catalogue, through the router (default)",
            "python": "catalogue, through --engine python"}
+# Paths measured in one run, request by request in turn with direct ones: the router beside
+# the bare hop it is built on; the Python engine apart, as its load on the shared core would
+# slow the others' requests.
+GROUPS = ((PASSTHROUGH, ENGINES["haproxy"]), (ENGINES["python"],))
 
 
 async def open_load(urls: list[str], token: str, rate: float,
@@ -67,13 +72,17 @@ async def open_load(urls: list[str], token: str, rate: float,
                 failures += 1
         latencies[which].append((time.perf_counter() - started) * 1000)
 
+    order = random.Random(len(urls))
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as session:
-        begin, tasks = time.perf_counter(), []
+        begin, tasks, cycle = time.perf_counter(), [], list(range(len(urls)))
         for n in range(int(rate * seconds)):
             delay = begin + n / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(session, n % len(urls))))
+            if n % len(urls) == 0:   # each cycle in a new order: a path that always came
+                cycle = list(range(len(urls)))   # right after another measured ~8 points
+                order.shuffle(cycle)             # worse than an identical one that did not
+            tasks.append(asyncio.create_task(one(session, cycle[n % len(urls)])))
         await asyncio.gather(*tasks)
     if failures:
         raise RuntimeError(f"{failures} requests to {urls} did not answer 200")
@@ -104,8 +113,8 @@ def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"open load: {args.rate:g} req/s for {args.duration:g} s a run, {args.rounds} "
-          "rounds; each path through a router runs interleaved with direct requests, request "
-          "by request; mall(s) on core 0, router and client on core 1")
+          "rounds; direct, bare HAProxy and router requests in turn in one run, --engine "
+          "python with direct ones in another; mall(s) on core 0, router and client on core 1")
     print(f"{'path':<42} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}")
     for name, figures in rows.items():
         print(f"{name:<42} {figures['p50']:>8.3f} {figures['p90']:>8.3f} {figures['p99']:>8.3f}")
@@ -172,16 +181,17 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, dict]:
                 hello, = asyncio.run(open_load([targets[HELLO]], seeded.customer_token,
                                                args.rate, args.duration))
                 samples[HELLO] += hello
-                for name in (PASSTHROUGH, *ENGINES.values()):
-                    direct, routed = asyncio.run(open_load(
-                        [targets[DIRECT], targets[name]], seeded.customer_token, args.rate,
-                        args.duration))
+                for group in GROUPS:
+                    direct, *routed = asyncio.run(open_load(
+                        [targets[DIRECT], *(targets[name] for name in group)],
+                        seeded.customer_token, args.rate, args.duration))
                     samples[DIRECT] += direct
-                    samples[name] += routed
-                    paired[name][0].extend(direct)
-                    paired[name][1].extend(routed)
-                    per_round[name].append(statistics.median(routed)
-                                           / statistics.median(direct) - 1)
+                    for name, latencies in zip(group, routed, strict=True):
+                        samples[name] += latencies
+                        paired[name][0].extend(direct)
+                        paired[name][1].extend(latencies)
+                        per_round[name].append(statistics.median(latencies)
+                                               / statistics.median(direct) - 1)
         finally:
             for proc in procs:
                 proc.terminate()
