@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import ctypes
 import fcntl
-import logging
 import os
 import shutil
 import signal
@@ -26,8 +25,6 @@ from urllib.parse import urlsplit
 
 from .metrics import RouterMetrics
 from .rules import SIDES, Decision
-
-log = logging.getLogger("gray.haproxy")
 
 CONFIG = Path(__file__).with_name("haproxy.cfg")
 # HAProxy's termination state: the first letter says who ended the stream; S: the server
@@ -66,7 +63,6 @@ class HaproxyFront:
         self.workdir = workdir
         self.map_path = workdir / "rules.map"
         self.socket_path = workdir / "haproxy.sock"
-        self.admin_socket = workdir / "admin.sock"
         self.metrics = metrics
         self.env = {**os.environ, "XC_DIR": str(workdir), "XC_RULES": str(self.map_path),
                     "XC_BIND": f"{listen[0]}:{listen[1]}",
