@@ -4,12 +4,12 @@ short run, single and paired, offline, with no console error and no request but 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
 import pytest
 
+from .phones import FULL_PHONE
 from .test_run import SHORT, env, xingcheng  # noqa: F401  (env is a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,4 +77,4 @@ def test_report_renders_offline_without_errors(reports, kind, tmp_path):
     assert seen["plots"] == (6 if kind == "paired" else 5) and seen["empty_plots"] == 0
     body = (report / "report.html").read_text(encoding="utf-8").split("<body>")[1]
     assert "https://" not in body and "http://" not in body   # no link to fetch later either
-    assert not re.search(r"(?<!\d)1[3-9]\d{9}(?!\d)", body)    # never a full phone number
+    assert not FULL_PHONE.search(body)    # never a full phone number
