@@ -3,8 +3,9 @@ same request sent straight to the mall and through `xingcheng router` (its defau
 HAProxy, and `--engine python`), the router's requests in turn with direct ones, one by
 one, in an open-model load (requests at a fixed rate, as customers arrive, not as fast as a
 closed loop can push).  Beside them, as references measured in the same run: a bare
-aiohttp hello (the client's own floor) and a bare HAProxy passing requests on with no rules
-(the floor of any proxy hop on this machine).
+aiohttp hello (the client's own floor), a bare HAProxy passing requests on with no rules
+(the floor of any proxy hop on this machine), and HAProxy doing only what any router that
+keeps customers on a side must do (read the customer from her token, look up her session).
 
     python benchmarks/router_overhead.py [--rate 200] [--duration 5] [--rounds 6]
 
@@ -45,12 +46,16 @@ ROUTER_CORE = "1"
 HELLO = "bare aiohttp hello, straight"
 DIRECT = "catalogue, straight to the mall"
 PASSTHROUGH = "catalogue, bare HAProxy (floor of a hop)"
+READS_CUSTOMER = "catalogue, HAProxy reading the customer only"
+# The reference hops: HAProxy with each of these configurations, no router behind it.
+REFERENCE_HOPS = {PASSTHROUGH: "haproxy_passthrough.cfg",
+                  READS_CUSTOMER: "haproxy_reads_customer.cfg"}
 ENGINES = {"haproxy": "catalogue, through the router (default)",
            "python": "catalogue, through --engine python"}
 # Paths measured in one run, request by request in turn with direct ones: the router beside
 # the bare hop it is built on; the Python engine apart, as its load on the shared core would
 # slow the others' requests.
-GROUPS = ((PASSTHROUGH, ENGINES["haproxy"]), (ENGINES["python"],))
+GROUPS = ((*REFERENCE_HOPS, ENGINES["haproxy"]), (ENGINES["python"],))
 
 
 async def open_load(urls: list[str], token: str, rate: float,
@@ -113,19 +118,19 @@ def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"open load: {args.rate:g} req/s for {args.duration:g} s a run, {args.rounds} "
-          "rounds; direct, bare HAProxy and router requests in turn in one run, --engine "
+          "rounds; direct, reference-hop and router requests in turn in one run, --engine "
           "python with direct ones in another; mall(s) on core 0, router and client on core 1")
     print(f"{'path':<42} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}")
     for name, figures in rows.items():
         print(f"{name:<42} {figures['p50']:>8.3f} {figures['p90']:>8.3f} {figures['p99']:>8.3f}")
-    for name in (PASSTHROUGH, *ENGINES.values()):
+    for name in (*REFERENCE_HOPS, *ENGINES.values()):
         row = rows[name]
         rounds = row["rounds"]
         verdict = "met" if row["added"] <= P50_OVERHEAD_TARGET else "NOT met"
         print(f"{name}: adds {row['added_ms']:+.3f} ms ({row['added']:+.1%}) to the p50 "
               f"(by round: median {statistics.median(rounds):+.1%}, {rounds[0]:+.1%} to "
               f"{rounds[-1]:+.1%}); p99 {row['added_p99_ms']:+.3f} ms"
-              + ("" if name == PASSTHROUGH else
+              + ("" if name in REFERENCE_HOPS else
                  f"; target <= {P50_OVERHEAD_TARGET:.0%}: {verdict}"))
 
 
@@ -144,19 +149,20 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, dict]:
                         "--admin-token-file", str(workdir / "admin"),
                         "--audit", str(workdir / f"audit-{engine}.jsonl")]
                for engine in ENGINES}
-    passthrough = ["taskset", "-c", ROUTER_CORE, "haproxy", "-db", "-f",
-                   str(Path(__file__).with_name("haproxy_passthrough.cfg"))]
-    routers["passthrough"] = passthrough
-    ports["passthrough"] = free_port()
-    urls["passthrough"] = f"http://{HOST}:{ports['passthrough']}"
-    env = {**os.environ, "XC_BIND": f"{HOST}:{ports['passthrough']}",
-           "XC_BASELINE": f"{HOST}:{ports['baseline']}"}
+    envs = {engine: dict(os.environ) for engine in ENGINES}
+    for name, config in REFERENCE_HOPS.items():
+        ports[name] = free_port()
+        urls[name] = f"http://{HOST}:{ports[name]}"
+        routers[name] = ["taskset", "-c", ROUTER_CORE, "haproxy", "-db", "-f",
+                         str(Path(__file__).with_name(config))]
+        envs[name] = {**os.environ, "XC_BIND": f"{HOST}:{ports[name]}",
+                      "XC_BASELINE": f"{HOST}:{ports['baseline']}"}
     targets = {HELLO: hello_url,
                DIRECT: urls["baseline"] + "{path}",
-               PASSTHROUGH: urls["passthrough"] + "{path}",
+               **{name: urls[name] + "{path}" for name in REFERENCE_HOPS},
                **{ENGINES[engine]: urls[engine] + "{path}" for engine in ENGINES}}
     samples: dict[str, list[float]] = {name: [] for name in targets}
-    paired = {name: ([], []) for name in (PASSTHROUGH, *ENGINES.values())}
+    paired = {name: ([], []) for name in (*REFERENCE_HOPS, *ENGINES.values())}
     per_round: dict[str, list[float]] = {name: [] for name in paired}
     with server([sys.executable, script, "--serve-hello", str(hello_port)], hello_url,
                 workdir / "hello.log"), \
@@ -170,10 +176,10 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, dict]:
         procs = []
         try:
             for engine, command in routers.items():
-                with (workdir / f"router-{engine}.log").open("wb") as log:
-                    procs.append(subprocess.Popen(command, stdout=log, env=env,
+                with (workdir / f"router-{len(procs)}.log").open("wb") as log:
+                    procs.append(subprocess.Popen(command, stdout=log, env=envs[engine],
                                                   stderr=subprocess.STDOUT))
-                _wait(f"{urls[engine]}{'' if engine == 'passthrough' else '/router/healthz'}",
+                _wait(urls[engine] + ("" if engine in REFERENCE_HOPS else "/router/healthz"),
                       any_status=True)
             for url in targets.values():  # warm every path up, discarded
                 asyncio.run(open_load([url], seeded.customer_token, args.rate, 2.0))
