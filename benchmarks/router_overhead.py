@@ -120,9 +120,9 @@ def main() -> None:
     print(f"open load: {args.rate:g} req/s for {args.duration:g} s a run, {args.rounds} "
           "rounds; direct, reference-hop and router requests in turn in one run, --engine "
           "python with direct ones in another; mall(s) on core 0, router and client on core 1")
-    print(f"{'path':<42} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}")
+    print(f"{'path':<46} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}")
     for name, figures in rows.items():
-        print(f"{name:<42} {figures['p50']:>8.3f} {figures['p90']:>8.3f} {figures['p99']:>8.3f}")
+        print(f"{name:<46} {figures['p50']:>8.3f} {figures['p90']:>8.3f} {figures['p99']:>8.3f}")
     for name in (*REFERENCE_HOPS, *ENGINES.values()):
         row = rows[name]
         rounds = row["rounds"]
