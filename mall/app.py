@@ -28,6 +28,7 @@ from .routes import ROUTES, setup_routes
 from .services.accounts import Accounts
 from .services.catalogue import Catalogue
 from .services.catalogue_cache import CatalogueCache
+from .services.coupons import Coupons
 from .services.orders import Orders
 from .services.payments import Payments
 from .services.personal_data import PersonalData
@@ -58,7 +59,8 @@ async def open_services(config: MallConfig, metrics: MallMetrics,
     server_keys = await db.transaction(keys.load)
     signer = TokenSigner(server_keys.token_secret)
     cache = CatalogueCache(db)
-    orders = Orders(db, clock, metrics, config.order_ttl_seconds, price)
+    coupons = Coupons(db, clock, metrics)
+    orders = Orders(db, clock, metrics, config.order_ttl_seconds, coupons, price)
     keyring = (Keyring.load_or_create(config.payer_keys) if config.payer_keys is not None
                else None)
     payer = (PayerClient(config.payer_url.rstrip("/"), keyring.merchant_signer(), keyring.appid,
@@ -72,6 +74,7 @@ async def open_services(config: MallConfig, metrics: MallMetrics,
         stores=Stores(db, clock),
         catalogue=Catalogue(db, clock, cache, price),
         orders=orders,
+        coupons=coupons,
         pickup=Pickup(db, clock, metrics, orders, config.pickup_code_attempts),
         payments=Payments(db, clock, metrics, orders,
                           keyring.platform_verifier() if keyring else None,

@@ -33,6 +33,14 @@ class MallMetrics:
             "mall_pickup_code_failures", "Wrong pickup codes presented", registry=r)
         self.out_of_stock = Counter(
             "mall_out_of_stock", "Order attempts refused for lack of stock", registry=r)
+        self.coupon_claims = Counter("mall_coupon_claims", "Coupons claimed by customers",
+                                     registry=r)
+        self.coupon_redemptions = Counter(
+            "mall_coupon_redemptions", "Coupons taken off orders (`used`) and given back by "
+            "a cancelled or expired order (`returned`)", ["change"], registry=r)
+        self.coupon_refusals = Counter(
+            "mall_coupon_refusals", "Coupon claims and uses refused, by reason", ["reason"],
+            registry=r)
         self.shed_requests = Counter("mall_shed_requests",
                                      "Requests refused with 503 by load shedding", ["reason"],
                                      registry=r)

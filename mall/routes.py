@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from . import schemas, validation
 from .auth import PRINCIPAL, bearer_token
 from .errors import Forbidden, Unauthorized
-from .handlers import accounts, admin, browse, merchant, ops, orders, payments
+from .handlers import accounts, admin, browse, coupons, merchant, ops, orders, payments
 from .risk_control import RiskControl
 from .services.registry import SERVICES
 
@@ -84,6 +84,17 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", f"{V1}/admin/stores/{{store_id}}/pickup-points", admin.add_pickup_point,
           "operator", "Add a pickup point (a locker) to a store", schemas.PickupPointIn,
           status=201, tag="admin"),
+    Route("POST", f"{V1}/admin/coupons", coupons.issue, "operator",
+          "Issue a coupon template: 满减, fixed or percent; for a store, a district, a "
+          "campus or the whole city", schemas.CouponTemplateIn, status=201, tag="admin"),
+    Route("GET", f"{V1}/coupons", coupons.claimable, "public",
+          "Coupons to claim now (with store_id: those valid at that store)",
+          query=schemas.CouponsQuery, tag="coupons"),
+    Route("POST", f"{V1}/coupons/{{template_id}}/claim", coupons.claim, "user",
+          "Claim a coupon: one of the template's quantity, within the per-customer limit",
+          status=201, tag="coupons"),
+    Route("GET", f"{V1}/me/coupons", coupons.mine, "user",
+          "My coupons, available and used", tag="coupons"),
     Route("GET", f"{V1}/stores", browse.list_stores, "public",
           "Stores near a point (by distance) or in a district", query=schemas.StoresQuery,
           tag="browse"),
@@ -120,6 +131,9 @@ ROUTES: tuple[Route, ...] = (
               ("ReadProduct", "browse_get_product",
                {"store_id": "$request.path.store_id",
                 "product_id": "$response.body#/product_id"}))),
+    Route("POST", f"{S}/coupons", coupons.issue_for_store, "store",
+          "Issue a coupon template for this store", schemas.CouponTemplateIn, status=201,
+          tag="merchant"),
     Route("GET", f"{S}/inventory/{{sku_id}}", merchant.get_stock, "store",
           "A SKU's stock: on hand, held by open orders, available", tag="merchant"),
     Route("PUT", f"{S}/inventory/{{sku_id}}", merchant.set_stock, "store",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 Id = Annotated[int, Field(gt=0, le=2**62)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
@@ -104,6 +104,35 @@ class OrderIn(Body):
     fulfilment: Literal["pickup", "delivery"]
     pickup_point_id: Id | None = None
     address_id: Id | None = None
+    coupon_id: Id | None = None   # one of my coupons, to take its discount off this order
+
+
+Fen = Annotated[int, Field(gt=0, le=10**9)]
+
+
+class CouponTemplateIn(Body):
+    """A coupon template: 满减 (`threshold`: `discount_fen` off from `threshold_fen`),
+    `fixed` (`discount_fen` off), or `percent` (`percent_off`, at most `cap_fen`); usable at
+    one store, a district's stores, a campus's stores (by business circle) or anywhere."""
+    title: Name
+    kind: Literal["threshold", "fixed", "percent"]
+    threshold_fen: Annotated[int, Field(ge=0, le=10**9)] = 0
+    discount_fen: Fen | None = None
+    percent_off: Annotated[int, Field(ge=1, le=99)] | None = None
+    cap_fen: Fen | None = None
+    scope: Literal["store", "district", "campus", "city"]
+    store_id: Id | None = None
+    district: Annotated[str, StringConstraints(min_length=1, max_length=20)] | None = None
+    campus: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    total_qty: Annotated[int, Field(ge=1, le=10**7)]
+    per_user_limit: Annotated[int, Field(ge=1, le=100)] = 1
+
+
+class CouponsQuery(Query):
+    store_id: Id | None = None
+    limit: Annotated[int, Field(ge=1, le=50)] = 20
 
 
 class PickupCode(Body):

@@ -63,6 +63,10 @@ async def verify(db_path: Path, grace_seconds: float = 300.0) -> list[Finding]:
              lambda: invariants.overdue_unpaid(conn, before)),
             ("staff_changes_audited", "every stock set by hand and every order staff moved "
              "has its audit row", lambda: invariants.staff_changes_unaudited(conn)),
+            ("coupons_add_up", "every template's claims are its coupons, within its quantity "
+             "and per-customer limit; a used coupon belongs to a live or paid order of its "
+             "owner; an order's total is its lines less its coupon's discount",
+             lambda: invariants.coupons_off_their_orders(conn)),
         ]
         findings = []
         for name, meaning, query in checks:

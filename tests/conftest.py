@@ -139,10 +139,11 @@ def order_body(shop: Shop, qty: int = 1, **extra) -> dict:
             "fulfilment": "pickup", **extra}
 
 
-async def paid_order(mall: Mall, shop: Shop, customer: str, qty: int = 1) -> int:
+async def paid_order(mall: Mall, shop: Shop, customer: str, qty: int = 1, **extra) -> int:
     """An order paid through the sandbox payer, waiting until the notification lands."""
     api = mall.api
-    order = await api.post("/api/v1/orders", token=customer, json=order_body(shop, qty))
+    order = await api.post("/api/v1/orders", token=customer,
+                           json=order_body(shop, qty, **extra))
     assert order.status == 201, order.body
     order_id = order.body["order_id"]
     pay = await api.post(f"/api/v1/orders/{order_id}/pay", token=customer)

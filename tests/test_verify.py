@@ -14,6 +14,7 @@ import pytest
 
 from .conftest import open_shop, order_body, paid_order
 from .test_cli import XINGCHENG
+from .test_coupons import issue_coupon
 
 
 def verify(db: Path) -> tuple[int, dict[str, dict]]:
@@ -66,6 +67,11 @@ async def orders_in_every_state(mall) -> dict[str, int]:
                 ).status == 200
     assert (await api.post(f"{store}/{states['delivered']}/delivered", token=shop.merchant)
             ).status == 200
+    coupon = await issue_coupon(mall, shop, threshold_fen=0, kind="fixed")
+    states["coupon_template"] = coupon["template_id"]
+    claimed = await api.post(f"/api/v1/coupons/{coupon['template_id']}/claim", token=customer)
+    states["coupon_order"] = await paid_order(mall, shop, customer,
+                                              coupon_id=claimed.body["coupon_id"])
     states["cancelled"] = (await api.post("/api/v1/orders", token=customer,
                                           json=order_body(shop))).body["order_id"]
     await api.post(f"/api/v1/orders/{states['cancelled']}/cancel", token=customer)
@@ -103,7 +109,7 @@ async def test_a_mall_with_orders_in_every_state_verifies_clean(verified_file):
     db, _ = verified_file
     code, findings = verify(db)
     assert code == 0, {k: v for k, v in findings.items() if v["breaches"]}
-    assert len(findings) == 7 and all(f["breaches"] == 0 for f in findings.values())
+    assert len(findings) == 8 and all(f["breaches"] == 0 for f in findings.values())
     with sqlite3.connect(db) as conn:
         reasons = {row[0] for row in conn.execute("SELECT reason FROM inventory_ledger")}
     assert reasons >= {"stock_set", "reserve", "release", "hand_over"}
@@ -129,6 +135,14 @@ BREAKS = {
     "product_unaudited": ("staff_changes_audited", "DELETE FROM audit_log"
                           " WHERE action = 'product.create' AND target_id = '{sku}'",
                           "target", "sku"),
+    "coupon_unaudited": ("staff_changes_audited", "DELETE FROM audit_log"
+                         " WHERE action = 'coupon.create' AND target_id = '{coupon_template}'",
+                         "target", "coupon_template"),
+    "coupon_discount_off": ("coupons_add_up", "UPDATE user_coupons SET discount_fen ="
+                            " discount_fen + 1 WHERE order_id = {coupon_order}",
+                            "order_id", "coupon_order"),
+    "coupon_claims_off": ("coupons_add_up", "UPDATE coupon_templates SET claimed = claimed - 1"
+                          " WHERE id = {coupon_template}", "template_id", "coupon_template"),
 }
 
 

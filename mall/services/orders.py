@@ -18,9 +18,10 @@ from ..metrics import MallMetrics
 from ..opening_hours import is_open
 from ..pricing import ServedPrice, stored
 from ..schemas import OrderIn, PageQuery, StoreOrdersQuery
-from ..storage import Database, catalogue, inventory, orders, payments, stores, users
+from ..storage import Database, catalogue, coupons, inventory, orders, payments, stores, users
 from ..storage.database import Connection
 from ..validation import decode_cursor, encode_cursor
+from .coupons import Coupons
 
 log = logging.getLogger("mall.orders")
 ORDER_STATES = ("pending_payment", "paid", "ready_for_pickup", "out_for_delivery", "completed",
@@ -54,6 +55,7 @@ class Orders:
     clock: Clock
     metrics: MallMetrics
     ttl_seconds: float
+    coupons: Coupons
     price: ServedPrice = stored
 
     async def create(self, principal: Principal, data: OrderIn,
@@ -69,11 +71,15 @@ class Orders:
             replay = await self._replay(principal, idempotency_key, request_hash)
             if replay is not None:
                 return replay, True
-        point_id, skus = await self._check(principal, data)
+        store, point_id, skus = await self._check(principal, data)
         now = self.clock.now()
         stamp = self.clock.stamp(now)
         expires = self.clock.stamp(now + timedelta(seconds=self.ttl_seconds))
-        total = sum(skus[line.sku_id]["price_fen"] * line.qty for line in data.lines)
+        subtotal = sum(skus[line.sku_id]["price_fen"] * line.qty for line in data.lines)
+        discount = 0
+        if data.coupon_id is not None:
+            discount = await self.coupons.discount(principal, data.coupon_id, store, subtotal)
+        total = subtotal - discount
 
         async def place(conn) -> tuple[dict, bool]:
             if idempotency_key is not None:
@@ -97,15 +103,20 @@ class Orders:
             await orders.insert_lines(conn, order_id, [
                 (line.sku_id, skus[line.sku_id]["name"], skus[line.sku_id]["price_fen"],
                  line.qty) for line in data.lines])
+            if data.coupon_id is not None:
+                await self.coupons.use(conn, data.coupon_id, order_id, discount, stamp)
             if idempotency_key is not None:
                 await orders.remember_key(conn, principal.user_id, idempotency_key,
                                           request_hash, order_id, stamp)
             return {"order_id": order_id, "status": "pending_payment", "total_fen": total,
+                    "discount_fen": discount, "coupon_id": data.coupon_id,
                     "expires_at": expires}, False
 
         summary, replayed = await self.db.transaction(place)
         if not replayed:
             self.metrics.orders.labels("created").inc()
+            if data.coupon_id is not None:
+                self.metrics.coupon_redemptions.labels("used").inc()
         return summary, replayed
 
     async def _replay(self, principal: Principal, key: str, request_hash: str,
@@ -119,10 +130,14 @@ class Orders:
                                 "this Idempotency-Key was used with a different body",
                                 "Idempotency-Key")
         order = await orders.order(conn, prior["order_id"])
+        used = await coupons.on_order(conn, order["id"])
         return {"order_id": order["id"], "status": order["status"],
-                "total_fen": order["total_fen"], "expires_at": order["expires_at"]}
+                "total_fen": order["total_fen"],
+                "discount_fen": used["discount_fen"] if used else 0,
+                "coupon_id": used["id"] if used else None, "expires_at": order["expires_at"]}
 
-    async def _check(self, principal: Principal, data: OrderIn) -> tuple[int | None, dict]:
+    async def _check(self, principal: Principal, data: OrderIn) -> tuple[object, int | None,
+                                                                          dict]:
         """Everything an order refers to must exist and belong together."""
         conn = self.db.reader()
         store = await stores.store(conn, data.store_id)
@@ -159,14 +174,18 @@ class Orders:
                 raise NotFound("sku at this store", f"lines.{index}.sku_id")
         served = {sku_id: {"name": row["name"], "price_fen": self.price(sku_id, row["price_fen"])}
                   for sku_id, row in skus.items()}
-        return point_id, served
+        return store, point_id, served
 
     async def mine(self, principal: Principal, order_id: int) -> dict:
         conn = self.db.reader()
         order = await orders.order(conn, order_id)
         if order is None or order["user_id"] != principal.user_id:
             raise NotFound("order", "order_id")
-        return present(order, await orders.lines(conn, order_id), for_customer=True)
+        data = present(order, await orders.lines(conn, order_id), for_customer=True)
+        used = await coupons.on_order(conn, order_id)
+        data["coupon"] = ({"coupon_id": used["id"], "discount_fen": used["discount_fen"]}
+                          if used else None)
+        return data
 
     async def list_mine(self, principal: Principal, query: PageQuery) -> dict:
         before = decode_cursor(query.cursor, _NO_CURSOR)
@@ -239,6 +258,8 @@ class Orders:
             await inventory.release(conn, order["store_id"], line["sku_id"], line["qty"],
                                     order_id, stamp)
         await payments.close_open(conn, order_id, stamp)
+        if await coupons.give_back(conn, order_id):
+            self.metrics.coupon_redemptions.labels("returned").inc()
         return order["store_id"]
 
     async def expire_due(self, batch: int = 200) -> int:

@@ -14,6 +14,7 @@ from ..payer_client import PayerClient
 from ..storage import Database
 from .accounts import Accounts
 from .catalogue import Catalogue
+from .coupons import Coupons
 from .orders import Orders
 from .payments import Payments
 from .personal_data import PersonalData
@@ -33,6 +34,7 @@ class Services:
     stores: Stores
     catalogue: Catalogue
     orders: Orders
+    coupons: Coupons
     pickup: Pickup
     payments: Payments
     payer: PayerClient | None

@@ -87,10 +87,18 @@ _AFTER_LOAD = ("(SELECT coalesce(min(at), '') FROM inventory_ledger"
                " WHERE reason = 'opening')")
 
 
+_COUPONS_ISSUED = (   # by a merchant or an operator: a city's own campaigns name no one
+    " UNION ALL SELECT 'coupon.create', t.store_id, t.id, t.created_at"
+    " FROM coupon_templates t WHERE t.created_by IS NOT NULL AND NOT EXISTS (SELECT 1"
+    "  FROM audit_log a WHERE a.action = 'coupon.create'"
+    "  AND a.target_id = CAST(t.id AS TEXT))")
+
+
 async def staff_changes_unaudited(conn: Connection) -> list[Row]:
     """Changes only staff or operators make, without the audit row that says who: stores
     onboarded, staff bound, products added (those a city's load made are not judged: they
-    came with it), stock set by hand, orders made ready, dispatched or completed."""
+    came with it), coupons issued, stock set by hand, orders made ready, dispatched or
+    completed."""
     return await _rows(conn, (
         "SELECT 'store.create' AS change, s.id AS store_id, s.id AS target, s.created_at AS at"
         f" FROM stores s WHERE s.created_at > {_AFTER_LOAD} AND NOT EXISTS (SELECT 1"
@@ -104,6 +112,7 @@ async def staff_changes_unaudited(conn: Connection) -> list[Row]:
         f" JOIN products p ON p.id = k.product_id WHERE k.created_at > {_AFTER_LOAD}"
         "  AND NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.action = 'product.create'"
         "  AND a.target_id = CAST(k.id AS TEXT))"
+        f"{_COUPONS_ISSUED if await _has_table(conn, 'coupon_templates') else ''}"
         " UNION ALL "
         "SELECT 'stock_set', l.store_id, l.sku_id, l.at FROM inventory_ledger l"
         " WHERE l.reason = 'stock_set' AND NOT EXISTS (SELECT 1 FROM audit_log a"
@@ -123,6 +132,34 @@ async def staff_changes_unaudited(conn: Connection) -> list[Row]:
         "  AND a.target_id = CAST(o.id AS TEXT) AND a.action = 'order.' || need.action)"))
 
 
+async def coupons_off_their_orders(conn: Connection) -> list[Row]:
+    """Coupon breaches: a template whose claim count is not its coupons or is beyond its
+    quantity; a customer over a template's limit; a coupon used by no order, another
+    customer's, or a closed one; an order under way whose total is not its lines less its
+    coupon's discount.  A database from before coupons (schema < 8) has none to break."""
+    if not await _has_table(conn, "user_coupons"):
+        return []
+    return await _rows(conn, (
+        "SELECT 'claims_not_coupons' AS breach, t.id AS template_id, NULL AS coupon_id,"
+        " NULL AS order_id, t.claimed AS expected, count(c.id) AS found"
+        " FROM coupon_templates t LEFT JOIN user_coupons c ON c.template_id = t.id"
+        " GROUP BY t.id HAVING count(c.id) != t.claimed OR t.claimed > t.total_qty"
+        " UNION ALL SELECT 'over_limit', c.template_id, NULL, NULL, t.per_user_limit, count(*)"
+        " FROM user_coupons c JOIN coupon_templates t ON t.id = c.template_id"
+        " GROUP BY c.template_id, c.user_id HAVING count(*) > t.per_user_limit"
+        " UNION ALL SELECT 'used_off_its_order', c.template_id, c.id, c.order_id, NULL,"
+        " o.status FROM user_coupons c LEFT JOIN orders o ON o.id = c.order_id"
+        " WHERE c.status = 'used' AND (o.id IS NULL OR o.user_id != c.user_id"
+        "  OR o.status IN ('cancelled', 'expired'))"
+        " UNION ALL SELECT 'total_not_lines_less_discount', c.template_id, c.id, o.id,"
+        " l.subtotal - coalesce(c.discount_fen, 0), o.total_fen FROM orders o"
+        " JOIN (SELECT order_id, sum(unit_price_fen * qty) AS subtotal FROM order_lines"
+        "  GROUP BY order_id) l ON l.order_id = o.id"
+        " LEFT JOIN user_coupons c ON c.order_id = o.id"
+        " WHERE o.status NOT IN ('cancelled', 'expired')"
+        "  AND o.total_fen != l.subtotal - coalesce(c.discount_fen, 0)"))
+
+
 async def last_activity(conn: Connection) -> str | None:
     """The mall clock's latest stamp in the data: when the mall last did something.  Overdue
     is judged against it, not against now: a stopped mall expires nothing."""
@@ -134,6 +171,10 @@ async def last_activity(conn: Connection) -> str | None:
 
 
 async def has_ledger(conn: Connection) -> bool:
+    return await _has_table(conn, "inventory_ledger")
+
+
+async def _has_table(conn: Connection, name: str) -> bool:
     rows = await conn.execute_fetchall(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inventory_ledger'")
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
     return bool(rows)

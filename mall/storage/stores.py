@@ -83,3 +83,9 @@ async def count_by_district(conn: Connection) -> dict[str, int]:
         "SELECT d.name, count(s.id) FROM districts d LEFT JOIN stores s"
         " ON s.district_code = d.code GROUP BY d.code ORDER BY d.code")
     return {row[0]: row[1] for row in rows}
+
+
+async def circle_has_stores(conn: Connection, business_circle: str) -> bool:
+    rows = await conn.execute_fetchall(
+        "SELECT 1 FROM stores WHERE business_circle = ? LIMIT 1", (business_circle,))
+    return bool(rows)
