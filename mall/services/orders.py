@@ -10,6 +10,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from sqlite3 import Row
 
 from ..auth import Principal
 from ..clock import SHANGHAI, Clock
@@ -136,8 +137,7 @@ class Orders:
                 "discount_fen": used["discount_fen"] if used else 0,
                 "coupon_id": used["id"] if used else None, "expires_at": order["expires_at"]}
 
-    async def _check(self, principal: Principal, data: OrderIn) -> tuple[object, int | None,
-                                                                          dict]:
+    async def _check(self, principal: Principal, data: OrderIn) -> tuple[Row, int | None, dict]:
         """Everything an order refers to must exist and belong together."""
         conn = self.db.reader()
         store = await stores.store(conn, data.store_id)
