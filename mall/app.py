@@ -29,6 +29,7 @@ from .services.accounts import Accounts
 from .services.catalogue import Catalogue
 from .services.catalogue_cache import CatalogueCache
 from .services.coupons import Coupons
+from .services.flash_sales import FlashSales
 from .services.orders import Orders
 from .services.payments import Payments
 from .services.personal_data import PersonalData
@@ -75,6 +76,7 @@ async def open_services(config: MallConfig, metrics: MallMetrics,
         catalogue=Catalogue(db, clock, cache, price),
         orders=orders,
         coupons=coupons,
+        flash_sales=FlashSales(db, clock, metrics, orders, config.flash_sale_recheck_seconds),
         pickup=Pickup(db, clock, metrics, orders, config.pickup_code_attempts),
         payments=Payments(db, clock, metrics, orders,
                           keyring.platform_verifier() if keyring else None,

@@ -39,6 +39,9 @@ class MallConfig:
     notify_url: str | None = None
     # Simulated seconds without a notification before the mall queries the payer (主动查单).
     payment_query_after_seconds: float = 60.0
+    # Real seconds a process answers "sold out" for a flash sale from memory before it asks
+    # the database again (a unit may come back from an order closed unpaid, in any process).
+    flash_sale_recheck_seconds: float = 0.2
     access_log: bool = True
     # Load shedding: requests handled at once, waiting beyond those, and how long one may
     # wait (real seconds) before it is refused with 503 and Retry-After.

@@ -41,6 +41,13 @@ class MallMetrics:
         self.coupon_refusals = Counter(
             "mall_coupon_refusals", "Coupon claims and uses refused, by reason", ["reason"],
             registry=r)
+        self.flash_sale_units = Counter(
+            "mall_flash_sale_units", "Flash-sale units taken by new orders (`taken`) and back "
+            "on sale from orders closed unpaid (`returned`)", ["change"], registry=r)
+        self.flash_sale_refusals = Counter(
+            "mall_flash_sale_refusals", "Flash-sale orders refused, by reason, and whether this "
+            "process answered from memory or asked the database", ["reason", "answered_from"],
+            registry=r)
         self.shed_requests = Counter("mall_shed_requests",
                                      "Requests refused with 503 by load shedding", ["reason"],
                                      registry=r)

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from . import schemas, validation
 from .auth import PRINCIPAL, bearer_token
 from .errors import Forbidden, Unauthorized
-from .handlers import accounts, admin, browse, coupons, merchant, ops, orders, payments
+from .handlers import accounts, admin, browse, coupons, flash_sales, merchant, ops, orders, payments
 from .risk_control import RiskControl
 from .services.registry import SERVICES
 
@@ -95,6 +95,18 @@ ROUTES: tuple[Route, ...] = (
           status=201, tag="coupons"),
     Route("GET", f"{V1}/me/coupons", coupons.mine, "user",
           "My coupons, available and used", tag="coupons"),
+    Route("GET", f"{V1}/flash-sales", flash_sales.listing, "public",
+          "Flash sales on now or to come (by store or district), with the units left",
+          query=schemas.FlashSalesQuery, tag="flash_sales"),
+    Route("GET", f"{V1}/flash-sales/{{sale_id}}", flash_sales.one, "public",
+          "One flash sale, with its state and the units left", tag="flash_sales"),
+    Route("POST", f"{V1}/flash-sales/{{sale_id}}/orders", flash_sales.buy, "user",
+          "Buy in a flash sale: an order for its SKU at its price, to be paid within its "
+          "window; 409 sold_out, flash_sale_not_started, flash_sale_ended, "
+          "flash_sale_limit_reached. Honours Idempotency-Key", schemas.FlashOrderIn,
+          status=201, tag="flash_sales", links=(
+              ("ReadFlashOrder", "orders_get_order", NEW_ORDER),
+              ("PayFlashOrder", "orders_pay_order", NEW_ORDER))),
     Route("GET", f"{V1}/stores", browse.list_stores, "public",
           "Stores near a point (by distance) or in a district", query=schemas.StoresQuery,
           tag="browse"),
@@ -134,6 +146,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", f"{S}/coupons", coupons.issue_for_store, "store",
           "Issue a coupon template for this store", schemas.CouponTemplateIn, status=201,
           tag="merchant"),
+    Route("POST", f"{S}/flash-sales", flash_sales.create, "store",
+          "Set up a flash sale (秒杀) of one of this store's SKUs", schemas.FlashSaleIn,
+          status=201, tag="merchant"),
     Route("GET", f"{S}/inventory/{{sku_id}}", merchant.get_stock, "store",
           "A SKU's stock: on hand, held by open orders, available", tag="merchant"),
     Route("PUT", f"{S}/inventory/{{sku_id}}", merchant.set_stock, "store",

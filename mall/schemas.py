@@ -130,6 +130,34 @@ class CouponTemplateIn(Body):
     per_user_limit: Annotated[int, Field(ge=1, le=100)] = 1
 
 
+class FlashSaleIn(Body):
+    """A flash sale (秒杀): `quantity` units of one of the store's SKUs at `price_fen`, below
+    its list price, from `starts_at` to `ends_at`; an order made in it must be paid within
+    `pay_within_seconds` (mall clock) or its units go back on sale."""
+    title: Name
+    sku_id: Id
+    price_fen: Fen
+    quantity: Annotated[int, Field(ge=1, le=100_000)]
+    per_user_limit: Annotated[int, Field(ge=1, le=10)] = 1
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    pay_within_seconds: Annotated[int, Field(ge=30, le=3600)] = 300
+
+
+class FlashOrderIn(Body):
+    """Buy in a flash sale: its SKU, at its price, at its store."""
+    qty: Annotated[int, Field(ge=1, le=10)] = 1
+    fulfilment: Literal["pickup", "delivery"] = "pickup"
+    pickup_point_id: Id | None = None
+    address_id: Id | None = None
+
+
+class FlashSalesQuery(Query):
+    store_id: Id | None = None
+    district: Annotated[str, StringConstraints(min_length=1, max_length=20)] | None = None
+    limit: Annotated[int, Field(ge=1, le=50)] = 20
+
+
 class CouponsQuery(Query):
     store_id: Id | None = None
     limit: Annotated[int, Field(ge=1, le=50)] = 20

@@ -67,6 +67,10 @@ async def verify(db_path: Path, grace_seconds: float = 300.0) -> list[Finding]:
              "and per-customer limit; a used coupon belongs to a live or paid order of its "
              "owner; an order's total is its lines less its coupon's discount",
              lambda: invariants.coupons_off_their_orders(conn)),
+            ("flash_sales_add_up", "every flash sale's taken count is the units of its "
+             "standing orders, within its quantity and per-customer limit, each at its price; "
+             "an order closed unpaid gave its units back",
+             lambda: invariants.flash_sales_off_their_orders(conn)),
         ]
         findings = []
         for name, meaning, query in checks:

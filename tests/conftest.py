@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import timedelta
 
 import aiohttp
 import pytest
@@ -134,6 +135,13 @@ async def shop(mall) -> Shop:
     return await open_shop(mall)
 
 
+def window(mall: Mall, start_min: float = -60, end_min: float = 24 * 60) -> dict:
+    """A campaign's window around the mall clock's now, in simulated minutes."""
+    now = mall.services.clock.now()
+    return {"starts_at": (now + timedelta(minutes=start_min)).isoformat(),
+            "ends_at": (now + timedelta(minutes=end_min)).isoformat()}
+
+
 def order_body(shop: Shop, qty: int = 1, **extra) -> dict:
     return {"store_id": shop.store_id, "lines": [{"sku_id": shop.sku_id, "qty": qty}],
             "fulfilment": "pickup", **extra}
@@ -165,4 +173,5 @@ async def wait_until_paid(api: Api, customer: str, order_id: int) -> None:
     raise AssertionError(f"order {order_id} never became paid: {view.body}")
 
 
-__all__ = ["Clock", "Mall", "Shop", "open_shop", "order_body", "paid_order", "wait_until_paid"]
+__all__ = ["Clock", "Mall", "Shop", "open_shop", "order_body", "paid_order", "wait_until_paid",
+           "window"]

@@ -5,16 +5,8 @@ refused with a 4xx naming its reason; limits hold under concurrent claims and us
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
-from .conftest import Clock, open_shop, order_body
-
-
-def window(mall, start_min: float = -60, end_min: float = 24 * 60) -> dict:
-    """A validity window around the mall clock's now, in simulated minutes."""
-    now = mall.services.clock.now()
-    return {"starts_at": (now + timedelta(minutes=start_min)).isoformat(),
-            "ends_at": (now + timedelta(minutes=end_min)).isoformat()}
+from .conftest import Clock, open_shop, order_body, window
 
 
 async def issue_coupon(mall, shop, **fields) -> dict:

@@ -15,6 +15,7 @@ import pytest
 from .conftest import open_shop, order_body, paid_order
 from .test_cli import XINGCHENG
 from .test_coupons import issue_coupon
+from .test_flash_sales import start_sale
 
 
 def verify(db: Path) -> tuple[int, dict[str, dict]]:
@@ -79,6 +80,13 @@ async def orders_in_every_state(mall) -> dict[str, int]:
                   token=shop.merchant, json={"stock": 60})
     states["pending"] = (await api.post("/api/v1/orders", token=customer,
                                         json=order_body(shop))).body["order_id"]
+    sale = await start_sale(mall, shop, quantity=3)
+    states["flash_sale"] = sale["sale_id"]
+    flash = f"/api/v1/flash-sales/{sale['sale_id']}/orders"
+    states["flash_order"] = (await api.post(flash, token=customer, json={})).body["order_id"]
+    other = await api.login("second-hunter")
+    states["flash_cancelled"] = (await api.post(flash, token=other, json={})).body["order_id"]
+    await api.post(f"/api/v1/orders/{states['flash_cancelled']}/cancel", token=other)
     states["sku"], states["store"] = shop.sku_id, shop.store_id
     return states
 
@@ -109,7 +117,7 @@ async def test_a_mall_with_orders_in_every_state_verifies_clean(verified_file):
     db, _ = verified_file
     code, findings = verify(db)
     assert code == 0, {k: v for k, v in findings.items() if v["breaches"]}
-    assert len(findings) == 8 and all(f["breaches"] == 0 for f in findings.values())
+    assert len(findings) == 9 and all(f["breaches"] == 0 for f in findings.values())
     with sqlite3.connect(db) as conn:
         reasons = {row[0] for row in conn.execute("SELECT reason FROM inventory_ledger")}
     assert reasons >= {"stock_set", "reserve", "release", "hand_over"}
@@ -143,6 +151,16 @@ BREAKS = {
                             "order_id", "coupon_order"),
     "coupon_claims_off": ("coupons_add_up", "UPDATE coupon_templates SET claimed = claimed - 1"
                           " WHERE id = {coupon_template}", "template_id", "coupon_template"),
+    "flash_unaudited": ("staff_changes_audited", "DELETE FROM audit_log"
+                        " WHERE action = 'flash_sale.create' AND target_id = '{flash_sale}'",
+                        "target", "flash_sale"),
+    "flash_taken_off": ("flash_sales_add_up", "UPDATE flash_sales SET taken = taken + 1"
+                        " WHERE id = {flash_sale}", "sale_id", "flash_sale"),
+    "flash_price_off": ("flash_sales_add_up", "UPDATE order_lines SET unit_price_fen ="
+                        " unit_price_fen + 100 WHERE order_id = {flash_order}",
+                        "order_id", "flash_order"),
+    "flash_unit_kept": ("flash_sales_add_up", "UPDATE flash_sale_orders SET returned_at = NULL"
+                        " WHERE order_id = {flash_cancelled}", "order_id", "flash_cancelled"),
 }
 
 

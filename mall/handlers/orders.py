@@ -12,7 +12,7 @@ from . import principal, reply, services
 IDEMPOTENCY_KEY = "Idempotency-Key"
 
 
-def _idempotency_key(request: web.Request) -> str | None:
+def idempotency_key(request: web.Request) -> str | None:
     key = request.headers.get(IDEMPOTENCY_KEY)
     if key is not None and not (1 <= len(key) <= 255 and key.isprintable()):
         raise BadRequest("invalid_idempotency_key", "keys are 1-255 printable characters",
@@ -21,7 +21,7 @@ def _idempotency_key(request: web.Request) -> str | None:
 
 
 async def create_order(request: web.Request) -> web.Response:
-    key = _idempotency_key(request)
+    key = idempotency_key(request)
     data = await validation.body(request, OrderIn)
     summary, replayed = await services(request).orders.create(principal(request), data, key)
     return reply(summary, 201, {"Idempotent-Replayed": "true"} if replayed else None)

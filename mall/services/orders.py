@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from sqlite3 import Row
@@ -19,7 +20,17 @@ from ..metrics import MallMetrics
 from ..opening_hours import is_open
 from ..pricing import ServedPrice, stored
 from ..schemas import OrderIn, PageQuery, StoreOrdersQuery
-from ..storage import Database, catalogue, coupons, inventory, orders, payments, stores, users
+from ..storage import (
+    Database,
+    catalogue,
+    coupons,
+    flash_sales,
+    inventory,
+    orders,
+    payments,
+    stores,
+    users,
+)
 from ..storage.database import Connection
 from ..validation import decode_cursor, encode_cursor
 from .coupons import Coupons
@@ -50,6 +61,16 @@ def _page(rows, limit: int, for_customer: bool) -> dict:
     return {"items": items, "next_cursor": encode_cursor(rows[-1]["id"]) if more else None}
 
 
+@dataclass(frozen=True)
+class Offer:
+    """A campaign's terms for one order (a flash sale's, a group buy's): the prices it sells
+    at, how long the order may stay unpaid (mall clock), and its step inside the order's
+    own transaction, which takes the campaign's units or raises to refuse the whole order."""
+    prices: dict[int, int]
+    ttl_seconds: float
+    take: Callable[[Connection, int, str], Awaitable[None]]
+
+
 @dataclass
 class Orders:
     db: Database
@@ -59,8 +80,8 @@ class Orders:
     coupons: Coupons
     price: ServedPrice = stored
 
-    async def create(self, principal: Principal, data: OrderIn,
-                     idempotency_key: str | None) -> tuple[dict, bool]:
+    async def create(self, principal: Principal, data: OrderIn, idempotency_key: str | None,
+                     offer: Offer | None = None) -> tuple[dict, bool]:
         """(order summary, replayed?) — a replay returns the order the key first made."""
         sku_ids = [line.sku_id for line in data.lines]
         for index, sku_id in enumerate(sku_ids):
@@ -73,9 +94,13 @@ class Orders:
             if replay is not None:
                 return replay, True
         store, point_id, skus = await self._check(principal, data)
+        if offer is not None:
+            for sku_id, price_fen in offer.prices.items():
+                skus[sku_id]["price_fen"] = price_fen
         now = self.clock.now()
         stamp = self.clock.stamp(now)
-        expires = self.clock.stamp(now + timedelta(seconds=self.ttl_seconds))
+        ttl = offer.ttl_seconds if offer is not None else self.ttl_seconds
+        expires = self.clock.stamp(now + timedelta(seconds=ttl))
         subtotal = sum(skus[line.sku_id]["price_fen"] * line.qty for line in data.lines)
         discount = 0
         if data.coupon_id is not None:
@@ -94,6 +119,8 @@ class Orders:
                 conn, user_id=principal.user_id, store_id=data.store_id,
                 fulfilment=data.fulfilment, pickup_point_id=point_id,
                 address_id=data.address_id, total_fen=total, now=stamp, expires_at=expires)
+            if offer is not None:  # before the shelf: a sold-out sale says so, not "no stock"
+                await offer.take(conn, order_id, stamp)
             for index, line in enumerate(data.lines):
                 if not await inventory.reserve(conn, data.store_id, line.sku_id, line.qty,
                                                order_id, stamp):
@@ -185,6 +212,8 @@ class Orders:
         used = await coupons.on_order(conn, order_id)
         data["coupon"] = ({"coupon_id": used["id"], "discount_fen": used["discount_fen"]}
                           if used else None)
+        flash = await flash_sales.on_order(conn, order_id)
+        data["flash_sale_id"] = flash["sale_id"] if flash else None
         return data
 
     async def list_mine(self, principal: Principal, query: PageQuery) -> dict:
@@ -260,6 +289,9 @@ class Orders:
         await payments.close_open(conn, order_id, stamp)
         if await coupons.give_back(conn, order_id):
             self.metrics.coupon_redemptions.labels("returned").inc()
+        units = await flash_sales.give_back(conn, order_id, stamp)
+        if units:
+            self.metrics.flash_sale_units.labels("returned").inc(units)
         return order["store_id"]
 
     async def expire_due(self, batch: int = 200) -> int:

@@ -15,6 +15,7 @@ from ..storage import Database
 from .accounts import Accounts
 from .catalogue import Catalogue
 from .coupons import Coupons
+from .flash_sales import FlashSales
 from .orders import Orders
 from .payments import Payments
 from .personal_data import PersonalData
@@ -35,6 +36,7 @@ class Services:
     catalogue: Catalogue
     orders: Orders
     coupons: Coupons
+    flash_sales: FlashSales
     pickup: Pickup
     payments: Payments
     payer: PayerClient | None

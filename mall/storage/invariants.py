@@ -87,18 +87,19 @@ _AFTER_LOAD = ("(SELECT coalesce(min(at), '') FROM inventory_ledger"
                " WHERE reason = 'opening')")
 
 
-_COUPONS_ISSUED = (   # by a merchant or an operator: a city's own campaigns name no one
-    " UNION ALL SELECT 'coupon.create', t.store_id, t.id, t.created_at"
-    " FROM coupon_templates t WHERE t.created_by IS NOT NULL AND NOT EXISTS (SELECT 1"
-    "  FROM audit_log a WHERE a.action = 'coupon.create'"
-    "  AND a.target_id = CAST(t.id AS TEXT))")
+def _issued_unaudited(table: str, action: str) -> str:
+    """Campaigns (coupon templates, flash sales) set up by a merchant or an operator without
+    their audit row: a city's own campaigns name no one."""
+    return (f" UNION ALL SELECT '{action}', t.store_id, t.id, t.created_at FROM {table} t"
+            f" WHERE t.created_by IS NOT NULL AND NOT EXISTS (SELECT 1 FROM audit_log a"
+            f"  WHERE a.action = '{action}' AND a.target_id = CAST(t.id AS TEXT))")
 
 
 async def staff_changes_unaudited(conn: Connection) -> list[Row]:
     """Changes only staff or operators make, without the audit row that says who: stores
     onboarded, staff bound, products added (those a city's load made are not judged: they
-    came with it), coupons issued, stock set by hand, orders made ready, dispatched or
-    completed."""
+    came with it), coupons issued, flash sales set up, stock set by hand, orders made ready,
+    dispatched or completed."""
     return await _rows(conn, (
         "SELECT 'store.create' AS change, s.id AS store_id, s.id AS target, s.created_at AS at"
         f" FROM stores s WHERE s.created_at > {_AFTER_LOAD} AND NOT EXISTS (SELECT 1"
@@ -112,7 +113,7 @@ async def staff_changes_unaudited(conn: Connection) -> list[Row]:
         f" JOIN products p ON p.id = k.product_id WHERE k.created_at > {_AFTER_LOAD}"
         "  AND NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.action = 'product.create'"
         "  AND a.target_id = CAST(k.id AS TEXT))"
-        f"{_COUPONS_ISSUED if await _has_table(conn, 'coupon_templates') else ''}"
+        f"{await _campaigns_unaudited(conn)}"
         " UNION ALL "
         "SELECT 'stock_set', l.store_id, l.sku_id, l.at FROM inventory_ledger l"
         " WHERE l.reason = 'stock_set' AND NOT EXISTS (SELECT 1 FROM audit_log a"
@@ -130,6 +131,40 @@ async def staff_changes_unaudited(conn: Connection) -> list[Row]:
         " WHERE NOT (need.action = 'ready' AND o.ready_at IS NULL)"
         "  AND NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.target_type = 'order'"
         "  AND a.target_id = CAST(o.id AS TEXT) AND a.action = 'order.' || need.action)"))
+
+
+async def _campaigns_unaudited(conn: Connection) -> str:
+    """The campaign tables this database has (a file from before them has none)."""
+    present = [(table, action) for table, action in (
+        ("coupon_templates", "coupon.create"), ("flash_sales", "flash_sale.create"))
+        if await _has_table(conn, table)]
+    return "".join(_issued_unaudited(table, action) for table, action in present)
+
+
+async def flash_sales_off_their_orders(conn: Connection) -> list[Row]:
+    """Flash-sale breaches: a sale whose taken count is not the units of its orders still
+    standing, or beyond its quantity; a customer over its limit; an order closed unpaid
+    whose units were not given back, or given back while it stands; an order not of the
+    sale's SKU at the sale's price.  A database from before flash sales has none."""
+    if not await _has_table(conn, "flash_sales"):
+        return []
+    return await _rows(conn, (
+        "SELECT 'taken_not_orders' AS breach, f.id AS sale_id, NULL AS order_id,"
+        " f.taken AS expected, coalesce(sum(o.qty), 0) AS found FROM flash_sales f"
+        " LEFT JOIN flash_sale_orders o ON o.sale_id = f.id AND o.returned_at IS NULL"
+        " GROUP BY f.id HAVING f.taken != coalesce(sum(o.qty), 0) OR f.taken > f.quantity"
+        " UNION ALL SELECT 'over_limit', f.id, NULL, f.per_user_limit, sum(o.qty)"
+        " FROM flash_sale_orders o JOIN flash_sales f ON f.id = o.sale_id"
+        " WHERE o.returned_at IS NULL GROUP BY o.sale_id, o.user_id"
+        " HAVING sum(o.qty) > f.per_user_limit"
+        " UNION ALL SELECT 'returned_not_closed', o.sale_id, o.order_id,"
+        " o.returned_at IS NOT NULL, r.status FROM flash_sale_orders o"
+        " JOIN orders r ON r.id = o.order_id"
+        " WHERE (o.returned_at IS NOT NULL) != (r.status IN ('cancelled', 'expired'))"
+        " UNION ALL SELECT 'not_the_sale_line', o.sale_id, o.order_id, f.price_fen,"
+        " l.unit_price_fen FROM flash_sale_orders o JOIN flash_sales f ON f.id = o.sale_id"
+        " JOIN order_lines l ON l.order_id = o.order_id"
+        " WHERE l.sku_id != f.sku_id OR l.unit_price_fen != f.price_fen OR l.qty != o.qty"))
 
 
 async def coupons_off_their_orders(conn: Connection) -> list[Row]:
