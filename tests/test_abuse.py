@@ -246,7 +246,8 @@ def test_the_shipped_rules_watch_login_and_order_creation():
     rules = load_rules(SHIPPED)
     assert {(r.route, r.key) for r in rules.rule} == {
         ("POST /api/v1/auth/wx-login", "address"), ("POST /api/v1/orders", "account"),
-        ("POST /api/v1/orders", "address")}
+        ("POST /api/v1/orders", "address"),
+        ("POST /api/v1/flash-sales/{sale_id}/orders", "account")}
     assert not rules.trust_forwarded_for and "127.0.0.1" in rules.exempt_addresses
 
 

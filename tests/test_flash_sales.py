@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 
+from mall.risk_control import SHIPPED
 from mall.verification import verify
 
 from .api import Api
@@ -246,3 +247,16 @@ async def test_an_unpaid_flash_order_expires_fast_and_its_unit_goes_back_on_sale
     retry = await buy(mall.api, second, sale["sale_id"])
     assert retry.status == 201, retry.body
     assert all(finding.holds for finding in await verify(mall.config.db_path))
+
+
+async def test_a_script_tapping_buy_in_a_loop_is_held_back_by_the_shipped_rule(start_mall):
+    mall = await start_mall(risk_rules=SHIPPED)
+    shop = await open_shop(mall)
+    sale = await start_sale(mall, shop, quantity=1)
+    bot, person = await mall.api.login("bot"), await mall.api.login("person")
+    taps = [await buy(mall.api, bot, sale["sale_id"]) for _ in range(22)]
+    assert [tap.status for tap in taps] == [201] + [409] * 19 + [429] * 2
+    assert taps[-1].error["code"] == "rate_limited" and "Retry-After" in taps[-1].headers
+    assert (await buy(mall.api, person, sale["sale_id"])).error["code"] == "sold_out"
+    assert await mall.api.metric(
+        'mall_risk_rejections_total{rule="flash-buys-per-account"}') == 2
