@@ -23,7 +23,7 @@ from locust.contrib.fasthttp import FastHttpSession
 from mall.privacy import mask_text
 from simulator import tables
 from simulator.city import City
-from simulator.sessions import Session
+from simulator.sessions import FLASH_HUNT, Session
 
 from .client_metrics import LoadMetrics
 from .pickup_desk import PickupDesk, Ticket
@@ -31,7 +31,7 @@ from .records import RunRecords, SessionRecord
 
 V1 = "/api/v1"
 # Statuses that are business answers, not failures: sold out, sync below held stock.
-EXPECTED = {"create_order": {409}, "stock_sync": {409}}
+EXPECTED = {"create_order": {409}, "stock_sync": {409}, "flash_buy": {409}}
 SHED_RETRIES = 3      # a shed request is tried again this often after its Retry-After
 LONGEST_WAIT_S = 5.0  # a Retry-After longer than this is waited this long
 PAY_RETRIES = 3       # taps on 重试 when paying could not start (payer or mall unreachable)
@@ -42,6 +42,7 @@ SEARCH_WORDS = ("粉", "虾", "奶茶", "果", "面包", "臭豆腐", "辣", "�
 # The share still buying is (shown / usual price) ** -(PRICE_ELASTICITY * price_sensitivity);
 # see simulator/data/personas.toml.
 PRICE_ELASTICITY = 8.0
+FLASH_REFRESHES = 60  # a hunter refreshes an upcoming sale this often at most
 
 
 class JourneyEnded(Exception):
@@ -170,6 +171,9 @@ def customer_journey(walk: Walk, session: Session, user_id: int, rng: random.Ran
     if status != 200:
         raise JourneyEnded("login")
     token = login["token"]
+    if session.journey == FLASH_HUNT:
+        flash_hunt(walk, token, rng)
+        return
     lat, lng = c.lat[user_id - 1], c.lng[user_id - 1]
     stores = []
     for radius in (3, 10):
@@ -248,15 +252,55 @@ def _place_order(walk: Walk, session: Session, persona, token: str, user_id: int
         walk.call("POST", f"{V1}/orders/{order_id}/cancel", "cancel_order", token)
         walk.count_order("cancelled")
         return
+    _see_through(walk, token, order, store["id"], body["fulfilment"], rng)
+
+
+def _see_through(walk: Walk, token: str, order: dict, store_id: int, fulfilment: str,
+                 rng: random.Random) -> None:
+    """Pay an order just made, wait for the payer's word, and hand it to the store's desk."""
+    record = walk.record
     walk.records.reach(record, "paying")
     walk.patience_s = math.inf  # once paying, a customer sees the order through
-    _pay(walk, token, order_id, rng)
-    code = _wait_paid(walk, token, order_id)
+    _pay(walk, token, order["order_id"], rng)
+    code = _wait_paid(walk, token, order["order_id"])
     record.gmv_fen = order["total_fen"]
     walk.records.reach(record, "paid")
     walk.metrics.gmv_yuan.labels(walk.side.name).inc(order["total_fen"] / 100)
-    walk.side.desk.hand_in(Ticket(store["id"], order_id, body["fulfilment"], code,
+    walk.side.desk.hand_in(Ticket(store_id, order["order_id"], fulfilment, code,
                                   order["total_fen"], record))
+
+
+def flash_hunt(walk: Walk, token: str, rng: random.Random) -> None:
+    """A 秒杀 hunter: opens the sale list, picks a sale on now or about to start, refreshes it
+    until it starts (as early birds do), taps buy once, and pays if the tap won a unit."""
+    _, listed = walk.call("GET", f"{V1}/flash-sales?limit=50", "flash_sales", token)
+    sales = [sale for sale in (listed or {}).get("items", [])
+             if sale["state"] in ("upcoming", "on")]
+    if not sales:
+        raise JourneyEnded("no flash sale")
+    sale = rng.choice(sales)
+    walk.records.reach(walk.record, "viewed")
+    for _ in range(FLASH_REFRESHES):
+        if sale["state"] != "upcoming":
+            break
+        walk.pace.think(rng, 2)
+        _, fresh = walk.call("GET", f"{V1}/flash-sales/{sale['sale_id']}", "flash_sale", token)
+        sale = fresh or sale
+    if sale["state"] != "on":
+        walk.count_order(f"flash_{sale['state']}")
+        raise JourneyEnded(f"flash sale {sale['state']}")
+    key = f"{walk.city.seed}-flash-{rng.getrandbits(64):016x}"
+    status, order = walk.call("POST", f"{V1}/flash-sales/{sale['sale_id']}/orders",
+                              "flash_buy", token, {}, {"Idempotency-Key": key})
+    if status == 409:
+        walk.count_order("flash_sold_out")
+        raise JourneyEnded("flash sale sold out")
+    if status != 201:
+        raise JourneyEnded("flash order refused")
+    walk.count_order("created")
+    walk.record.items = 1
+    walk.records.reach(walk.record, "ordered")
+    _see_through(walk, token, order, sale["store_id"], "pickup", rng)
 
 
 def _judge_prices(walk: Walk, persona, lines: list[dict], draw: float) -> None:

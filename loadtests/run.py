@@ -36,6 +36,7 @@ from mall.verification import NotVerifiable, verify
 from monitoring.gate import table as gate_table
 from monitoring.prometheus_server import PrometheusError, PrometheusServer
 from monitoring.promql_source import instant_samples
+from simulator import campaigns
 from simulator.city import build_city
 from simulator.loader import load
 
@@ -180,6 +181,8 @@ def start_malls(scenario: Scenario, malls: list[Mall], payer: Payer, report_dir:
         db = mall_database(report_dir, mall.side, shared_db)
         if not db.exists():
             shutil.copyfile(city_database(scenario, console), db)
+            # The campaigns the city's merchants run in this window (flash sales).
+            asyncio.run(campaigns.stage(db, scenario.spec.city.seed, window.start, window.end))
     since = time.time() + STARTUP_LEAD_S
     if started:
         port = free_port()

@@ -3,8 +3,8 @@
 Arrivals are a non-homogeneous Poisson process drawn by thinning (Lewis and Shedler),
 minute by minute against that minute's highest rate, so a flash-sale spike costs work only
 where it happens.  Each session is given its persona (in proportion to the personas' rates
-at that instant), its journey (from the persona's mix) and which of the persona's
-customers walks it."""
+at that instant), its journey (from the persona's mix, or a flash-sale hunt for the share
+of sessions a flash sale brings) and which of the persona's customers walks it."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from itertools import accumulate
 
 from . import tables
 from .traffic_curves import Traffic
+
+FLASH_HUNT = "flash_hunt"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,5 +58,8 @@ def sessions(traffic: Traffic, start: datetime, end: datetime, seed: int,
             persona = rng.choices(list(rates), weights=list(rates.values()))[0]
             names, cumulative = journeys[persona]
             journey = rng.choices(names, cum_weights=cumulative)[0]
+            hunting = traffic.flash_share(moment)
+            if hunting > 0 and rng.random() < hunting:   # no draw without a sale: replayable
+                journey = FLASH_HUNT
             yield Session(moment, persona, journey, rng.randrange(max(customers[persona], 1)))
         segment += timedelta(seconds=seconds)

@@ -157,3 +157,27 @@ def peaks() -> dict:
     data["peak"] = {name: Peak(name, tuple(p["window"]), p["day"], p.get("crest"))
                     for name, p in data["peak"].items()}
     return data
+
+
+@dataclass(frozen=True)
+class FlashSaleCampaign:
+    title: str
+    at: str                          # HH:MM local time, each day
+    lasts_minutes: int
+    store_kind: str
+    place_kind: str
+    stores: int
+    quantity: tuple[int, int]
+    price_share: tuple[float, float]
+    per_user_limit: int
+    pay_within_seconds: int
+
+
+@cache
+def flash_sale_campaigns() -> tuple[FlashSaleCampaign, ...]:
+    return tuple(FlashSaleCampaign(
+        title=c["title"], at=c["at"], lasts_minutes=c["lasts_minutes"],
+        store_kind=c["store_kind"], place_kind=c["place_kind"], stores=c["stores"],
+        quantity=tuple(c["quantity"]), price_share=tuple(c["price_share"]),
+        per_user_limit=c["per_user_limit"], pay_within_seconds=c["pay_within_seconds"],
+    ) for c in _load("campaigns.toml")["flash_sale"])

@@ -124,6 +124,14 @@ class Traffic:
     def rates(self, moment: datetime) -> dict[str, float]:
         return {p.key: self.rate(p.key, moment) for p in self.personas}
 
+    def flash_share(self, moment: datetime) -> float:
+        """Share of the sessions starting at `moment` that come for a flash sale: the
+        event's lift over the usual traffic (0 without one)."""
+        for event in self.events:
+            if isinstance(event, FlashSale):
+                return 1.0 - 1.0 / event.factor(moment, "")
+        return 0.0
+
     def city_rate(self, moment: datetime) -> float:
         return sum(self.rates(moment).values())
 

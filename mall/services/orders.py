@@ -310,13 +310,19 @@ class Orders:
         return len(stores)
 
     async def audit_stock(self, since: str) -> int:
-        """Units promised beyond stock among SKUs changed since `since` (must stay 0); each
-        finding is logged and counted in `mall_stock_oversold_total`."""
-        found = await inventory.oversold_since(self.db.reader(), since)
+        """Units promised beyond stock among SKUs changed since `since`, and beyond the
+        quantity of flash sales running since then (must stay 0); each finding is logged and
+        counted in `mall_stock_oversold_total`."""
+        conn = self.db.reader()
+        found = await inventory.oversold_since(conn, since)
         excess = sum(row["held"] - row["on_hand"] for row in found)
         for row in found:
             log.error("oversold: store %s sku %s holds %s for orders with %s on hand",
                       row["store_id"], row["sku_id"], row["held"], row["on_hand"])
+        for row in await flash_sales.oversold_since(conn, since):
+            excess += row["held"] - row["quantity"]
+            log.error("oversold: flash sale %s holds %s for orders of %s units",
+                      row["sale_id"], row["held"], row["quantity"])
         self.metrics.stock_oversold.inc(excess)
         return excess
 

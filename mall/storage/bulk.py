@@ -54,3 +54,13 @@ async def open_ledger(conn: Connection) -> None:
         "INSERT INTO inventory_ledger (store_id, sku_id, on_hand_delta, reserved_delta, reason,"
         " at) SELECT store_id, sku_id, on_hand, reserved, 'opening', updated_at FROM inventory"
         " WHERE on_hand != 0 OR reserved != 0")
+
+
+async def shelves_of_kind(conn: Connection, kind: str) -> list:
+    """Every SKU of the stores of one kind, with where the store is, its hours, its list
+    price and what is free to sell: what a city's campaigns are drawn from."""
+    return list(await conn.execute_fetchall(
+        "SELECT s.id AS store_id, s.business_circle, s.opens_at, s.closes_at, k.id AS sku_id,"
+        " k.price_fen, i.on_hand - i.reserved AS available FROM stores s"
+        " JOIN inventory i ON i.store_id = s.id JOIN skus k ON k.id = i.sku_id"
+        " WHERE s.kind = ? ORDER BY s.id, k.id", (kind,)))

@@ -88,3 +88,18 @@ async def on_order(conn: Connection, order_id: int) -> Row | None:
         "SELECT sale_id, qty, returned_at FROM flash_sale_orders WHERE order_id = ?",
         (order_id,))
     return rows[0] if rows else None
+
+
+async def count(conn: Connection) -> int:
+    rows = await conn.execute_fetchall("SELECT count(*) FROM flash_sales")
+    return rows[0][0]
+
+
+async def oversold_since(conn: Connection, since: str) -> list[Row]:
+    """Sales still running at `since` whose standing orders hold more units than the sale
+    offers: counted from the orders themselves, not from the `taken` bookkeeping."""
+    return list(await conn.execute_fetchall(
+        "SELECT f.id AS sale_id, f.quantity, sum(o.qty) AS held FROM flash_sales f"
+        " JOIN flash_sale_orders o ON o.sale_id = f.id JOIN orders r ON r.id = o.order_id"
+        " WHERE f.ends_at >= ? AND r.status NOT IN ('cancelled', 'expired')"
+        " GROUP BY f.id HAVING sum(o.qty) > f.quantity", (since,)))

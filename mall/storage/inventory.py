@@ -86,3 +86,4 @@ async def oversold_since(conn: Connection, since: str) -> list[Row]:
         f"   WHERE l.sku_id = i.sku_id AND o.store_id = i.store_id AND o.status IN ({marks}))"
         "  AS held FROM inventory i WHERE i.updated_at >= ?) WHERE held > on_hand",
         (*LIVE, since)))
+
