@@ -274,10 +274,10 @@ def flash_hunt(walk: Walk, token: str, rng: random.Random) -> None:
     """A 秒杀 hunter: opens the sale list, picks a sale on now or about to start, refreshes it
     until it starts (as early birds do), taps buy once, and pays if the tap won a unit."""
     _, listed = walk.call("GET", f"{V1}/flash-sales?limit=50", "flash_sales", token)
-    sales = [sale for sale in (listed or {}).get("items", [])
-             if sale["state"] in ("upcoming", "on")]
-    if not sales:
-        raise JourneyEnded("no flash sale")
+    listed = (listed or {}).get("items", [])
+    sales = [sale for sale in listed if sale["state"] in ("upcoming", "on")]
+    if not sales:   # 已抢光: the app shows every sale sold out, and the button is grey
+        raise JourneyEnded("flash sales sold out" if listed else "no flash sale")
     sale = rng.choice(sales)
     walk.records.reach(walk.record, "viewed")
     for _ in range(FLASH_REFRESHES):

@@ -26,6 +26,7 @@ from .risk_control import SHIPPED as SHIPPED_RULES
 from .risk_control import RiskControl, load_rules
 from .routes import ROUTES, setup_routes
 from .services.accounts import Accounts
+from .services.after_sales import AfterSales
 from .services.catalogue import Catalogue
 from .services.catalogue_cache import CatalogueCache
 from .services.coupons import Coupons
@@ -69,6 +70,14 @@ async def open_services(config: MallConfig, metrics: MallMetrics,
     vault = Vault(server_keys.vault_key)
     accounts = Accounts(db, clock, signer, vault, config.token_ttl_seconds)
     await accounts.refresh_deleted()
+    payments = Payments(db, clock, metrics, orders,
+                        keyring.platform_verifier() if keyring else None,
+                        keyring.apiv3_key.encode() if keyring else b"",
+                        config.notification_window_seconds, payer,
+                        config.payment_query_after_seconds)
+    after_sales = AfterSales(db, clock, metrics, orders, payer,
+                             config.payment_query_after_seconds)
+    payments.refunds = after_sales
     return Services(
         config=config, clock=clock, db=db, metrics=metrics, signer=signer,
         accounts=accounts, personal_data=PersonalData(db, clock, vault, accounts),
@@ -78,11 +87,8 @@ async def open_services(config: MallConfig, metrics: MallMetrics,
         coupons=coupons,
         flash_sales=FlashSales(db, clock, metrics, orders, config.flash_sale_recheck_seconds),
         pickup=Pickup(db, clock, metrics, orders, config.pickup_code_attempts),
-        payments=Payments(db, clock, metrics, orders,
-                          keyring.platform_verifier() if keyring else None,
-                          keyring.apiv3_key.encode() if keyring else b"",
-                          config.notification_window_seconds, payer,
-                          config.payment_query_after_seconds),
+        payments=payments,
+        after_sales=after_sales,
         payer=payer,
     )
 
@@ -94,14 +100,16 @@ async def _anchor_clock(conn: Connection, clock: Clock, resume: bool) -> None:
 
 
 async def _sweeper(services: Services) -> None:
-    """Expire unpaid orders, audit the stock that changed since the last look, notice
-    accounts deleted by another process, and checkpoint the WAL off the request path."""
+    """Expire unpaid orders, settle payments and refunds the payer has not confirmed, audit
+    the stock that changed since the last look, notice accounts deleted by another process,
+    and checkpoint the WAL off the request path."""
     audited_from = services.clock.stamp()
     while True:
         await asyncio.sleep(services.config.expiry_sweep_interval)
         try:
             await services.orders.expire_due()
             await services.payments.reconcile_due()
+            await services.after_sales.reconcile_due()
             now = services.clock.stamp()
             await services.orders.audit_stock(audited_from)
             audited_from = now

@@ -48,6 +48,13 @@ class MallMetrics:
             "mall_flash_sale_refusals", "Flash-sale orders refused, by reason, and whether this "
             "process answered from memory or asked the database", ["reason", "answered_from"],
             registry=r)
+        self.refunds = Counter(
+            "mall_refunds", "Refunds by what happened (requested, approved, rejected, "
+            "refunded, refused_by_payer) and the customer's reason", ["change", "reason"],
+            registry=r)
+        self.refund_settlements = Counter(
+            "mall_refund_settlements", "The payer's word on refunds, by how it came "
+            "(notification, query) and what applying it did", ["how", "outcome"], registry=r)
         self.shed_requests = Counter("mall_shed_requests",
                                      "Requests refused with 503 by load shedding", ["reason"],
                                      registry=r)

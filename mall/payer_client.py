@@ -1,7 +1,8 @@
 """The mall's client of the payer (WeChat Pay, or the sandbox standing in for it): the JSAPI
-order that makes a prepay, the order query (主动查单) and the close, each request signed with
-the merchant's key.  The payer is another process: every call may fail, and says so with
-`PayerUnavailable` rather than an answer the mall could mistake for a decision."""
+order that makes a prepay, the order query (主动查单), the close, and refunds with their query,
+each request signed with the merchant's key.  The payer is another process: every call may
+fail, and says so with `PayerUnavailable` rather than an answer the mall could mistake for a
+decision."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ TIMEOUT_S = 5.0
 
 class PayerUnavailable(Exception):
     """The payer did not answer, or answered with something other than a decision."""
+
+
+class RefundRefused(Exception):
+    """The payer answered that it will not make this refund (a decision, not an outage)."""
 
 
 @dataclass
@@ -96,3 +101,27 @@ class PayerClient:
         if answer.get("code") == "ORDERPAID":
             return "paid"
         raise PayerUnavailable(f"close {out_trade_no}: {status} {answer}")
+
+    async def refund(self, out_trade_no: str, out_refund_no: str, refund_fen: int,
+                     total_fen: int, reason: str) -> dict:
+        """Ask for a refund (the same out_refund_no again is the same refund): the payer's
+        answer, status PROCESSING or SUCCESS.  Its notification goes where the payment's did
+        (no notify_url: the payer's fallback), so one endpoint hears both.  A refusal (it
+        will not refund this) raises `RefundRefused`; no answer raises `PayerUnavailable`."""
+        status, answer = await self._call("POST", "/v3/refund/domestic/refunds", {
+            "out_trade_no": out_trade_no, "out_refund_no": out_refund_no,
+            "reason": reason[:80],
+            "amount": {"refund": refund_fen, "total": total_fen, "currency": "CNY"}})
+        if status == 200 and "refund_id" in answer:
+            return answer
+        raise RefundRefused(f"refund {out_refund_no}: {status} {answer}")
+
+    async def refund_status(self, out_refund_no: str) -> dict | None:
+        """The payer's view of a refund, None when it never heard of it."""
+        status, answer = await self._call(
+            "GET", f"/v3/refund/domestic/refunds/{quote(out_refund_no)}")
+        if status == 404:
+            return None
+        if status != 200 or "status" not in answer:
+            raise PayerUnavailable(f"refund query {out_refund_no}: {status} {answer}")
+        return answer

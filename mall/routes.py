@@ -19,7 +19,18 @@ from pydantic import BaseModel
 from . import schemas, validation
 from .auth import PRINCIPAL, bearer_token
 from .errors import Forbidden, Unauthorized
-from .handlers import accounts, admin, browse, coupons, flash_sales, merchant, ops, orders, payments
+from .handlers import (
+    accounts,
+    admin,
+    after_sales,
+    browse,
+    coupons,
+    flash_sales,
+    merchant,
+    ops,
+    orders,
+    payments,
+)
 from .risk_control import RiskControl
 from .services.registry import SERVICES
 
@@ -134,8 +145,13 @@ ROUTES: tuple[Route, ...] = (
           tag="payments", links=(("ReadPaidOrder", "orders_get_order",
                                   {"order_id": "$request.path.order_id"}),)),
     Route("POST", f"{V1}/payments/notify", payments.notify, "public",
-          "Payment notification from the payer (signed, WeChat Pay v3 contract)", status=204,
-          tag="payments"),
+          "Payment and refund notifications from the payer (signed, WeChat Pay v3 contract)",
+          status=204, tag="payments"),
+    Route("POST", f"{V1}/orders/{{order_id}}/refund", after_sales.request_refund, "user",
+          "Ask for a refund of a paid order, before or after pickup (after: within 7 days)",
+          schemas.RefundIn, status=201, tag="after_sales"),
+    Route("GET", f"{V1}/orders/{{order_id}}/refund", after_sales.my_refund, "user",
+          "The refund of one of my orders", tag="after_sales"),
     Route("POST", f"{S}/products", merchant.add_product, "store", "Add a product",
           schemas.ProductIn, status=201, tag="merchant", links=(
               ("SetStock", "merchant_set_stock", NEW_SKU),
@@ -170,6 +186,11 @@ ROUTES: tuple[Route, ...] = (
           "Send a delivery order out", tag="merchant"),
     Route("POST", f"{S}/orders/{{order_id}}/delivered", merchant.delivered, "store",
           "Mark a delivery order delivered", tag="merchant"),
+    Route("GET", f"{S}/refunds", after_sales.store_refunds, "store",
+          "The store's refunds, newest first", query=schemas.RefundsQuery, tag="merchant"),
+    Route("POST", f"{S}/orders/{{order_id}}/refund", after_sales.decide_refund, "store",
+          "Approve (the payer pays it back) or reject a requested refund",
+          schemas.RefundDecisionIn, tag="merchant"),
     Route("GET", f"{S}/audit-log", merchant.audit_log, "store",
           "Audit log of the store's merchant and operator actions", query=schemas.PageQuery,
           tag="merchant"),

@@ -158,6 +158,23 @@ class FlashSalesQuery(Query):
     limit: Annotated[int, Field(ge=1, le=50)] = 20
 
 
+class RefundIn(Body):
+    """Ask for a refund of a paid order (before or after pickup), with a reason."""
+    reason: Literal["changed_mind", "quality", "missing_items", "wrong_items", "late",
+                    "other"]
+
+
+class RefundDecisionIn(Body):
+    decision: Literal["approve", "reject"]
+    reject_reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                                    max_length=200)] | None = None
+
+
+class RefundsQuery(Query):
+    status: Annotated[str, StringConstraints(max_length=20)] | None = None
+    limit: Annotated[int, Field(ge=1, le=50)] = 20
+
+
 class CouponsQuery(Query):
     store_id: Id | None = None
     limit: Annotated[int, Field(ge=1, le=50)] = 20

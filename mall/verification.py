@@ -71,6 +71,10 @@ async def verify(db_path: Path, grace_seconds: float = 300.0) -> list[Finding]:
              "standing orders, within its quantity and per-customer limit, each at its price; "
              "an order closed unpaid gave its units back",
              lambda: invariants.flash_sales_off_their_orders(conn)),
+            ("refunds_match_payments", "every refund paid back matches a successful payment "
+             "of its order, within its amount; a refunded order has a succeeded refund of its "
+             "total; an order awaiting a refund decision has an open refund",
+             lambda: invariants.refunds_off_their_payments(conn)),
         ]
         findings = []
         for name, meaning, query in checks:

@@ -208,11 +208,13 @@ class Keyring:
                                 self.merchant_serial)
 
 
-def encrypt_resource(apiv3_key: bytes, data: dict, nonce: str, associated_data: str) -> dict:
+def encrypt_resource(apiv3_key: bytes, data: dict, nonce: str, associated_data: str,
+                     original_type: str = "transaction") -> dict:
+    """A notification's resource: `transaction` for payments, `refund` for refunds."""
     ciphertext = AESGCM(apiv3_key).encrypt(nonce.encode(), json.dumps(data).encode(),
                                            associated_data.encode())
     return {"algorithm": "AEAD_AES_256_GCM", "ciphertext": base64.b64encode(ciphertext).decode(),
-            "nonce": nonce, "associated_data": associated_data, "original_type": "transaction"}
+            "nonce": nonce, "associated_data": associated_data, "original_type": original_type}
 
 
 def decrypt_resource(apiv3_key: bytes, resource: dict) -> dict:

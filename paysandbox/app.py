@@ -1,5 +1,6 @@
 """The sandbox's app factory and its handlers: the WeChat Pay v3 JSAPI order, order query and
-close (merchant-signed), the customer's wallet completing a prepay, and ops endpoints.
+close, refunds and their query (merchant-signed), the customer's wallet completing a prepay,
+and ops endpoints.
 
 Errors answer as WeChat Pay does, `{"code": "PARAM_ERROR", "message": ...}` with the HTTP
 status of its documentation, plus the offending `field` where there is one."""
@@ -47,6 +48,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
 
+NotifyUrl = Annotated[str, Field(pattern=r"^https?://[^\s]{1,250}$")]
+OutTradeNo = Annotated[str, Field(pattern=r"^[A-Za-z0-9_*|-]{6,32}$")]
+
+
 class Amount(_Strict):
     total: Annotated[int, Field(gt=0, le=10**10)]
     currency: Literal["CNY"] = "CNY"
@@ -60,10 +65,26 @@ class JsapiOrder(_Strict):
     appid: Annotated[str, Field(min_length=1, max_length=32)]
     mchid: Annotated[str, Field(min_length=1, max_length=32)]
     description: Annotated[str, Field(min_length=1, max_length=127)]
-    out_trade_no: Annotated[str, Field(pattern=r"^[A-Za-z0-9_*|-]{6,32}$")]
-    notify_url: Annotated[str, Field(pattern=r"^https?://[^\s]{1,250}$")]
+    out_trade_no: OutTradeNo
+    notify_url: NotifyUrl
     amount: Amount
     payer: Payer
+
+
+class RefundAmount(_Strict):
+    refund: Annotated[int, Field(gt=0, le=10**10)]
+    total: Annotated[int, Field(gt=0, le=10**10)]
+    currency: Literal["CNY"] = "CNY"
+
+
+class RefundRequest(_Strict):
+    out_trade_no: OutTradeNo
+    out_refund_no: Annotated[str, Field(pattern=r"^[A-Za-z0-9_*@|-]{1,64}$")]
+    reason: Annotated[str, Field(max_length=80)] | None = None
+    # Optional, as at WeChat Pay: without it the notification goes where the payment's went
+    # (WeChat: to the URL configured on the merchant platform).
+    notify_url: NotifyUrl | None = None
+    amount: RefundAmount
 
 
 class Completion(_Strict):
@@ -251,6 +272,86 @@ async def complete(request: web.Request) -> web.Response:
                                                "body": body.decode()}}, status=202)
 
 
+def _refund_view(row, status: str | None = None) -> dict:
+    """A refund as WeChat Pay's refund API answers it."""
+    return {"refund_id": row["refund_id"], "out_refund_no": row["out_refund_no"],
+            "transaction_id": row["transaction_id"], "out_trade_no": row["out_trade_no"],
+            "channel": "ORIGINAL", "user_received_account": "支付用户零钱",
+            "status": status or row["status"], "success_time": row["success_time"],
+            "create_time": row["created_at"],
+            "amount": {"total": row["total_fen"], "refund": row["amount_fen"],
+                       "payer_total": row["total_fen"], "payer_refund": row["amount_fen"],
+                       "currency": "CNY"}}
+
+
+async def refund(request: web.Request) -> web.Response:
+    """POST /v3/refund/domestic/refunds: give back part or all of a successful payment.  The
+    same out_refund_no again answers the same refund (a merchant's retry) and moves no money
+    twice.  A new refund answers PROCESSING, as WeChat Pay does; the REFUND.SUCCESS
+    notification follows through the outbox."""
+    box = request.app[SANDBOX]
+    data = _parse(RefundRequest, await request.read())
+    assert isinstance(data, RefundRequest)
+    clock = box.config.clock
+    now = clock.now()
+    refund_id = f"50300{secrets.randbelow(10**24):024d}"
+    notification_id = str(uuid.uuid4())
+
+    async def create(conn) -> tuple[object, bool]:
+        existing = await box.store.refund(data.out_refund_no)
+        if existing is not None:
+            if (existing["out_trade_no"], existing["amount_fen"]) != (data.out_trade_no,
+                                                                      data.amount.refund):
+                raise Refusal(400, "INVALID_REQUEST", "out_refund_no was used for another "
+                              "refund", "out_refund_no")
+            return existing, False
+        trade = await box.store.by_out_trade_no(data.out_trade_no)
+        if trade is None:
+            raise Refusal(404, "RESOURCE_NOT_EXISTS", "no such out_trade_no", "out_trade_no")
+        if trade["trade_state"] != "SUCCESS":
+            raise Refusal(400, "INVALID_REQUEST", f"the payment is {trade['trade_state']}, "
+                          "not paid", "out_trade_no")
+        if data.amount.total != trade["amount_fen"]:
+            raise Refusal(400, "PARAM_ERROR", "amount.total is not the payment's",
+                          "amount.total")
+        left = trade["amount_fen"] - await box.store.refunded_fen(data.out_trade_no)
+        if data.amount.refund > left:
+            raise Refusal(400, "INVALID_REQUEST", f"only {left} fen are left to refund",
+                          "amount.refund")
+        success_time = now.isoformat(timespec="seconds")
+        notify_url = data.notify_url or trade["notify_url"]
+        await storage.insert_refund(
+            conn, out_refund_no=data.out_refund_no, refund_id=refund_id,
+            out_trade_no=data.out_trade_no, amount_fen=data.amount.refund, reason=data.reason,
+            notify_url=notify_url, success_time=success_time, now=clock.stamp(now))
+        made = await box.store.refund(data.out_refund_no)
+        resource = {**_refund_view(made), "mchid": trade["mchid"], "refund_status": "SUCCESS"}
+        body = json.dumps({
+            "id": notification_id, "create_time": success_time, "event_type": "REFUND.SUCCESS",
+            "resource_type": "encrypt-resource", "summary": "退款成功",
+            "resource": encrypt_resource(box.keys.apiv3_key.encode(), resource,
+                                         secrets.token_hex(6), "refund", "refund"),
+        }, ensure_ascii=False).encode()
+        await storage.enqueue(conn, notification_id, data.out_trade_no, notify_url, body,
+                              time.time())
+        return made, True
+
+    row, created = await box.store.write(create)
+    if created:
+        box.transactions.labels("refunded").inc()
+        box.outbox.wake.set()
+    return web.json_response(_refund_view(row, "PROCESSING" if created else None))
+
+
+async def refund_query(request: web.Request) -> web.Response:
+    """GET /v3/refund/domestic/refunds/{out_refund_no}: 查询单笔退款."""
+    box = request.app[SANDBOX]
+    row = await box.store.refund(request.match_info["out_refund_no"])
+    if row is None:
+        raise Refusal(404, "RESOURCE_NOT_EXISTS", "no such out_refund_no", "out_refund_no")
+    return web.json_response(_refund_view(row))
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -327,6 +428,8 @@ def create_app(config: PayerConfig) -> web.Application:
     app.router.add_post("/v3/pay/transactions/jsapi", jsapi)
     app.router.add_get("/v3/pay/transactions/out-trade-no/{out_trade_no}", query)
     app.router.add_post("/v3/pay/transactions/out-trade-no/{out_trade_no}/close", close)
+    app.router.add_post("/v3/refund/domestic/refunds", refund)
+    app.router.add_get("/v3/refund/domestic/refunds/{out_refund_no}", refund_query)
     app.router.add_post("/sandbox/payments/{prepay_id}/complete", complete)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -30,6 +30,22 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (due_at) WHERE state = 'pending';
 
+-- Refunds of successful payments (WeChat Pay v3 domestic refunds).  The sandbox settles a
+-- refund as soon as it is asked (the money goes back to the wallet) and owes the merchant a
+-- REFUND.SUCCESS notification, written to the outbox in the same transaction.
+CREATE TABLE IF NOT EXISTS refunds (
+    out_refund_no TEXT PRIMARY KEY,          -- the merchant's number for this refund
+    refund_id     TEXT    NOT NULL UNIQUE,
+    out_trade_no  TEXT    NOT NULL REFERENCES transactions (out_trade_no),
+    amount_fen    INTEGER NOT NULL CHECK (amount_fen > 0),
+    reason        TEXT,
+    notify_url    TEXT    NOT NULL,
+    status        TEXT    NOT NULL CHECK (status IN ('PROCESSING', 'SUCCESS')),
+    success_time  TEXT,
+    created_at    TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS refunds_by_trade ON refunds (out_trade_no);
+
 -- Switches kept with the payer's data: the simulated clock's anchor, so a restarted payer
 -- resumes simulated time (and WeChat's retry schedule) where it was.
 CREATE TABLE IF NOT EXISTS settings (

@@ -20,6 +20,10 @@ _TRANSACTION = ("SELECT out_trade_no, prepay_id, mchid, appid, description, amou
                 " notify_url, trade_state, transaction_id, success_time, created_at"
                 " FROM transactions")
 
+_REFUND = ("SELECT r.out_refund_no, r.refund_id, r.out_trade_no, r.amount_fen, r.reason,"
+           " r.status, r.success_time, r.created_at, t.amount_fen AS total_fen, t.transaction_id,"
+           " t.mchid FROM refunds r JOIN transactions t ON t.out_trade_no = r.out_trade_no")
+
 
 class Store:
     def __init__(self, path: Path) -> None:
@@ -65,6 +69,14 @@ class Store:
 
     async def by_prepay(self, prepay_id: str) -> Row | None:
         return await self._one(f"{_TRANSACTION} WHERE prepay_id = ?", (prepay_id,))
+
+    async def refund(self, out_refund_no: str) -> Row | None:
+        return await self._one(f"{_REFUND} WHERE r.out_refund_no = ?", (out_refund_no,))
+
+    async def refunded_fen(self, out_trade_no: str) -> int:
+        row = await self._one("SELECT coalesce(sum(amount_fen), 0) FROM refunds"
+                              " WHERE out_trade_no = ?", (out_trade_no,))
+        return int(row[0]) if row else 0
 
     async def due(self, now: float, limit: int) -> list[Row]:
         return list(await self.conn.execute_fetchall(
@@ -120,3 +132,14 @@ async def attempted(conn: aiosqlite.Connection, notification_id: str, state: str
 async def put_setting(conn: aiosqlite.Connection, key: str, value: str) -> None:
     await conn.execute("INSERT INTO settings (key, value) VALUES (?, ?)"
                        " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+
+async def insert_refund(conn: aiosqlite.Connection, *, out_refund_no: str, refund_id: str,
+                        out_trade_no: str, amount_fen: int, reason: str | None,
+                        notify_url: str, success_time: str, now: str) -> None:
+    """A refund, settled at once: the sandbox's wallet takes the money back immediately."""
+    await conn.execute(
+        "INSERT INTO refunds (out_refund_no, refund_id, out_trade_no, amount_fen, reason,"
+        " notify_url, status, success_time, created_at) VALUES (?, ?, ?, ?, ?, ?, 'SUCCESS', ?, ?)",
+        (out_refund_no, refund_id, out_trade_no, amount_fen, reason, notify_url, success_time,
+         now))

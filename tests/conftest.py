@@ -43,10 +43,11 @@ async def start_payer(tmp_path):
     """Start payment sandboxes (real apps on real sockets, each on its own file)."""
     started: list[TestServer] = []
 
-    async def start(**settings) -> TestServer:
+    async def start(port: int | None = None, **settings) -> TestServer:
         settings.setdefault("db_path", tmp_path / f"payer{len(started)}.db")
         settings.setdefault("keys_path", tmp_path / "payment-keys.json")
-        server = TestServer(create_payer(PayerConfig(**settings)), host="127.0.0.1")
+        server = TestServer(create_payer(PayerConfig(**settings)), host="127.0.0.1",
+                            port=port)
         await server.start_server()
         started.append(server)
         return server

@@ -16,6 +16,7 @@ from .conftest import open_shop, order_body, paid_order
 from .test_cli import XINGCHENG
 from .test_coupons import issue_coupon
 from .test_flash_sales import start_sale
+from .test_refunds import ask, decide, order_status
 
 
 def verify(db: Path) -> tuple[int, dict[str, dict]]:
@@ -80,6 +81,10 @@ async def orders_in_every_state(mall) -> dict[str, int]:
                   token=shop.merchant, json={"stock": 60})
     states["pending"] = (await api.post("/api/v1/orders", token=customer,
                                         json=order_body(shop))).body["order_id"]
+    states["refunded"] = await paid_order(mall, shop, customer)
+    await ask(mall, customer, states["refunded"])
+    await decide(mall, shop, states["refunded"])
+    await order_status(mall, customer, states["refunded"], ("refunded",))
     sale = await start_sale(mall, shop, quantity=3)
     states["flash_sale"] = sale["sale_id"]
     flash = f"/api/v1/flash-sales/{sale['sale_id']}/orders"
@@ -117,7 +122,7 @@ async def test_a_mall_with_orders_in_every_state_verifies_clean(verified_file):
     db, _ = verified_file
     code, findings = verify(db)
     assert code == 0, {k: v for k, v in findings.items() if v["breaches"]}
-    assert len(findings) == 9 and all(f["breaches"] == 0 for f in findings.values())
+    assert len(findings) == 10 and all(f["breaches"] == 0 for f in findings.values())
     with sqlite3.connect(db) as conn:
         reasons = {row[0] for row in conn.execute("SELECT reason FROM inventory_ledger")}
     assert reasons >= {"stock_set", "reserve", "release", "hand_over"}
@@ -151,6 +156,10 @@ BREAKS = {
                             "order_id", "coupon_order"),
     "coupon_claims_off": ("coupons_add_up", "UPDATE coupon_templates SET claimed = claimed - 1"
                           " WHERE id = {coupon_template}", "template_id", "coupon_template"),
+    "refund_amount_off": ("refunds_match_payments", "UPDATE refunds SET amount_fen ="
+                          " amount_fen + 1 WHERE order_id = {refunded}", "order_id", "refunded"),
+    "refund_lost": ("refunds_match_payments", "DELETE FROM refunds WHERE order_id = {refunded}",
+                    "order_id", "refunded"),
     "flash_unaudited": ("staff_changes_audited", "DELETE FROM audit_log"
                         " WHERE action = 'flash_sale.create' AND target_id = '{flash_sale}'",
                         "target", "flash_sale"),

@@ -37,7 +37,7 @@ from .coupons import Coupons
 
 log = logging.getLogger("mall.orders")
 ORDER_STATES = ("pending_payment", "paid", "ready_for_pickup", "out_for_delivery", "completed",
-                "cancelled", "expired")
+                "cancelled", "expired", "refund_requested", "refunded", "refund_rejected")
 _CODE_VISIBLE = ("paid", "ready_for_pickup")
 _NO_CURSOR = 2**62
 
@@ -326,10 +326,26 @@ class Orders:
         self.metrics.stock_oversold.inc(excess)
         return excess
 
+    async def refund_in(self, conn: Connection, order_id: int, stamp: str) -> None:
+        """Inside the transaction that settles its refund: the order is refunded; goods it
+        still held go back on the shelf (and it closes), its coupon comes back.  Units of a
+        flash sale stay sold: the sale may be over."""
+        order = await orders.order(conn, order_id)
+        holding = order["closed_at"] is None
+        await orders.move(conn, order_id, (order["status"],), "refunded",
+                          **({"closed_at": stamp} if holding else {}))
+        if holding:
+            for line in await orders.lines(conn, order_id):
+                await inventory.release(conn, order["store_id"], line["sku_id"], line["qty"],
+                                        order_id, stamp)
+        if await coupons.give_back(conn, order_id):
+            self.metrics.coupon_redemptions.labels("returned").inc()
+
     async def hand_over(self, conn: Connection, order, from_states: tuple[str, ...],
                         stamp: str) -> bool:
         """Complete an order whose goods leave the store: reserved stock leaves the shelf."""
-        if not await orders.move(conn, order["id"], from_states, "completed", closed_at=stamp):
+        if not await orders.move(conn, order["id"], from_states, "completed", closed_at=stamp,
+                                 handed_over_at=stamp):
             return False
         for line in await orders.lines(conn, order["id"]):
             await inventory.hand_over(conn, order["store_id"], line["sku_id"], line["qty"],

@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 from ..auth import Principal
 from ..clock import Clock
@@ -26,6 +27,12 @@ from ..wechatpay import NONCE, SERIAL, SIGNATURE, TIMESTAMP, PlatformVerifier, d
 from .orders import Orders
 
 log = logging.getLogger("mall.payments")
+
+
+class RefundSettler(Protocol):
+    async def settle(self, out_refund_no: str, payer_refund_id: str | None, how: str,
+                     notification_id: str | None = None,
+                     amount_fen: int | None = None) -> str: ...
 
 
 def new_pickup_code() -> str:
@@ -46,6 +53,8 @@ class Payments:
     payer: PayerClient | None
     # Simulated seconds without a notification after which a payment is asked about.
     query_after_seconds: float = 60.0
+    # Where refund notifications go (the payer sends them to the payment's address).
+    refunds: RefundSettler | None = None
 
     async def prepay(self, principal: Principal, order_id: int, notify_url: str) -> dict:
         """A prepay_id for the mini-program's wx.requestPayment: the open one of this order,
@@ -136,11 +145,14 @@ class Payments:
             raise Unauthorized("bad_signature", "signature does not verify", SIGNATURE)
 
     async def notify(self, headers: Mapping[str, str], body: bytes) -> str:
-        """Apply one notification; returns its outcome (applied, duplicate, ...)."""
+        """Apply one notification, of a payment or of a refund (the payer sends both here);
+        returns its outcome (applied, duplicate, ...)."""
         self._authenticate(headers, body)
         try:
             envelope = json.loads(body)
             notification_id = str(envelope["id"])
+            if str(envelope.get("event_type", "")).startswith("REFUND.") and self.refunds:
+                return await self._refund_notification(notification_id, envelope["resource"])
             transaction = decrypt_resource(self.apiv3_key, envelope["resource"])
             out_trade_no = str(transaction["out_trade_no"])
             trade_state = str(transaction["trade_state"])
@@ -168,6 +180,24 @@ class Payments:
         self.metrics.payment_notifications.labels(outcome).inc()
         self._count_paid(outcome, order)
         return outcome
+
+    async def _refund_notification(self, notification_id: str, resource: dict) -> str:
+        assert self.refunds is not None
+        try:
+            refund = decrypt_resource(self.apiv3_key, resource)
+            out_refund_no = str(refund["out_refund_no"])
+            status = str(refund["refund_status"])
+            amount = int(refund["amount"]["refund"])
+        except (ValueError, KeyError, TypeError) as exc:
+            self.metrics.payment_notifications.labels("malformed").inc()
+            raise BadRequest("bad_resource", "notification body or resource is malformed",
+                             "resource") from exc
+        if status != "SUCCESS":   # REFUND.ABNORMAL / CLOSED: the money did not go back
+            log.error("refund %s came back %s", out_refund_no, status)
+            self.metrics.refund_settlements.labels("notification", status.lower()).inc()
+            return status.lower()
+        return await self.refunds.settle(out_refund_no, refund.get("refund_id"),
+                                         "notification", notification_id, amount)
 
     def _count_paid(self, outcome: str, order) -> None:
         if outcome == "applied":

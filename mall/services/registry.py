@@ -13,6 +13,7 @@ from ..metrics import MallMetrics
 from ..payer_client import PayerClient
 from ..storage import Database
 from .accounts import Accounts
+from .after_sales import AfterSales
 from .catalogue import Catalogue
 from .coupons import Coupons
 from .flash_sales import FlashSales
@@ -39,6 +40,7 @@ class Services:
     flash_sales: FlashSales
     pickup: Pickup
     payments: Payments
+    after_sales: AfterSales
     payer: PayerClient | None
 
 

@@ -184,21 +184,31 @@ class Database:
                      " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
         done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
         applied = []
-        for version, name, sql in migrations():
-            if version in done:
-                continue
-            # executescript commits first, so the script and its record form one transaction.
-            try:
-                conn.executescript(f"BEGIN IMMEDIATE;\n"
-                                   f"INSERT INTO schema_migrations VALUES ({version}, '{name}', "
-                                   f"'{self.clock.stamp()}');\n{sql}\nCOMMIT;")
-            except sqlite3.IntegrityError:
-                conn.execute("ROLLBACK")
-                if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?",
-                                (version,)).fetchone() is None:
-                    raise  # the script's own fault, not another process's head start
-                continue
-            applied.append(name)
+        # A migration may rebuild a table (SQLite cannot change a CHECK in place): foreign
+        # keys are off meanwhile, as SQLite's procedure for it asks, and checked before each
+        # commit instead.
+        conn.execute("PRAGMA foreign_keys = OFF")
+        try:
+            for version, name, sql in migrations():
+                if version in done:
+                    continue
+                try:
+                    conn.executescript(f"BEGIN IMMEDIATE;\nINSERT INTO schema_migrations VALUES"
+                                       f" ({version}, '{name}', '{self.clock.stamp()}');\n{sql}")
+                except sqlite3.IntegrityError:
+                    conn.execute("ROLLBACK")
+                    if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?",
+                                    (version,)).fetchone() is None:
+                        raise  # the script's own fault, not another process's head start
+                    continue
+                broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    conn.execute("ROLLBACK")
+                    raise sqlite3.IntegrityError(f"{name} breaks foreign keys: {broken[:5]}")
+                conn.execute("COMMIT")
+                applied.append(name)
+        finally:
+            conn.execute("PRAGMA foreign_keys = ON")
         return applied
 
     async def transaction(self, body: Callable[[Connection], Awaitable[T]]) -> T:

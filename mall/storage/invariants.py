@@ -7,10 +7,10 @@ from __future__ import annotations
 from sqlite3 import Row
 
 from .database import Connection
-from .inventory import LIVE
+from .inventory import HOLDS_STOCK
 
-_LIVE = ",".join(f"'{state}'" for state in LIVE)
-_PAID = "('paid', 'ready_for_pickup', 'out_for_delivery', 'completed')"
+_PAID = ("('paid', 'ready_for_pickup', 'out_for_delivery', 'completed', 'refund_requested',"
+         " 'refund_rejected', 'refunded')")
 
 
 async def _rows(conn: Connection, sql: str, args: tuple = ()) -> list[Row]:
@@ -36,18 +36,18 @@ async def negative_stock(conn: Connection) -> list[Row]:
 
 
 async def reserved_not_held(conn: Connection) -> list[Row]:
-    """SKUs whose reserved count is not what live orders hold of them."""
+    """SKUs whose reserved count is not what open orders hold of them."""
     return await _rows(conn, (
         "SELECT i.store_id, i.sku_id, i.reserved, coalesce(h.held, 0) AS held FROM inventory i"
         " LEFT JOIN (SELECT o.store_id, l.sku_id, sum(l.qty) AS held FROM orders o"
-        f"  JOIN order_lines l ON l.order_id = o.id WHERE o.status IN ({_LIVE})"
+        f"  JOIN order_lines l ON l.order_id = o.id WHERE {HOLDS_STOCK}"
         "  GROUP BY o.store_id, l.sku_id) h ON h.store_id = i.store_id AND h.sku_id = i.sku_id"
         " WHERE i.reserved != coalesce(h.held, 0)"))
 
 
 async def orders_off_their_ledger(conn: Connection) -> list[Row]:
-    """Order lines whose ledger rows do not match the order's state: a live order holds its
-    units, a completed one handed them over, a closed one released them.  Orders from
+    """Order lines whose ledger rows do not match the order's state: an open order holds its
+    units, one whose goods left handed them over, any other closed one released them.  Orders from
     before the ledger opened are not judged (their units are in the opening rows)."""
     return await _rows(conn, (
         "SELECT o.id AS order_id, l.sku_id, o.status, l.qty,"
@@ -58,8 +58,9 @@ async def orders_off_their_ledger(conn: Connection) -> list[Row]:
         "  GROUP BY order_id, sku_id) g ON g.order_id = o.id AND g.sku_id = l.sku_id"
         " WHERE o.created_at >= coalesce((SELECT min(at) FROM inventory_ledger"
         "  WHERE reason != 'opening'), '9999')"
-        f" AND (coalesce(g.reserved, 0) != CASE WHEN o.status IN ({_LIVE}) THEN l.qty ELSE 0 END"
-        "  OR coalesce(g.on_hand, 0) != CASE WHEN o.status = 'completed' THEN -l.qty ELSE 0 END)"
+        f" AND (coalesce(g.reserved, 0) != CASE WHEN {HOLDS_STOCK} THEN l.qty ELSE 0 END"
+        f"  OR coalesce(g.on_hand, 0) != CASE WHEN {await _handed_over(conn)} THEN -l.qty"
+        "  ELSE 0 END)"
     ))
 
 
@@ -167,6 +168,35 @@ async def flash_sales_off_their_orders(conn: Connection) -> list[Row]:
         " WHERE l.sku_id != f.sku_id OR l.unit_price_fen != f.price_fen OR l.qty != o.qty"))
 
 
+async def refunds_off_their_payments(conn: Connection) -> list[Row]:
+    """Refund breaches: a refund paid back against a payment that did not succeed, of
+    another order, or beyond its amount; a refunded order without a succeeded refund of its
+    total, or a succeeded refund whose order is not refunded; an order awaiting a refund
+    decision without an open refund, or an open refund whose order does not await it.  A
+    database from before after-sales (schema < 10) has none."""
+    if not await _has_table(conn, "refunds"):
+        return []
+    return await _rows(conn, (
+        "SELECT 'not_its_payment' AS breach, r.order_id, r.id AS refund_id,"
+        " r.amount_fen AS expected, p.amount_fen AS found FROM refunds r"
+        " JOIN payments p ON p.id = r.payment_id WHERE p.status != 'succeeded'"
+        "  OR p.order_id != r.order_id OR r.amount_fen > p.amount_fen"
+        " UNION ALL SELECT 'refunded_without_refund', o.id, r.id, o.total_fen, r.amount_fen"
+        " FROM orders o LEFT JOIN refunds r ON r.order_id = o.id AND r.status = 'succeeded'"
+        " WHERE o.status = 'refunded' AND (r.id IS NULL OR r.amount_fen != o.total_fen)"
+        " UNION ALL SELECT 'refund_without_refunded_order', o.id, r.id, 'refunded', o.status"
+        " FROM refunds r JOIN orders o ON o.id = r.order_id"
+        " WHERE r.status = 'succeeded' AND o.status != 'refunded'"
+        " UNION ALL SELECT 'request_without_refund', o.id, r.id, 'open refund', r.status"
+        " FROM orders o LEFT JOIN refunds r ON r.order_id = o.id"
+        " WHERE o.status = 'refund_requested'"
+        "  AND (r.id IS NULL OR r.status NOT IN ('requested', 'approved', 'processing'))"
+        " UNION ALL SELECT 'open_refund_order_moved', o.id, r.id, 'refund_requested', o.status"
+        " FROM refunds r JOIN orders o ON o.id = r.order_id"
+        " WHERE r.status IN ('requested', 'approved', 'processing') AND r.cause = 'customer'"
+        "  AND o.status != 'refund_requested'"))
+
+
 async def coupons_off_their_orders(conn: Connection) -> list[Row]:
     """Coupon breaches: a template whose claim count is not its coupons or is beyond its
     quantity; a customer over a template's limit; a coupon used by no order, another
@@ -185,13 +215,13 @@ async def coupons_off_their_orders(conn: Connection) -> list[Row]:
         " UNION ALL SELECT 'used_off_its_order', c.template_id, c.id, c.order_id, NULL,"
         " o.status FROM user_coupons c LEFT JOIN orders o ON o.id = c.order_id"
         " WHERE c.status = 'used' AND (o.id IS NULL OR o.user_id != c.user_id"
-        "  OR o.status IN ('cancelled', 'expired'))"
+        "  OR o.status IN ('cancelled', 'expired', 'refunded'))"
         " UNION ALL SELECT 'total_not_lines_less_discount', c.template_id, c.id, o.id,"
         " l.subtotal - coalesce(c.discount_fen, 0), o.total_fen FROM orders o"
         " JOIN (SELECT order_id, sum(unit_price_fen * qty) AS subtotal FROM order_lines"
         "  GROUP BY order_id) l ON l.order_id = o.id"
         " LEFT JOIN user_coupons c ON c.order_id = o.id"
-        " WHERE o.status NOT IN ('cancelled', 'expired')"
+        " WHERE o.status NOT IN ('cancelled', 'expired', 'refunded')"
         "  AND o.total_fen != l.subtotal - coalesce(c.discount_fen, 0)"))
 
 
@@ -207,6 +237,14 @@ async def last_activity(conn: Connection) -> str | None:
 
 async def has_ledger(conn: Connection) -> bool:
     return await _has_table(conn, "inventory_ledger")
+
+
+async def _handed_over(conn: Connection) -> str:
+    """Whether an order's goods left the store: its own column from schema 10 on (a refund
+    changes the status), its status before."""
+    columns = {row[1] for row in await conn.execute_fetchall("PRAGMA table_info(orders)")}
+    return ("o.handed_over_at IS NOT NULL" if "handed_over_at" in columns
+            else "o.status = 'completed'")
 
 
 async def _has_table(conn: Connection, name: str) -> bool:

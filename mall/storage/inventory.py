@@ -72,18 +72,20 @@ async def set_on_hand(conn: Connection, store_id: int, sku_id: int, on_hand: int
     return rows[0] if rows else None
 
 
-LIVE = ("pending_payment", "paid", "ready_for_pickup", "out_for_delivery")
+# Orders under way: not closed, or with a refund still open.
+LIVE = ("pending_payment", "paid", "ready_for_pickup", "out_for_delivery", "refund_requested")
+# An order holds its units on the shelf until it closes (handed over, cancelled, expired, or
+# refunded before pickup): every closing sets `closed_at`.
+HOLDS_STOCK = "o.closed_at IS NULL"
 
 
 async def oversold_since(conn: Connection, since: str) -> list[Row]:
-    """SKUs changed since `since` whose live orders hold more units than stand on the shelf:
+    """SKUs changed since `since` whose open orders hold more units than stand on the shelf:
     counted from the orders themselves, not from the `reserved` bookkeeping."""
-    marks = ",".join("?" * len(LIVE))
     return list(await conn.execute_fetchall(
         "SELECT store_id, sku_id, on_hand, held FROM ("
         " SELECT i.store_id, i.sku_id, i.on_hand,"
         "  (SELECT coalesce(sum(l.qty), 0) FROM order_lines l JOIN orders o ON o.id = l.order_id"
-        f"   WHERE l.sku_id = i.sku_id AND o.store_id = i.store_id AND o.status IN ({marks}))"
-        "  AS held FROM inventory i WHERE i.updated_at >= ?) WHERE held > on_hand",
-        (*LIVE, since)))
+        f"   WHERE l.sku_id = i.sku_id AND o.store_id = i.store_id AND {HOLDS_STOCK})"
+        "  AS held FROM inventory i WHERE i.updated_at >= ?) WHERE held > on_hand", (since,)))
 

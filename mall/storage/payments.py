@@ -31,6 +31,17 @@ async def open_for_order(conn: Connection, order_id: int) -> Row | None:
     return rows[0] if rows else None
 
 
+async def by_id(conn: Connection, payment_id: int) -> Row | None:
+    rows = await conn.execute_fetchall(f"{_PAYMENT} WHERE id = ?", (payment_id,))
+    return rows[0] if rows else None
+
+
+async def succeeded_for_order(conn: Connection, order_id: int) -> Row | None:
+    rows = await conn.execute_fetchall(
+        f"{_PAYMENT} WHERE order_id = ? AND status = 'succeeded'", (order_id,))
+    return rows[0] if rows else None
+
+
 async def by_prepay(conn: Connection, prepay_id: str) -> Row | None:
     rows = await conn.execute_fetchall(f"{_PAYMENT} WHERE prepay_id = ?", (prepay_id,))
     return rows[0] if rows else None
