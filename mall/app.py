@@ -31,6 +31,7 @@ from .services.catalogue import Catalogue
 from .services.catalogue_cache import CatalogueCache
 from .services.coupons import Coupons
 from .services.flash_sales import FlashSales
+from .services.group_buys import GroupBuys
 from .services.orders import Orders
 from .services.payments import Payments
 from .services.personal_data import PersonalData
@@ -89,6 +90,7 @@ async def open_services(config: MallConfig, metrics: MallMetrics,
         pickup=Pickup(db, clock, metrics, orders, config.pickup_code_attempts),
         payments=payments,
         after_sales=after_sales,
+        group_buys=GroupBuys(db, clock, metrics, orders, after_sales),
         payer=payer,
     )
 
@@ -100,15 +102,17 @@ async def _anchor_clock(conn: Connection, clock: Clock, resume: bool) -> None:
 
 
 async def _sweeper(services: Services) -> None:
-    """Expire unpaid orders, settle payments and refunds the payer has not confirmed, audit
-    the stock that changed since the last look, notice accounts deleted by another process,
-    and checkpoint the WAL off the request path."""
+    """Expire unpaid orders, fail the group buys whose time is up, settle payments and
+    refunds the payer has not confirmed, audit the stock that changed since the last look,
+    notice accounts deleted by another process, and checkpoint the WAL off the request
+    path."""
     audited_from = services.clock.stamp()
     while True:
         await asyncio.sleep(services.config.expiry_sweep_interval)
         try:
             await services.orders.expire_due()
             await services.payments.reconcile_due()
+            await services.group_buys.fail_due()
             await services.after_sales.reconcile_due()
             now = services.clock.stamp()
             await services.orders.audit_stock(audited_from)

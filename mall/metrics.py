@@ -48,6 +48,9 @@ class MallMetrics:
             "mall_flash_sale_refusals", "Flash-sale orders refused, by reason, and whether this "
             "process answered from memory or asked the database", ["reason", "answered_from"],
             registry=r)
+        self.groups = Counter(
+            "mall_groups", "Group buys: groups opened, members joined, groups succeeded and "
+            "failed", ["change"], registry=r)
         self.refunds = Counter(
             "mall_refunds", "Refunds by what happened (requested, approved, rejected, "
             "refunded, refused_by_payer) and the customer's reason", ["change", "reason"],

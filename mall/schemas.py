@@ -144,17 +144,42 @@ class FlashSaleIn(Body):
     pay_within_seconds: Annotated[int, Field(ge=30, le=3600)] = 300
 
 
-class FlashOrderIn(Body):
-    """Buy in a flash sale: its SKU, at its price, at its store."""
-    qty: Annotated[int, Field(ge=1, le=10)] = 1
+class CampaignOrderIn(Body):
+    """An order in a campaign (a group buy: one unit of its SKU at the group price): only
+    how it is fulfilled is the customer's to say."""
     fulfilment: Literal["pickup", "delivery"] = "pickup"
     pickup_point_id: Id | None = None
     address_id: Id | None = None
 
 
+class FlashOrderIn(CampaignOrderIn):
+    """Buy in a flash sale: its SKU, at its price, at its store."""
+    qty: Annotated[int, Field(ge=1, le=10)] = 1
+
+
 class FlashSalesQuery(Query):
     store_id: Id | None = None
     district: Annotated[str, StringConstraints(min_length=1, max_length=20)] | None = None
+    limit: Annotated[int, Field(ge=1, le=50)] = 20
+
+
+class GroupBuyIn(Body):
+    """A group-buy campaign (拼团): one of the store's SKUs at `group_price_fen`, below its
+    list price, for groups of `group_size` that must fill within `time_limit_minutes`
+    (mall clock) of being opened."""
+    title: Name
+    sku_id: Id
+    group_price_fen: Fen
+    group_size: Annotated[int, Field(ge=2, le=20)]
+    time_limit_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 24 * 60
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+
+
+
+
+class GroupBuysQuery(Query):
+    store_id: Id | None = None
     limit: Annotated[int, Field(ge=1, le=50)] = 20
 
 

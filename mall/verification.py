@@ -75,6 +75,9 @@ async def verify(db_path: Path, grace_seconds: float = 300.0) -> list[Finding]:
              "of its order, within its amount; a refunded order has a succeeded refund of its "
              "total; an order awaiting a refund decision has an open refund",
              lambda: invariants.refunds_off_their_payments(conn)),
+            ("groups_add_up", "a group buy succeeded only with as many paid members as its "
+             "size, never holds more, and one that failed left no order unpaid and open and "
+             "no paid member without a refund", lambda: invariants.groups_off_their_members(conn)),
         ]
         findings = []
         for name, meaning, query in checks:

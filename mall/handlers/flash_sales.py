@@ -7,7 +7,7 @@ from aiohttp import web
 from .. import validation
 from ..schemas import FlashOrderIn, FlashSaleIn, FlashSalesQuery
 from . import principal, reply, services
-from .orders import idempotency_key
+from .orders import idempotency_key, placed
 
 
 async def create(request: web.Request) -> web.Response:
@@ -30,6 +30,5 @@ async def buy(request: web.Request) -> web.Response:
     sale_id = validation.path_id(request, "sale_id")
     key = idempotency_key(request)
     data = await validation.body(request, FlashOrderIn)
-    summary, replayed = await services(request).flash_sales.buy(principal(request), sale_id,
-                                                                data, key)
-    return reply(summary, 201, {"Idempotent-Replayed": "true"} if replayed else None)
+    return placed(await services(request).flash_sales.buy(principal(request), sale_id, data,
+                                                           key))

@@ -20,11 +20,16 @@ def idempotency_key(request: web.Request) -> str | None:
     return key
 
 
+def placed(result: tuple[dict, bool]) -> web.Response:
+    """A new order's answer: 201, marked when it replays the order its key first made."""
+    summary, replayed = result
+    return reply(summary, 201, {"Idempotent-Replayed": "true"} if replayed else None)
+
+
 async def create_order(request: web.Request) -> web.Response:
     key = idempotency_key(request)
     data = await validation.body(request, OrderIn)
-    summary, replayed = await services(request).orders.create(principal(request), data, key)
-    return reply(summary, 201, {"Idempotent-Replayed": "true"} if replayed else None)
+    return placed(await services(request).orders.create(principal(request), data, key))
 
 
 async def list_orders(request: web.Request) -> web.Response:

@@ -270,13 +270,13 @@ class Orders:
         unpaid any more (paid or closed by a concurrent request)."""
         stamp = self.clock.stamp()
         store_id = await self.db.transaction(
-            lambda conn: self._close_in(conn, order_id, to_state, stamp))
+            lambda conn: self.close_in(conn, order_id, to_state, stamp))
         if store_id is None:
             return False
         self.metrics.orders.labels(to_state).inc()
         return True
 
-    async def _close_in(self, conn: Connection, order_id: int, to_state: str,
+    async def close_in(self, conn: Connection, order_id: int, to_state: str,
                         stamp: str) -> int | None:
         """The store whose stock came back, or None when the order was no longer unpaid."""
         if not await orders.move(conn, order_id, ("pending_payment",), to_state,
@@ -302,7 +302,7 @@ class Orders:
             return 0
 
         async def expire(conn) -> list[int]:
-            stores = [await self._close_in(conn, order_id, "expired", stamp) for order_id in due]
+            stores = [await self.close_in(conn, order_id, "expired", stamp) for order_id in due]
             return [store_id for store_id in stores if store_id is not None]
 
         stores = await self.db.transaction(expire)

@@ -22,7 +22,7 @@ from ..clock import Clock
 from ..errors import ApiError, BadRequest, Conflict, NotFound, Unauthorized
 from ..metrics import MallMetrics
 from ..payer_client import PayerClient, PayerUnavailable
-from ..storage import Database, orders, payments, users
+from ..storage import Database, group_buys, orders, payments, users
 from ..wechatpay import NONCE, SERIAL, SIGNATURE, TIMESTAMP, PlatformVerifier, decrypt_resource
 from .orders import Orders
 
@@ -274,5 +274,7 @@ class Payments:
         code = new_pickup_code() if order["fulfilment"] == "pickup" else None
         if await orders.move(conn, order["id"], ("pending_payment",), "paid", paid_at=stamp,
                              pickup_code=code):
+            if await group_buys.complete_if_full(conn, order["id"], stamp) is not None:
+                self.metrics.groups.labels("succeeded").inc()
             return "applied"
         return "late"

@@ -13,7 +13,7 @@ from ..auth import Principal
 from ..clock import Clock
 from ..errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from ..metrics import MallMetrics
-from ..storage import Database, orders
+from ..storage import Database, group_buys, orders
 from . import audit_trail
 from .orders import Orders
 
@@ -33,6 +33,10 @@ class Pickup:
         if order["fulfilment"] != fulfilment:
             raise Conflict("wrong_fulfilment", f"this is a {order['fulfilment']} order",
                            "order_id")
+        group = await group_buys.group_of_order(self.db.reader(), order_id)
+        if group is not None and group["status"] != "succeeded":
+            raise Conflict("group_not_formed", f"this order's group is {group['status']}: "
+                           "its goods wait until the group fills", "order_id")
         return order
 
     async def _move(self, principal: Principal, store_id: int, order, from_states, to_state,

@@ -17,6 +17,7 @@ from .after_sales import AfterSales
 from .catalogue import Catalogue
 from .coupons import Coupons
 from .flash_sales import FlashSales
+from .group_buys import GroupBuys
 from .orders import Orders
 from .payments import Payments
 from .personal_data import PersonalData
@@ -38,6 +39,7 @@ class Services:
     orders: Orders
     coupons: Coupons
     flash_sales: FlashSales
+    group_buys: GroupBuys
     pickup: Pickup
     payments: Payments
     after_sales: AfterSales

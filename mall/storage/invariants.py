@@ -137,7 +137,8 @@ async def staff_changes_unaudited(conn: Connection) -> list[Row]:
 async def _campaigns_unaudited(conn: Connection) -> str:
     """The campaign tables this database has (a file from before them has none)."""
     present = [(table, action) for table, action in (
-        ("coupon_templates", "coupon.create"), ("flash_sales", "flash_sale.create"))
+        ("coupon_templates", "coupon.create"), ("flash_sales", "flash_sale.create"),
+        ("group_buys", "group_buy.create"))
         if await _has_table(conn, table)]
     return "".join(_issued_unaudited(table, action) for table, action in present)
 
@@ -195,6 +196,36 @@ async def refunds_off_their_payments(conn: Connection) -> list[Row]:
         " FROM refunds r JOIN orders o ON o.id = r.order_id"
         " WHERE r.status IN ('requested', 'approved', 'processing') AND r.cause = 'customer'"
         "  AND o.status != 'refund_requested'"))
+
+
+async def groups_off_their_members(conn: Connection) -> list[Row]:
+    """Group-buy breaches: a group that succeeded with fewer paid members than its size, or
+    holds more standing members than its size; a group that failed while a member's order
+    stays unpaid and open, or keeps a paid member's money without a refund.  A database
+    from before group buys (schema < 11) has none."""
+    if not await _has_table(conn, "buy_groups"):
+        return []
+    standing = ("(SELECT count(*) FROM group_members m JOIN orders o ON o.id = m.order_id"
+                " WHERE m.group_id = b.id AND o.status NOT IN ('cancelled', 'expired'))")
+    paid = ("(SELECT count(*) FROM group_members m JOIN orders o ON o.id = m.order_id"
+            " WHERE m.group_id = b.id AND o.paid_at IS NOT NULL)")
+    return await _rows(conn, (
+        f"SELECT 'succeeded_short' AS breach, b.id AS group_id, NULL AS order_id,"
+        f" g.group_size AS expected, {paid} AS found FROM buy_groups b"
+        f" JOIN group_buys g ON g.id = b.group_buy_id"
+        f" WHERE b.status = 'succeeded' AND {paid} < g.group_size"
+        f" UNION ALL SELECT 'overfilled', b.id, NULL, g.group_size, {standing}"
+        f" FROM buy_groups b JOIN group_buys g ON g.id = b.group_buy_id"
+        f" WHERE {standing} > g.group_size"
+        " UNION ALL SELECT 'failed_but_unpaid_open', b.id, o.id, 'cancelled', o.status"
+        " FROM buy_groups b JOIN group_members m ON m.group_id = b.id"
+        " JOIN orders o ON o.id = m.order_id"
+        " WHERE b.status = 'failed' AND o.status = 'pending_payment'"
+        " UNION ALL SELECT 'failed_but_kept_money', b.id, o.id, 'refund', o.status"
+        " FROM buy_groups b JOIN group_members m ON m.group_id = b.id"
+        " JOIN orders o ON o.id = m.order_id"
+        " WHERE b.status = 'failed' AND o.paid_at IS NOT NULL"
+        "  AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.order_id = o.id)"))
 
 
 async def coupons_off_their_orders(conn: Connection) -> list[Row]:
