@@ -16,6 +16,7 @@ from plotly.offline import get_plotlyjs
 
 from . import report_charts as charts
 from .gate import HEADER, rows
+from .marketing import marketing_rows
 
 VERDICT_COLOUR = {"promote": "#1a7f37", "pass": "#1a7f37", "hold": "#9a6700",
                   "rollback": "#cf222e", "fail": "#cf222e"}
@@ -105,6 +106,14 @@ def _verdict_section(verdict: dict) -> str:
             f"{word.upper()}</div>{table}")
 
 
+def _marketing(report_dir: Path, sides: list[str]) -> str:
+    counted = marketing_rows(report_dir, sides)
+    if not counted:
+        return ("<p class=note>No coupon, flash sale, group buy, refund or risk refusal in "
+                "this run.</p>")
+    return _table(["counter (the mall's, at the end of the run)", *sides], counted)
+
+
 def _facts(verdict: dict) -> str:
     facts = verdict["facts"]
     sessions = verdict.get("sessions") or {}
@@ -144,6 +153,7 @@ def write_report(report_dir: Path) -> Path:
         parts.append(_figure_html(figure, name) if figure is not None else
                      "<p class=note>No compared metric had enough samples for an effect and "
                      "an interval.</p>")
+    parts.append(f"<h2 id=marketing>Marketing</h2>{_marketing(report_dir, sides)}")
     legend = "Solid lines: baseline; dashed: canary.  " if gate else ""
     title = f"xingcheng run {verdict['scenario']} — {verdict['run']}"
     page = f"""<!DOCTYPE html>

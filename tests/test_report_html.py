@@ -25,7 +25,10 @@ def reports(tmp_path_factory, env) -> dict[str, Path]:  # noqa: F811
     """One real short run of each kind."""
     folder = tmp_path_factory.mktemp("report-html")
     scenario = folder / "short.toml"
-    scenario.write_text(SHORT.format(name="short", extra=""), encoding="utf-8")
+    # Across 21:00, when the city's snack streets open their flash sales and hunters come.
+    text = SHORT.format(name="short", extra='[events]\nflash_sale = "2026-11-27T21:00:00+08:00"')
+    scenario.write_text(text.replace("22:20:00", "20:59:30").replace("22:26:40", "21:06:10"),
+                        encoding="utf-8")
     made = {}
     for kind, extra in (("single", []), ("paired", ["--baseline", ".", "--canary", "."])):
         out = folder / kind
@@ -56,6 +59,7 @@ def render(report: Path, shot: Path) -> dict:
             seen["first"] = page.evaluate(
                 "document.querySelector('h1').nextElementSibling.id")
             seen["verdict"] = page.inner_text("#verdict")
+            seen["marketing"] = page.inner_text("#marketing + table")
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()
@@ -78,3 +82,6 @@ def test_report_renders_offline_without_errors(reports, kind, tmp_path):
     body = (report / "report.html").read_text(encoding="utf-8").split("<body>")[1]
     assert "https://" not in body and "http://" not in body   # no link to fetch later either
     assert not FULL_PHONE.search(body)    # never a full phone number
+    taken = next(line for line in seen["marketing"].splitlines()
+                 if line.startswith("flash-sale units: taken"))
+    assert all(int(n.replace(",", "")) > 0 for n in taken.split("\t")[1:]), seen["marketing"]
