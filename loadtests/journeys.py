@@ -31,7 +31,8 @@ from .records import RunRecords, SessionRecord
 
 V1 = "/api/v1"
 # Statuses that are business answers, not failures: sold out, sync below held stock.
-EXPECTED = {"create_order": {409}, "stock_sync": {409}, "flash_buy": {409}}
+EXPECTED = {"create_order": {409}, "stock_sync": {409}, "flash_buy": {409},
+            "claim_coupon": {409}}
 SHED_RETRIES = 3      # a shed request is tried again this often after its Retry-After
 LONGEST_WAIT_S = 5.0  # a Retry-After longer than this is waited this long
 PAY_RETRIES = 3       # taps on 重试 when paying could not start (payer or mall unreachable)
@@ -43,6 +44,11 @@ SEARCH_WORDS = ("粉", "虾", "奶茶", "果", "面包", "臭豆腐", "辣", "�
 # see simulator/data/personas.toml.
 PRICE_ELASTICITY = 8.0
 FLASH_REFRESHES = 60  # a hunter refreshes an upcoming sale this often at most
+# The share of the most coupon-sensitive shoppers who open the coupon list before ordering
+# (scaled by each persona's coupon_sensitivity).
+COUPON_LOOK = 0.4
+REFUND_REASONS = ("quality", "missing_items", "wrong_items", "changed_mind")
+REFUND_APPROVED = 0.8  # the share of refund requests a clerk approves
 
 
 class JourneyEnded(Exception):
@@ -222,8 +228,10 @@ def _place_order(walk: Walk, session: Session, persona, token: str, user_id: int
         lines.append({"sku_id": sku["sku_id"], "qty": 1 if rng.random() < 0.8 else 2,
                       "price_fen": sku["price_fen"]})
     _judge_prices(walk, persona, lines, rng.random())
+    subtotal = sum(line["price_fen"] * line["qty"] for line in lines)
     for line in lines:
         del line["price_fen"]
+    coupon_id = _coupon(walk, persona, token, store["id"], subtotal, rng.random())
     delivery = session.journey == "delivery_order" or (
         session.journey in ("abandon", "cancel") and rng.random() > persona.pickup_share)
     body: dict = {"store_id": store["id"], "lines": lines,
@@ -231,8 +239,13 @@ def _place_order(walk: Walk, session: Session, persona, token: str, user_id: int
     if delivery:
         body["address_id"] = _address(walk, token, user_id, rng)
     key = f"{walk.city.seed}-{user_id}-{rng.getrandbits(64):016x}"
-    status, order = walk.call("POST", f"{V1}/orders", "create_order", token, body,
+    status, order = walk.call("POST", f"{V1}/orders", "create_order", token,
+                              body | ({"coupon_id": coupon_id} if coupon_id else {}),
                               {"Idempotency-Key": key})
+    if status == 409 and coupon_id and str(order["error"]["code"]).startswith("coupon"):
+        # The coupon does not apply after all: the customer orders without it.
+        status, order = walk.call("POST", f"{V1}/orders", "create_order", token, body,
+                                  {"Idempotency-Key": f"{key}-plain"})
     if status == 409:
         walk.count_order("out_of_stock")
         raise JourneyEnded("sold out")
@@ -266,8 +279,34 @@ def _see_through(walk: Walk, token: str, order: dict, store_id: int, fulfilment:
     record.gmv_fen = order["total_fen"]
     walk.records.reach(record, "paid")
     walk.metrics.gmv_yuan.labels(walk.side.name).inc(order["total_fen"] / 100)
+    persona = PERSONAS[record.persona]
+    regret = rng.random() < persona.refund_share        # drawn on every paid order alike
+    reason = rng.choice(REFUND_REASONS)
     walk.side.desk.hand_in(Ticket(store_id, order["order_id"], fulfilment, code,
-                                  order["total_fen"], record))
+                                  order["total_fen"], record,
+                                  (token, reason) if regret else None))
+
+
+def _coupon(walk: Walk, persona, token: str, store_id: int, subtotal_fen: int,
+            draw: float) -> int | None:
+    """A coupon-sensitive shopper opens the store's coupon list, claims the first that
+    applies to the basket (or finds it among hers) and names it on the order."""
+    if draw >= COUPON_LOOK * persona.coupon_sensitivity:
+        return None
+    _, offered = walk.call("GET", f"{V1}/coupons?store_id={store_id}&limit=10", "coupons",
+                           token)
+    usable = [c for c in (offered or {}).get("items", [])
+              if c["threshold_fen"] <= subtotal_fen and c["left"] > 0]
+    if not usable:
+        return None
+    status, claimed = walk.call("POST", f"{V1}/coupons/{usable[0]['template_id']}/claim",
+                                "claim_coupon", token)
+    if status == 201:
+        return claimed["coupon_id"]
+    _, mine = walk.call("GET", f"{V1}/me/coupons", "my_coupons", token)
+    return next((c["coupon_id"] for c in (mine or {}).get("items", [])
+                 if c["template_id"] == usable[0]["template_id"]
+                 and c["status"] == "available"), None)
 
 
 def flash_hunt(walk: Walk, token: str, rng: random.Random) -> None:
@@ -412,9 +451,25 @@ class Staff:
             if status == 200:
                 self.walk.count_order("completed")
                 self.walk.records.reach(ticket.record, "completed")
+                if ticket.refund is not None:
+                    self.after_sales(base, token, ticket)
         if self.rng.random() < 0.3:
             self.restock(store_id, token)
         return True
+
+    def after_sales(self, base: str, token: str, ticket: Ticket) -> None:
+        """The customer, home with the goods, asks for a refund (售后); the clerk decides at
+        once: approves most (the payer pays back), rejects the rest with a reason."""
+        customer, reason = ticket.refund
+        status, _ = self.walk.call("POST", f"{V1}/orders/{ticket.order_id}/refund",
+                                   "request_refund", customer, {"reason": reason})
+        if status != 201:
+            return
+        approve = self.rng.random() < REFUND_APPROVED
+        self.walk.call("POST", f"{base}/orders/{ticket.order_id}/refund", "decide_refund",
+                       token, {"decision": "approve"} if approve else
+                       {"decision": "reject", "reject_reason": "已核实商品无误"})
+        self.walk.count_order("refund_approved" if approve else "refund_rejected")
 
     def restock(self, store_id: int, token: str) -> None:
         store = self.walk.city.stores[store_id - 1]

@@ -18,6 +18,8 @@ class Ticket:
     code: str | None         # the pickup code the customer shows
     total_fen: int
     record: SessionRecord | None = None   # the customer's session, marked completed
+    # (the customer's token, a reason) when the customer will ask a refund once collected
+    refund: tuple[str, str] | None = None
 
 
 class PickupDesk:

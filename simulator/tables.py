@@ -56,6 +56,7 @@ class Persona:
     price_sensitivity: float
     patience_s: float
     coupon_sensitivity: float
+    refund_share: float
     pickup_share: float
     journeys: dict[str, float]
     scenes: tuple[str, ...]
@@ -129,7 +130,8 @@ def personas() -> tuple[Persona, ...]:
         key=p["key"], name=p["name"], share=p["share"], home=p["home"], near=p["near"],
         basket=tuple(p["basket"]), price_sensitivity=p["price_sensitivity"],
         patience_s=p["patience_s"],
-        coupon_sensitivity=p["coupon_sensitivity"], pickup_share=p["pickup_share"],
+        coupon_sensitivity=p["coupon_sensitivity"], refund_share=p["refund_share"],
+        pickup_share=p["pickup_share"],
         journeys=p["journeys"], scenes=tuple(p["scenes"]), weekday=_bumps(p["weekday"]),
         weekend=_bumps(p["weekend"]),
     ) for p in _load("personas.toml")["persona"])
@@ -181,3 +183,51 @@ def flash_sale_campaigns() -> tuple[FlashSaleCampaign, ...]:
         quantity=tuple(c["quantity"]), price_share=tuple(c["price_share"]),
         per_user_limit=c["per_user_limit"], pay_within_seconds=c["pay_within_seconds"],
     ) for c in _load("campaigns.toml")["flash_sale"])
+
+
+@dataclass(frozen=True)
+class CouponCampaign:
+    title: str
+    at: str
+    lasts_minutes: int
+    scope: str                       # campus | district
+    kind: str
+    threshold_fen: int
+    discount_fen: int | None
+    percent_off: int | None
+    cap_fen: int | None
+    total_qty: int
+    per_user_limit: int
+
+
+@dataclass(frozen=True)
+class GroupBuyCampaign:
+    title: str
+    at: str
+    lasts_minutes: int
+    store_kind: str
+    place_kind: str
+    stores: int
+    group_size: int
+    time_limit_minutes: int
+    price_share: float
+
+
+@cache
+def coupon_campaigns() -> tuple[CouponCampaign, ...]:
+    return tuple(CouponCampaign(
+        title=c["title"], at=c["at"], lasts_minutes=c["lasts_minutes"], scope=c["scope"],
+        kind=c["kind"], threshold_fen=c.get("threshold_fen", 0),
+        discount_fen=c.get("discount_fen"), percent_off=c.get("percent_off"),
+        cap_fen=c.get("cap_fen"), total_qty=c["total_qty"], per_user_limit=c["per_user_limit"],
+    ) for c in _load("campaigns.toml")["coupon"])
+
+
+@cache
+def group_buy_campaigns() -> tuple[GroupBuyCampaign, ...]:
+    return tuple(GroupBuyCampaign(
+        title=c["title"], at=c["at"], lasts_minutes=c["lasts_minutes"],
+        store_kind=c["store_kind"], place_kind=c["place_kind"], stores=c["stores"],
+        group_size=c["group_size"], time_limit_minutes=c["time_limit_minutes"],
+        price_share=c["price_share"],
+    ) for c in _load("campaigns.toml")["group_buy"])

@@ -64,3 +64,17 @@ async def shelves_of_kind(conn: Connection, kind: str) -> list:
         " k.price_fen, i.on_hand - i.reserved AS available FROM stores s"
         " JOIN inventory i ON i.store_id = s.id JOIN skus k ON k.id = i.sku_id"
         " WHERE s.kind = ? ORDER BY s.id, k.id", (kind,)))
+
+
+async def store_places(conn: Connection) -> list:
+    """Where every store is: its business circle and district."""
+    return list(await conn.execute_fetchall(
+        "SELECT id, business_circle, district_code FROM stores ORDER BY id"))
+
+
+async def has_campaigns(conn: Connection) -> bool:
+    """True once any flash sale, coupon template or group buy exists."""
+    rows = await conn.execute_fetchall(
+        "SELECT EXISTS (SELECT 1 FROM flash_sales) OR EXISTS (SELECT 1 FROM coupon_templates)"
+        " OR EXISTS (SELECT 1 FROM group_buys)")
+    return bool(rows[0][0])

@@ -90,11 +90,6 @@ async def on_order(conn: Connection, order_id: int) -> Row | None:
     return rows[0] if rows else None
 
 
-async def count(conn: Connection) -> int:
-    rows = await conn.execute_fetchall("SELECT count(*) FROM flash_sales")
-    return rows[0][0]
-
-
 async def oversold_since(conn: Connection, since: str) -> list[Row]:
     """Sales still running at `since` whose standing orders hold more units than the sale
     offers: counted from the orders themselves, not from the `taken` bookkeeping."""
