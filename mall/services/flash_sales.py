@@ -8,7 +8,9 @@ memory is what makes the crowd cheap: the sale's terms (fixed once created), and
 has seen the sale sold out, that fact, so the crowd's refusals are answered without the
 database.  The sold-out fact is trusted for `recheck_seconds` only: a unit comes back when an
 order closes unpaid, here or in another process, and the first buyer after that interval
-asks the database again."""
+asks the database again (the others still hear "sold out" from memory until that probe has
+its answer: one database transaction per interval, not one per tap that arrives meanwhile).
+"""
 
 from __future__ import annotations
 
@@ -153,6 +155,8 @@ class FlashSales:
             self._buyers.setdefault(sale_id, set()).add(principal.user_id)
             if left[0] == 0:
                 self._mark_sold_out(sale_id)
+            else:   # units came back: the crowd may buy again
+                self._sold_out_until.pop(sale_id, None)
         return summary | {"flash_sale_id": sale_id}, replayed
 
     def _check(self, principal: Principal, sale: Row, data: FlashOrderIn,
@@ -170,8 +174,14 @@ class FlashSales:
                            "customer in this sale", "qty")
         retry = (idempotency_key is not None
                  and principal.user_id in self._buyers.get(sale["id"], ()))
-        if not retry and self._sold_out_until.get(sale["id"], 0.0) > time.monotonic():
+        until = self._sold_out_until.get(sale["id"])
+        if retry or until is None:
+            return
+        if until > time.monotonic():
             raise Conflict("sold_out", "this flash sale is sold out", "sale_id")
+        # The memory lapsed: this tap asks the database; the crowd behind it is still
+        # answered from memory meanwhile (one probe per interval, not a stampede).
+        self._mark_sold_out(sale["id"])
 
     def _mark_sold_out(self, sale_id: int) -> None:
         self._sold_out_until[sale_id] = time.monotonic() + self.recheck_seconds
