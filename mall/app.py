@@ -18,6 +18,7 @@ from .clock import Clock
 from .config import MallConfig
 from .errors import error_middleware
 from .faults import ActiveFaults
+from .flash_sale_door import sold_out_door
 from .metrics import MallMetrics
 from .payer_client import PayerClient
 from .pricing import stored
@@ -150,7 +151,9 @@ def create_app(config: MallConfig | None = None) -> web.Application:
     # or fault runs (a shed request does nothing).
     shedder = LoadShedder(config.max_in_flight, config.max_waiting, config.max_wait_seconds,
                           metrics)
-    middlewares = [metrics_middleware, shedder.middleware, error_middleware]
+    # A sold-out flash sale's crowd is answered at its door, inside the metrics and before
+    # everything else (mall/flash_sale_door.py).
+    middlewares = [metrics_middleware, sold_out_door, shedder.middleware, error_middleware]
     faults = ActiveFaults(config.faults) if config.faults is not None else None
     if faults is not None:  # inside the metrics, so the mall's own histograms show it
         middlewares.append(faults.middleware)

@@ -28,6 +28,8 @@ from ..storage.database import Connection
 from . import audit_trail
 from .orders import Offer, Orders
 
+SOLD_OUT = "this flash sale is sold out"
+
 
 def present(sale: Row, now: str) -> dict:
     left = sale["quantity"] - sale["taken"]
@@ -132,7 +134,7 @@ class FlashSales:
                                "per customer in this sale", "qty", extra={"held": held})
             remaining = await flash_sales.take(conn, sale_id, data.qty)
             if remaining is None:
-                raise Conflict("sold_out", "this flash sale is sold out", "sale_id")
+                raise Conflict("sold_out", SOLD_OUT, "sale_id")
             await flash_sales.insert_order(conn, sale_id, order_id, principal.user_id, data.qty)
             left.append(remaining)
 
@@ -172,16 +174,33 @@ class FlashSales:
         if data.qty > sale["per_user_limit"]:
             raise Conflict("flash_sale_limit_reached", f"at most {sale['per_user_limit']} per "
                            "customer in this sale", "qty")
-        retry = (idempotency_key is not None
-                 and principal.user_id in self._buyers.get(sale["id"], ()))
-        until = self._sold_out_until.get(sale["id"])
-        if retry or until is None:
-            return
+        if self._known_sold_out(sale["id"], principal.user_id, idempotency_key is not None):
+            raise Conflict("sold_out", SOLD_OUT, "sale_id")
+
+    def sold_out_at_the_door(self, sale_id: int, user_id: int, keyed: bool) -> bool:
+        """Whether a tap on this sale can be refused as sold out before anything else runs
+        (the door in front of the request path, `mall/flash_sale_door.py`): the sale's terms
+        are known here, it is within its window, and this process knows it sold out."""
+        sale = self._terms.get(sale_id)
+        if sale is None or not sale["starts_at"] <= self.clock.stamp() < sale["ends_at"]:
+            return False
+        return self._known_sold_out(sale_id, user_id, keyed, probe=False)
+
+    def _known_sold_out(self, sale_id: int, user_id: int, keyed: bool,
+                        probe: bool = True) -> bool:
+        """True while this process's memory says sold out.  A buyer's retry (the same
+        Idempotency-Key) always reaches the database, to be handed its order.  Once the
+        memory lapses, the tap that `probe`s asks the database and the crowd behind it is
+        still answered from memory meanwhile (one probe per interval, not a stampede); the
+        door does not probe, it lets the tap through to the service, which does."""
+        until = self._sold_out_until.get(sale_id)
+        if until is None or (keyed and user_id in self._buyers.get(sale_id, ())):
+            return False
         if until > time.monotonic():
-            raise Conflict("sold_out", "this flash sale is sold out", "sale_id")
-        # The memory lapsed: this tap asks the database; the crowd behind it is still
-        # answered from memory meanwhile (one probe per interval, not a stampede).
-        self._mark_sold_out(sale["id"])
+            return True
+        if probe:
+            self._mark_sold_out(sale_id)
+        return False
 
     def _mark_sold_out(self, sale_id: int) -> None:
         self._sold_out_until[sale_id] = time.monotonic() + self.recheck_seconds

@@ -1,0 +1,41 @@
+"""The door in front of a flash sale's crowd.  Once this process knows a sale is sold out,
+thousands of taps a second on it are answered here, just inside the metrics (each is still
+counted, timed and logged) and before load shedding, the error layer, access control and
+the handler: the caller's token is verified, the sale's memory read, and a prebuilt 409 sent.
+Every other request, and any tap the door cannot decide (no valid token, a deleted account,
+a sale not in memory), goes the whole way and gets the full answer there."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from .auth import bearer_token
+from .errors import ApiError, Conflict
+from .handlers.orders import IDEMPOTENCY_KEY
+from .json_body import dumps
+from .services.flash_sales import SOLD_OUT
+from .services.registry import SERVICES
+
+_BUY = re.compile(r"/api/v1/flash-sales/([1-9][0-9]{0,17})/orders")
+_SOLD_OUT_BODY = dumps(Conflict("sold_out", SOLD_OUT, "sale_id").body()).encode()
+
+
+@web.middleware
+async def sold_out_door(request: web.Request, handler) -> web.StreamResponse:
+    if request.method == "POST" and (buy := _BUY.fullmatch(request.path)) is not None:
+        svc = request.app[SERVICES]
+        token = bearer_token(request.headers.get("Authorization"))
+        if token is not None:
+            try:
+                principal = svc.signer.verify(token, svc.clock.wall())
+                svc.accounts.require_live(principal)
+            except ApiError:
+                return await handler(request)   # the full path answers 401
+            if svc.flash_sales.sold_out_at_the_door(int(buy[1]), principal.user_id,
+                                                    IDEMPOTENCY_KEY in request.headers):
+                svc.metrics.flash_sale_refusals.labels("sold_out", "memory").inc()
+                return web.Response(body=_SOLD_OUT_BODY, status=409,
+                                    content_type="application/json")
+    return await handler(request)
