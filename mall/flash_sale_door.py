@@ -11,7 +11,7 @@ import re
 
 from aiohttp import web
 
-from .auth import bearer_token
+from .auth import PRINCIPAL, bearer_token
 from .errors import ApiError, Conflict
 from .handlers.orders import IDEMPOTENCY_KEY
 from .json_body import dumps
@@ -35,6 +35,7 @@ async def sold_out_door(request: web.Request, handler) -> web.StreamResponse:
                 return await handler(request)   # the full path answers 401
             if svc.flash_sales.sold_out_at_the_door(int(buy[1]), principal.user_id,
                                                     IDEMPOTENCY_KEY in request.headers):
+                request[PRINCIPAL] = principal   # the access log names the caller
                 svc.metrics.flash_sale_refusals.labels("sold_out", "memory").inc()
                 return web.Response(body=_SOLD_OUT_BODY, status=409,
                                     content_type="application/json")
