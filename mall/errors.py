@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -111,6 +112,16 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return resp
     except json.JSONDecodeError as exc:
         return error_response(400, "invalid_json", f"body is not valid JSON: {exc.msg}", "body")
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            log.exception("database error on %s %s", request.method, request.path)
+            return error_response(500, "internal", "internal error; it has been logged")
+        # Another process held the write lock past the busy timeout: nothing was written
+        # (the transaction rolled back), so the client may simply try again.
+        log.warning("database busy on %s %s: %s", request.method, request.path, exc)
+        resp = error_response(503, "database_busy", "the database is busy; try again shortly")
+        resp.headers["Retry-After"] = "1"
+        return resp
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal", "internal error; it has been logged")

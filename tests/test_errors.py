@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 
 import pytest
 
@@ -198,3 +199,23 @@ async def test_no_request_in_this_module_produced_a_5xx(mall, shop):
     text = await mall.api.metrics()
     assert 'status_class="4xx"' in text
     assert 'status_class="5xx"' not in text
+
+
+async def test_a_write_blocked_past_the_busy_timeout_is_a_503_to_try_again(mall, shop):
+    """Another process holding SQLite's write lock for longer than the 5 s busy timeout: the
+    order is not made, and the client is told to try again, not shown a 500."""
+    customer = await mall.api.login("unlucky")
+    lock = sqlite3.connect(mall.config.db_path, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        blocked = await mall.api.post("/api/v1/orders", token=customer,
+                                      json={"store_id": shop.store_id, "fulfilment": "pickup",
+                                            "lines": [{"sku_id": shop.sku_id, "qty": 1}]})
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert blocked.status == 503 and blocked.error["code"] == "database_busy"
+    assert blocked.headers["Retry-After"] == "1"
+    level = await mall.api.get(f"/api/v1/merchant/stores/{shop.store_id}/inventory/"
+                               f"{shop.sku_id}", token=shop.merchant)
+    assert level.body["reserved"] == 0

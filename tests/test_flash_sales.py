@@ -268,3 +268,4 @@ async def test_a_script_tapping_buy_in_a_loop_is_held_back_by_the_shipped_rule(s
     late = [await buy(mall.api, await mall.api.login("crowd"), gone["sale_id"])
             for _ in range(25)]
     assert {tap.status for tap in late} == {409}
+
