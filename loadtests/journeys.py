@@ -32,7 +32,7 @@ from .records import RunRecords, SessionRecord
 V1 = "/api/v1"
 # Statuses that are business answers, not failures: sold out, sync below held stock.
 EXPECTED = {"create_order": {409}, "stock_sync": {409}, "flash_buy": {409},
-            "claim_coupon": {409}}
+            "claim_coupon": {409}, "join_group": {409}}
 SHED_RETRIES = 3      # a shed request is tried again this often after its Retry-After
 LONGEST_WAIT_S = 5.0  # a Retry-After longer than this is waited this long
 PAY_RETRIES = 3       # taps on 重试 when paying could not start (payer or mall unreachable)
@@ -49,6 +49,7 @@ FLASH_REFRESHES = 60  # a hunter refreshes an upcoming sale this often at most
 COUPON_LOOK = 0.4
 REFUND_REASONS = ("quality", "missing_items", "wrong_items", "changed_mind")
 REFUND_APPROVED = 0.8  # the share of refund requests a clerk approves
+GROUP_WAIT_S = 20.0    # real seconds a group member watches the group at most
 
 
 class JourneyEnded(Exception):
@@ -77,6 +78,8 @@ class Side:
     wallet: FastHttpSession | None = None
     desk: PickupDesk = field(default_factory=PickupDesk)
     addresses: dict[int, int] = field(default_factory=dict)  # user -> address id
+    # Group buys' open groups as their share links go round: campaign -> group ids.
+    groups: dict[int, list[int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -180,6 +183,10 @@ def customer_journey(walk: Walk, session: Session, user_id: int, rng: random.Ran
     if session.journey == FLASH_HUNT:
         flash_hunt(walk, token, rng)
         return
+    grouping = rng.random() < persona.group_buy_share   # drawn by every session alike
+    if session.journey in ("pickup_order", "delivery_order") and grouping \
+            and group_buy(walk, token, rng):
+        return
     lat, lng = c.lat[user_id - 1], c.lng[user_id - 1]
     stores = []
     for radius in (3, 10):
@@ -271,14 +278,27 @@ def _place_order(walk: Walk, session: Session, persona, token: str, user_id: int
 def _see_through(walk: Walk, token: str, order: dict, store_id: int, fulfilment: str,
                  rng: random.Random) -> None:
     """Pay an order just made, wait for the payer's word, and hand it to the store's desk."""
-    record = walk.record
-    walk.records.reach(record, "paying")
+    code = _pay_for(walk, token, order, rng)
+    _to_desk(walk, token, order, store_id, fulfilment, code, rng)
+
+
+def _pay_for(walk: Walk, token: str, order: dict, rng: random.Random) -> str | None:
+    """Pay an order just made and wait for the payer's word; its pickup code."""
+    walk.records.reach(walk.record, "paying")
     walk.patience_s = math.inf  # once paying, a customer sees the order through
     _pay(walk, token, order["order_id"], rng)
     code = _wait_paid(walk, token, order["order_id"])
-    record.gmv_fen = order["total_fen"]
-    walk.records.reach(record, "paid")
+    walk.record.gmv_fen = order["total_fen"]
+    walk.records.reach(walk.record, "paid")
     walk.metrics.gmv_yuan.labels(walk.side.name).inc(order["total_fen"] / 100)
+    return code
+
+
+def _to_desk(walk: Walk, token: str, order: dict, store_id: int, fulfilment: str,
+             code: str | None, rng: random.Random) -> None:
+    """The paid order handed to the store's desk (the customer at the counter); now and
+    then the customer will ask for a refund once they have the goods."""
+    record = walk.record
     persona = PERSONAS[record.persona]
     regret = rng.random() < persona.refund_share        # drawn on every paid order alike
     reason = rng.choice(REFUND_REASONS)
@@ -340,6 +360,51 @@ def flash_hunt(walk: Walk, token: str, rng: random.Random) -> None:
     walk.record.items = 1
     walk.records.reach(walk.record, "ordered")
     _see_through(walk, token, order, sale["store_id"], "pickup", rng)
+
+
+def group_buy(walk: Walk, token: str, rng: random.Random) -> bool:
+    """A neighbour's group (拼团) shared in the family chat is joined; with none open, the
+    customer opens one and shares it.  Once paid they watch the group: when it forms they
+    collect at the counter.  False when no group buy runs now (the usual journey goes on)."""
+    _, listed = walk.call("GET", f"{V1}/group-buys?limit=20", "group_buys", token)
+    campaigns = (listed or {}).get("items", [])
+    if not campaigns:
+        return False
+    campaign = rng.choice(campaigns)
+    walk.records.reach(walk.record, "viewed")
+    shared = walk.side.groups.setdefault(campaign["group_buy_id"], [])
+    key = f"{walk.city.seed}-group-{rng.getrandbits(64):016x}"
+    status, order = 0, None
+    while shared and status != 201:
+        status, order = walk.call("POST", f"{V1}/groups/{shared[-1]}/orders", "join_group",
+                                  token, {}, {"Idempotency-Key": f"{key}-{len(shared)}"})
+        if status != 201:
+            shared.pop()   # full, closed, or this customer's own: not shared any more
+    if status != 201:
+        status, order = walk.call("POST", f"{V1}/group-buys/{campaign['group_buy_id']}/groups",
+                                  "open_group", token, {}, {"Idempotency-Key": key})
+        if status != 201:
+            raise JourneyEnded("group refused")
+        shared.append(order["group"]["group_id"])
+    walk.count_order("created")
+    walk.record.items = 1
+    walk.records.reach(walk.record, "ordered")
+    group_id = order["group"]["group_id"]
+    deadline = time.monotonic() + min(campaign["time_limit_seconds"] / walk.pace.speed,
+                                      GROUP_WAIT_S)
+    formed = False
+    code = _pay_for(walk, token, order, rng)
+    while time.monotonic() < deadline:
+        _, group = walk.call("GET", f"{V1}/groups/{group_id}", "group", token)
+        if (group or {}).get("status") != "open":
+            formed = (group or {}).get("status") == "succeeded"
+            break
+        walk.pace.think(rng, 60)
+    if not formed:
+        walk.count_order("group_not_formed")
+        raise JourneyEnded("group not formed")
+    _to_desk(walk, token, order, campaign["store_id"], "pickup", code, rng)
+    return True
 
 
 def _judge_prices(walk: Walk, persona, lines: list[dict], draw: float) -> None:

@@ -57,6 +57,7 @@ class Persona:
     patience_s: float
     coupon_sensitivity: float
     refund_share: float
+    group_buy_share: float
     pickup_share: float
     journeys: dict[str, float]
     scenes: tuple[str, ...]
@@ -131,6 +132,7 @@ def personas() -> tuple[Persona, ...]:
         basket=tuple(p["basket"]), price_sensitivity=p["price_sensitivity"],
         patience_s=p["patience_s"],
         coupon_sensitivity=p["coupon_sensitivity"], refund_share=p["refund_share"],
+        group_buy_share=p["group_buy_share"],
         pickup_share=p["pickup_share"],
         journeys=p["journeys"], scenes=tuple(p["scenes"]), weekday=_bumps(p["weekday"]),
         weekend=_bumps(p["weekend"]),
