@@ -36,6 +36,7 @@ from mall_throughput import (
     free_port,
     measure,
     operator_token,
+    print_rows,
     seed,
     server,
 )
@@ -124,16 +125,10 @@ def report(rows: list[Row], answered: dict[str, int], args: argparse.Namespace) 
     bare = rows[0].result.requests_per_second
     print(f"wrk -t1 -c{args.connections} -d{args.duration:g}s, {args.customers:,} customers "
           f"taking turns; mall (default config) and bare hello on core 0, wrk on core 1")
-    print(f"{'name':<30} {'req/s':>9} {'p99 ms':>8} {'vs bare':>8} {'bad':>5} {'other':>6} "
-          f"{'cpu us':>7}  {'target':<16} met?")
+    print_rows(rows, bare)
     for row in rows:
-        r = row.result
-        met = "-" if row.met is None else ("yes" if row.met else "NO")
-        print(f"{row.name:<30} {r.requests_per_second:>9,.0f} {r.p99_ms:>8.2f} "
-              f"{r.requests_per_second / bare:>7.0%} {r.unexpected:>5} {r.other_cpu:>6.0%} "
-              f"{r.server_us_per_request:>7.1f}  {row.target:<16} {met}")
-        if r.socket_errors:
-            print(f"  socket errors: {r.socket_errors}")
+        if row.result.socket_errors:
+            print(f"socket errors, {row.name}: {row.result.socket_errors}")
     print(f"bare and sold-out rows: the best of {args.rounds} alternating rounds each")
     print("bad = another status than the row's; other = most CPU another process took from "
           "either core; cpu us = the server's CPU per response")

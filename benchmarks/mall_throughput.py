@@ -428,19 +428,25 @@ def benchmark(args: argparse.Namespace, workdir: Path
     ], created, cpu_per_request
 
 
+def print_rows(rows: list[Row], bare: float) -> None:
+    """The table of rows, each beside the bare figure measured in the same run."""
+    name, target = max(len(row.name) for row in rows), max(len(row.target) for row in rows)
+    print(f"{'name':<{name}} {'req/s':>9} {'p99 ms':>8} {'vs bare':>8} {'bad':>5} {'other':>6} "
+          f"{'cpu us':>7}  {'target':<{target}} met?")
+    for row in rows:
+        r = row.result
+        met = "-" if row.met is None else ("yes" if row.met else "NO")
+        print(f"{row.name:<{name}} {r.requests_per_second:>9,.0f} {r.p99_ms:>8.2f} "
+              f"{r.requests_per_second / bare:>7.0%} {r.unexpected:>5} {r.other_cpu:>6.0%} "
+              f"{r.server_us_per_request:>7.1f}  {row.target:<{target}} {met}")
+
+
 def report(rows: list[Row], created: int, cpu_per_request: dict[str, float],
            args: argparse.Namespace) -> None:
     bare = rows[0].result.requests_per_second
     print(f"wrk -t1 -c{args.connections} -d{args.duration:g}s; server on core {SERVER_CORE}, "
           f"wrk on core {WRK_CORE}")
-    print(f"{'name':<38} {'req/s':>9} {'p99 ms':>8} {'vs bare':>8} {'bad':>5} {'other':>6} "
-          f"{'cpu us':>7}  {'target':<18} met?")
-    for row in rows:
-        r = row.result
-        met = "-" if row.met is None else ("yes" if row.met else "NO")
-        print(f"{row.name:<38} {r.requests_per_second:>9,.0f} {r.p99_ms:>8.2f} "
-              f"{r.requests_per_second / bare:>7.0%} {r.unexpected:>5} {r.other_cpu:>6.0%} "
-              f"{r.server_us_per_request:>7.1f}  {row.target:<18} {met}")
+    print_rows(rows, bare)
     print("bad = responses with another status than expected (200 for GETs, 201 for orders)")
     print("other = most CPU another process took from the server's or wrk's core meanwhile")
     print("cpu us = the server's own CPU time per response")

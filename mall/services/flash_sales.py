@@ -23,9 +23,10 @@ from ..clock import Clock
 from ..errors import ApiError, BadRequest, Conflict, NotFound
 from ..metrics import MallMetrics
 from ..schemas import FlashOrderIn, FlashSaleIn, FlashSalesQuery, OrderIn, OrderLineIn
-from ..storage import Database, catalogue, flash_sales, inventory, stores
+from ..storage import Database, flash_sales, inventory, stores
 from ..storage.database import Connection
 from . import audit_trail
+from .campaign_terms import check_offer
 from .orders import Offer, Orders
 
 SOLD_OUT = "this flash sale is sold out"
@@ -55,15 +56,8 @@ class FlashSales:
     _buyers: dict[int, set[int]] = field(default_factory=dict)
 
     async def create(self, principal: Principal, store_id: int, data: FlashSaleIn) -> dict:
-        conn = self.db.reader()
-        skus = await catalogue.skus_at_store(conn, store_id, [data.sku_id])
-        if data.sku_id not in skus:
-            raise NotFound("sku at this store", "sku_id")
-        if data.price_fen >= skus[data.sku_id]["price_fen"]:
-            raise BadRequest("not_a_discount", f"a flash-sale price must be below the list "
-                             f"price of {skus[data.sku_id]['price_fen']} fen", "price_fen")
-        if data.ends_at <= data.starts_at:
-            raise BadRequest("empty_window", "ends_at must be after starts_at", "ends_at")
+        await check_offer(self.db.reader(), store_id, data.sku_id, data.price_fen, "price_fen",
+                          data.starts_at, data.ends_at)
         if data.ends_at <= self.clock.now():
             raise BadRequest("already_ended", "ends_at is in the past (mall clock)", "ends_at")
         if data.per_user_limit > data.quantity:

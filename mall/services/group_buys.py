@@ -17,13 +17,14 @@ from datetime import datetime, timedelta
 
 from ..auth import Principal
 from ..clock import Clock
-from ..errors import BadRequest, Conflict, NotFound
+from ..errors import Conflict, NotFound
 from ..metrics import MallMetrics
 from ..schemas import CampaignOrderIn, GroupBuyIn, GroupBuysQuery, OrderIn, OrderLineIn
-from ..storage import Database, catalogue, group_buys, refunds
+from ..storage import Database, group_buys, refunds
 from ..storage.database import Connection
 from . import audit_trail
 from .after_sales import AfterSales
+from .campaign_terms import check_offer
 from .orders import Offer, Orders
 
 log = logging.getLogger("mall.group_buys")
@@ -52,14 +53,8 @@ class GroupBuys:
     after_sales: AfterSales
 
     async def create(self, principal: Principal, store_id: int, data: GroupBuyIn) -> dict:
-        skus = await catalogue.skus_at_store(self.db.reader(), store_id, [data.sku_id])
-        if data.sku_id not in skus:
-            raise NotFound("sku at this store", "sku_id")
-        if data.group_price_fen >= skus[data.sku_id]["price_fen"]:
-            raise BadRequest("not_a_discount", f"a group price must be below the list price "
-                             f"of {skus[data.sku_id]['price_fen']} fen", "group_price_fen")
-        if data.ends_at <= data.starts_at:
-            raise BadRequest("empty_window", "ends_at must be after starts_at", "ends_at")
+        await check_offer(self.db.reader(), store_id, data.sku_id, data.group_price_fen,
+                          "group_price_fen", data.starts_at, data.ends_at)
         now = self.clock.stamp()
 
         async def insert(conn: Connection) -> int:
