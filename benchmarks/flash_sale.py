@@ -35,7 +35,7 @@ from mall_throughput import (
     expect,
     free_port,
     measure,
-    operator_token,
+    new_mall,
     print_rows,
     seed,
     server,
@@ -79,12 +79,7 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> tuple[list[Row], dict[
     hello_script = str(Path(__file__).with_name("mall_throughput.py").resolve())
     hello_port = free_port()
     hello_url = f"http://{HOST}:{hello_port}/"
-    db = workdir / "mall.db"
-    operator = operator_token(db)
-    port = free_port()
-    base = f"http://{HOST}:{port}"
-    command = [sys.executable, "-m", "xingcheng.cli", "serve", "--db", str(db),
-               "--host", HOST, "--port", str(port)]
+    base, command, operator = new_mall(workdir)
     with server(command, f"{base}/readyz", workdir / "mall.log") as mall:
         seeded = seed(base, operator)
         merchant = expect(base, "POST", "/api/v1/auth/wx-login", 200,

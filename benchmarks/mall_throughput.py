@@ -297,6 +297,17 @@ class Seeded:
     customer_token: str
 
 
+def new_mall(workdir: Path) -> tuple[str, list[str], str]:
+    """A fresh mall database in `workdir`: the base URL its server will answer at, the
+    command that serves it there (default configuration), and an operator's token."""
+    db = workdir / "mall.db"
+    operator = operator_token(db)
+    port = free_port()
+    command = [sys.executable, "-m", "xingcheng.cli", "serve", "--db", str(db),
+               "--host", HOST, "--port", str(port)]
+    return f"http://{HOST}:{port}", command, operator
+
+
 def operator_token(db: Path) -> str:
     """Issued on the file before the server opens it, as an operator bootstraps a mall."""
     command = [sys.executable, "-m", "xingcheng.cli", "token", "--operator", "--db", str(db)]
@@ -373,12 +384,7 @@ def benchmark(args: argparse.Namespace, workdir: Path
                 workdir / "hello.log") as hello:
         bare = measure(Load(hello_url, 200), args, workdir, hello.pid)
 
-    db = workdir / "mall.db"
-    operator = operator_token(db)
-    port = free_port()
-    base = f"http://{HOST}:{port}"
-    command = [sys.executable, "-m", "xingcheng.cli", "serve", "--db", str(db),
-               "--host", HOST, "--port", str(port)]
+    base, command, operator = new_mall(workdir)
     # The default configuration (access log on, to a file as in real runs) and the same
     # catalogue request with --no-access-log, alternated over several restarts of the same
     # database.  Other tenants only ever slow a round down, so each figure is the best of its

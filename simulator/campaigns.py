@@ -89,46 +89,52 @@ def _price(list_price_fen: int, share: float) -> int | None:
     return price if 0 < price < list_price_fen else None
 
 
+def _store_offers(seed: int, tag: str, campaigns, shelves: dict[str, list], start: datetime,
+                  end: datetime) -> Iterator[tuple[object, Run, Offer, random.Random]]:
+    """(campaign, run, offer, the run's random stream) for every store that takes part in a
+    run of a store campaign (flash sales, group buys) overlapping [start, end)."""
+    for campaign in campaigns:
+        by_store = _stores_at(shelves[campaign.store_kind], campaign.place_kind)
+        for run in runs(campaign.at, campaign.lasts_minutes, start, end):
+            rng = random.Random(f"{seed}:{tag}:{campaign.title}:{run.day.date()}")
+            for offer in _offers(rng, by_store, campaign.stores, run.starts):
+                yield campaign, run, offer, rng
+
+
 async def _flash_sales(conn: Connection, stamp, seed: int, shelves: dict[str, list],
                        start: datetime, end: datetime) -> int:
     made = 0
-    for campaign in tables.flash_sale_campaigns():
-        by_store = _stores_at(shelves[campaign.store_kind], campaign.place_kind)
-        for run in runs(campaign.at, campaign.lasts_minutes, start, end):
-            rng = random.Random(f"{seed}:flash:{campaign.title}:{run.day.date()}")
-            for offer in _offers(rng, by_store, campaign.stores, run.starts):
-                quantity = min(rng.randint(*campaign.quantity), offer.available)
-                price = _price(offer.list_price_fen, rng.uniform(*campaign.price_share))
-                if quantity < 1 or price is None:
-                    continue
-                await flash_sales.insert(
-                    conn, store_id=offer.store_id, sku_id=offer.sku_id, title=campaign.title,
-                    price_fen=price, quantity=quantity, per_user_limit=campaign.per_user_limit,
-                    starts_at=stamp(run.starts), ends_at=stamp(run.ends),
-                    pay_within_seconds=campaign.pay_within_seconds, created_by=None,
-                    now=stamp(FOUNDED))
-                made += 1
+    for campaign, run, offer, rng in _store_offers(seed, "flash", tables.flash_sale_campaigns(),
+                                                   shelves, start, end):
+        quantity = min(rng.randint(*campaign.quantity), offer.available)
+        price = _price(offer.list_price_fen, rng.uniform(*campaign.price_share))
+        if quantity < 1 or price is None:
+            continue
+        await flash_sales.insert(
+            conn, store_id=offer.store_id, sku_id=offer.sku_id, title=campaign.title,
+            price_fen=price, quantity=quantity, per_user_limit=campaign.per_user_limit,
+            starts_at=stamp(run.starts), ends_at=stamp(run.ends),
+            pay_within_seconds=campaign.pay_within_seconds, created_by=None,
+            now=stamp(FOUNDED))
+        made += 1
     return made
 
 
 async def _group_buys(conn: Connection, stamp, seed: int, shelves: dict[str, list],
                       start: datetime, end: datetime) -> int:
     made = 0
-    for campaign in tables.group_buy_campaigns():
-        by_store = _stores_at(shelves[campaign.store_kind], campaign.place_kind)
-        for run in runs(campaign.at, campaign.lasts_minutes, start, end):
-            rng = random.Random(f"{seed}:group:{campaign.title}:{run.day.date()}")
-            for offer in _offers(rng, by_store, campaign.stores, run.starts):
-                price = _price(offer.list_price_fen, campaign.price_share)
-                if price is None:
-                    continue
-                await group_buys.insert_campaign(
-                    conn, store_id=offer.store_id, sku_id=offer.sku_id, title=campaign.title,
-                    group_price_fen=price, group_size=campaign.group_size,
-                    time_limit_seconds=campaign.time_limit_minutes * 60,
-                    starts_at=stamp(run.starts), ends_at=stamp(run.ends), created_by=None,
-                    now=stamp(FOUNDED))
-                made += 1
+    for campaign, run, offer, _ in _store_offers(seed, "group", tables.group_buy_campaigns(),
+                                                 shelves, start, end):
+        price = _price(offer.list_price_fen, campaign.price_share)
+        if price is None:
+            continue
+        await group_buys.insert_campaign(
+            conn, store_id=offer.store_id, sku_id=offer.sku_id, title=campaign.title,
+            group_price_fen=price, group_size=campaign.group_size,
+            time_limit_seconds=campaign.time_limit_minutes * 60,
+            starts_at=stamp(run.starts), ends_at=stamp(run.ends), created_by=None,
+            now=stamp(FOUNDED))
+        made += 1
     return made
 
 
