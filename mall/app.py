@@ -19,6 +19,8 @@ from .config import MallConfig
 from .errors import error_middleware
 from .faults import ActiveFaults
 from .flash_sale_door import sold_out_door
+from .member_levels import SHIPPED as SHIPPED_MEMBERSHIP
+from .member_levels import load_membership
 from .metrics import MallMetrics
 from .payer_client import PayerClient
 from .pricing import stored
@@ -33,6 +35,7 @@ from .services.catalogue_cache import CatalogueCache
 from .services.coupons import Coupons
 from .services.flash_sales import FlashSales
 from .services.group_buys import GroupBuys
+from .services.membership import Membership
 from .services.orders import Orders
 from .services.payments import Payments
 from .services.personal_data import PersonalData
@@ -64,7 +67,9 @@ async def open_services(config: MallConfig, metrics: MallMetrics,
     signer = TokenSigner(server_keys.token_secret)
     cache = CatalogueCache(db)
     coupons = Coupons(db, clock, metrics)
-    orders = Orders(db, clock, metrics, config.order_ttl_seconds, coupons, price)
+    membership = Membership(db, clock, metrics,
+                            load_membership(config.membership or SHIPPED_MEMBERSHIP))
+    orders = Orders(db, clock, metrics, config.order_ttl_seconds, coupons, membership, price)
     keyring = (Keyring.load_or_create(config.payer_keys) if config.payer_keys is not None
                else None)
     payer = (PayerClient(config.payer_url.rstrip("/"), keyring.merchant_signer(), keyring.appid,
@@ -87,6 +92,7 @@ async def open_services(config: MallConfig, metrics: MallMetrics,
         catalogue=Catalogue(db, clock, cache, price),
         orders=orders,
         coupons=coupons,
+        membership=membership,
         flash_sales=FlashSales(db, clock, metrics, orders, config.flash_sale_recheck_seconds),
         pickup=Pickup(db, clock, metrics, orders, config.pickup_code_attempts),
         payments=payments,

@@ -50,5 +50,7 @@ class MallConfig:
     max_wait_seconds: float = 1.0
     # Risk-control rules (rate limits per account and address); None: the shipped ones.
     risk_rules: Path | None = None
+    # Membership levels, points and their worth; None: the shipped mall/data/membership.toml.
+    membership: Path | None = None
     # A fault profile for rehearsals (`--faults FILE`); None in every real deployment.
     faults: FaultProfile | None = None

@@ -55,6 +55,10 @@ class MallMetrics:
             "mall_refunds", "Refunds by what happened (requested, approved, rejected, "
             "refunded, refused_by_payer) and the customer's reason", ["change", "reason"],
             registry=r)
+        self.points = Counter(
+            "mall_points", "Member points by movement: earned by paid orders, redeemed on new "
+            "orders, returned by orders closed or refunded, reversed by refunds", ["change"],
+            registry=r)
         self.refund_settlements = Counter(
             "mall_refund_settlements", "The payer's word on refunds, by how it came "
             "(notification, query) and what applying it did", ["how", "outcome"], registry=r)

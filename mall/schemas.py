@@ -105,6 +105,8 @@ class OrderIn(Body):
     pickup_point_id: Id | None = None
     address_id: Id | None = None
     coupon_id: Id | None = None   # one of my coupons, to take its discount off this order
+    # Member points to redeem on this order (worth fen_per_point each, see /member-levels).
+    points: Annotated[int, Field(ge=1, le=10**7)] | None = None
 
 
 Fen = Annotated[int, Field(gt=0, le=10**9)]
@@ -181,6 +183,12 @@ class GroupBuyIn(Body):
 class GroupBuysQuery(Query):
     store_id: Id | None = None
     limit: Annotated[int, Field(ge=1, le=50)] = 20
+
+
+class MemberPriceIn(Body):
+    """What members from `min_level` up pay for this SKU; below its list price."""
+    price_fen: Fen
+    min_level: Annotated[str, StringConstraints(min_length=1, max_length=32)] = "regular"
 
 
 class RefundIn(Body):
@@ -279,6 +287,8 @@ class OrderOut(BaseModel):
     pickup_point_id: int | None
     address_id: int | None
     total_fen: int
+    points_used: int = 0
+    points_fen: int = 0
     created_at: str
     expires_at: str
     paid_at: str | None
@@ -303,6 +313,7 @@ class MyDataOut(BaseModel):
     addresses: list[AddressOut]
     orders: list[OrderOut]
     payments: list[PaymentOut]
+    points_ledger: list[dict] = []
 
 
 class AccountDeletedOut(BaseModel):

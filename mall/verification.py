@@ -78,6 +78,11 @@ async def verify(db_path: Path, grace_seconds: float = 300.0) -> list[Finding]:
             ("groups_add_up", "a group buy succeeded only with as many paid members as its "
              "size, never holds more, and one that failed left no order unpaid and open and "
              "no paid member without a refund", lambda: invariants.groups_off_their_members(conn)),
+            ("points_match_ledger", "every member's points and spending are the sum of their "
+             "points ledger (积分流水), each row's balance the running sum; an order redeemed "
+             "the points it says, earned once when paid, and gave back what it redeemed and "
+             "earned when closed unpaid or refunded",
+             lambda: invariants.points_off_their_ledger(conn)),
         ]
         findings = []
         for name, meaning, query in checks:

@@ -69,7 +69,8 @@ async def test_catalogue_filters_and_pages(mall, shop):
     assert product["tags"] == ["夜宵"] and product["scenes"] == ["late_night"]
     assert product["skus"][0] == {"sku_id": shop.sku_id, "spec": "标准",
                                   "price_fen": shop.price_fen, "available": 10,
-                                  "stock_state": "in_stock"}
+                                  "stock_state": "in_stock", "member_price_fen": None,
+                                  "member_level": None}
     detail = await api.get(f"{catalogue}/{first.body['items'][1]['product_id']}")
     assert detail.body["skus"][0]["stock_state"] == "sold_out"
 

@@ -64,7 +64,7 @@ def test_an_impossible_threshold_fails_the_run_and_is_named(tmp_path, env):
     assert by_name["http_req_duration{name:create_order}: p(95)<0.001"]["passed"] is False
     assert verdict["sessions"]["started"] == verdict["sessions"]["scheduled"] > 50
     checked = verdict["sides"]["baseline"]["verify"]
-    assert checked["verified"] and checked["holds"] and len(checked["invariants"]) == 11
+    assert checked["verified"] and checked["holds"] and len(checked["invariants"]) == 12
     assert (report / "locust_stats.csv").exists() and (report / "summary.md").exists()
     steps = {s["name"] for s in verdict["sides"]["baseline"]["steps"]}
     assert {"login", "nearby_stores", "catalogue", "create_order", "pay", "sandbox_pay",

@@ -122,7 +122,7 @@ async def test_a_mall_with_orders_in_every_state_verifies_clean(verified_file):
     db, _ = verified_file
     code, findings = verify(db)
     assert code == 0, {k: v for k, v in findings.items() if v["breaches"]}
-    assert len(findings) == 11 and all(f["breaches"] == 0 for f in findings.values())
+    assert len(findings) == 12 and all(f["breaches"] == 0 for f in findings.values())
     with sqlite3.connect(db) as conn:
         reasons = {row[0] for row in conn.execute("SELECT reason FROM inventory_ledger")}
     assert reasons >= {"stock_set", "reserve", "release", "hand_over"}

@@ -137,12 +137,14 @@ def main() -> None:
               help="Load shedding: seconds a request may wait before it is refused with 503.")
 @click.option("--risk-rules", type=click.Path(dir_okay=False, path_type=Path),
               help="Risk-control rules (rate limits) instead of mall/data/risk_rules.toml.")
+@click.option("--membership", type=click.Path(dir_okay=False, path_type=Path),
+              help="Member levels and points instead of mall/data/membership.toml.")
 @click.option("--faults", "faults_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Misbehave on purpose with this fault profile (rehearsals only).")
 def serve(db_path: Path, host: str, port: int, clock: Clock | None, since: float | None,
           payer_url: str | None, payer_keys: Path | None, order_ttl: float,
           no_access_log: bool, max_in_flight: int, max_waiting: int, max_wait: float,
-          risk_rules: Path | None, faults_file: Path | None) -> None:
+          risk_rules: Path | None, membership: Path | None, faults_file: Path | None) -> None:
     """Run the mall."""
     clock = anchored(clock, since)
     if (payer_url is None) != (payer_keys is None):
@@ -154,25 +156,32 @@ def serve(db_path: Path, host: str, port: int, clock: Clock | None, since: float
     from mall.config import MallConfig
     logging_to_stderr()
     from mall.faults import FaultProfileError, load_profile
+    from mall.member_levels import MembershipRulesError, load_membership
     from mall.risk_control import RiskRulesError, load_rules
 
-    try:
-        faults = load_profile(faults_file) if faults_file is not None else None
-    except FaultProfileError as exc:
-        raise click.UsageError(f"bad fault profile: {exc}") from exc
-    try:
-        if risk_rules is not None:
-            load_rules(risk_rules)
-    except RiskRulesError as exc:
-        raise click.UsageError(f"bad risk rules: {exc}") from exc
+    faults = _read_or_refuse(load_profile, faults_file, FaultProfileError, "fault profile")
+    _read_or_refuse(load_rules, risk_rules, RiskRulesError, "risk rules")
+    _read_or_refuse(load_membership, membership, MembershipRulesError, "membership file")
     config = MallConfig(db_path=db_path, clock=clock, resume_clock=since is None,
                         order_ttl_seconds=order_ttl, access_log=not no_access_log,
                         faults=faults, payer_url=payer_url, payer_keys=payer_keys,
                         max_in_flight=max_in_flight, max_waiting=max_waiting,
-                        max_wait_seconds=max_wait, risk_rules=risk_rules)
+                        max_wait_seconds=max_wait, risk_rules=risk_rules,
+                        membership=membership)
     web.run_app(create_app(config), host=host, port=port, print=None,
                 access_log_class=JsonAccessLogger,
                 access_log=logging.getLogger("mall.access") if config.access_log else None)
+
+
+def _read_or_refuse(load, path: Path | None, error: type[Exception], what: str):
+    """A mall file given on the command line, read now, so a bad one is a usage error that
+    names its field rather than a traceback from the app factory."""
+    if path is None:
+        return None
+    try:
+        return load(path)
+    except error as exc:
+        raise click.UsageError(f"bad {what}: {exc}") from exc
 
 
 @main.command()

@@ -39,6 +39,8 @@ def _products(rows, price: ServedPrice) -> list[dict]:
             "scenes": first["scenes"].split(SEP) if first["scenes"] else [],
             "skus": [{"sku_id": r["sku_id"], "spec": r["spec"],
                       "price_fen": price(r["sku_id"], r["price_fen"]),
+                      "member_price_fen": r["member_price_fen"],
+                      "member_level": r["member_level"],
                       "available": r["available"], "stock_state": stock_state(r["available"])}
                      for r in group],
         })

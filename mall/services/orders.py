@@ -34,6 +34,7 @@ from ..storage import (
 from ..storage.database import Connection
 from ..validation import decode_cursor, encode_cursor
 from .coupons import Coupons
+from .membership import Membership
 
 log = logging.getLogger("mall.orders")
 ORDER_STATES = ("pending_payment", "paid", "ready_for_pickup", "out_for_delivery", "completed",
@@ -45,7 +46,8 @@ _NO_CURSOR = 2**62
 def present(order, lines, *, for_customer: bool) -> dict:
     data = {key: order[key] for key in (
         "id", "store_id", "status", "fulfilment", "pickup_point_id", "address_id",
-        "total_fen", "created_at", "expires_at", "paid_at", "ready_at", "closed_at")}
+        "total_fen", "points_used", "points_fen", "created_at", "expires_at", "paid_at",
+        "ready_at", "closed_at")}
     data["order_id"] = data.pop("id")
     data["lines"] = [dict(line) for line in lines]
     if for_customer and order["status"] in _CODE_VISIBLE and order["pickup_code"]:
@@ -78,6 +80,7 @@ class Orders:
     metrics: MallMetrics
     ttl_seconds: float
     coupons: Coupons
+    membership: Membership
     price: ServedPrice = stored
 
     async def create(self, principal: Principal, data: OrderIn, idempotency_key: str | None,
@@ -105,7 +108,11 @@ class Orders:
         discount = 0
         if data.coupon_id is not None:
             discount = await self.coupons.discount(principal, data.coupon_id, store, subtotal)
-        total = subtotal - discount
+        points_fen = 0
+        if data.points is not None:
+            points_fen = await self.membership.points_fen(principal, data.points,
+                                                          subtotal - discount)
+        total = subtotal - discount - points_fen
 
         async def place(conn) -> tuple[dict, bool]:
             if idempotency_key is not None:
@@ -118,7 +125,8 @@ class Orders:
             order_id = await orders.insert(
                 conn, user_id=principal.user_id, store_id=data.store_id,
                 fulfilment=data.fulfilment, pickup_point_id=point_id,
-                address_id=data.address_id, total_fen=total, now=stamp, expires_at=expires)
+                address_id=data.address_id, total_fen=total, now=stamp, expires_at=expires,
+                points_used=data.points or 0, points_fen=points_fen)
             if offer is not None:  # before the shelf: a sold-out sale says so, not "no stock"
                 await offer.take(conn, order_id, stamp)
             for index, line in enumerate(data.lines):
@@ -133,11 +141,15 @@ class Orders:
                  line.qty) for line in data.lines])
             if data.coupon_id is not None:
                 await self.coupons.use(conn, data.coupon_id, order_id, discount, stamp)
+            if data.points is not None:
+                await self.membership.redeem(conn, principal.user_id, order_id, data.points,
+                                             stamp)
             if idempotency_key is not None:
                 await orders.remember_key(conn, principal.user_id, idempotency_key,
                                           request_hash, order_id, stamp)
             return {"order_id": order_id, "status": "pending_payment", "total_fen": total,
                     "discount_fen": discount, "coupon_id": data.coupon_id,
+                    "points_used": data.points or 0, "points_fen": points_fen,
                     "expires_at": expires}, False
 
         summary, replayed = await self.db.transaction(place)
@@ -162,7 +174,8 @@ class Orders:
         return {"order_id": order["id"], "status": order["status"],
                 "total_fen": order["total_fen"],
                 "discount_fen": used["discount_fen"] if used else 0,
-                "coupon_id": used["id"] if used else None, "expires_at": order["expires_at"]}
+                "coupon_id": used["id"] if used else None, "points_used": order["points_used"],
+                "points_fen": order["points_fen"], "expires_at": order["expires_at"]}
 
     async def _check(self, principal: Principal, data: OrderIn) -> tuple[Row, int | None, dict]:
         """Everything an order refers to must exist and belong together."""
@@ -199,7 +212,9 @@ class Orders:
         for index, line in enumerate(data.lines):
             if line.sku_id not in skus:
                 raise NotFound("sku at this store", f"lines.{index}.sku_id")
-        served = {sku_id: {"name": row["name"], "price_fen": self.price(sku_id, row["price_fen"])}
+        level = await self.membership.level_of(conn, principal.user_id)
+        served = {sku_id: {"name": row["name"], "price_fen": self.membership.member_price(
+                      level, row, self.price(sku_id, row["price_fen"]))}
                   for sku_id, row in skus.items()}
         return store, point_id, served
 
@@ -287,6 +302,7 @@ class Orders:
             await inventory.release(conn, order["store_id"], line["sku_id"], line["qty"],
                                     order_id, stamp)
         await payments.close_open(conn, order_id, stamp)
+        await self.membership.undo(conn, order, stamp)
         if await coupons.give_back(conn, order_id):
             self.metrics.coupon_redemptions.labels("returned").inc()
         units = await flash_sales.give_back(conn, order_id, stamp)
@@ -328,8 +344,9 @@ class Orders:
 
     async def refund_in(self, conn: Connection, order_id: int, stamp: str) -> None:
         """Inside the transaction that settles its refund: the order is refunded; goods it
-        still held go back on the shelf (and it closes), its coupon comes back.  Units of a
-        flash sale stay sold: the sale may be over."""
+        still held go back on the shelf (and it closes), its coupon and the points it
+        redeemed come back, the points it earned go.  Units of a flash sale stay sold: the
+        sale may be over."""
         order = await orders.order(conn, order_id)
         holding = order["closed_at"] is None
         await orders.move(conn, order_id, (order["status"],), "refunded",
@@ -340,6 +357,7 @@ class Orders:
                                         order_id, stamp)
         if await coupons.give_back(conn, order_id):
             self.metrics.coupon_redemptions.labels("returned").inc()
+        await self.membership.undo(conn, order, stamp)
 
     async def hand_over(self, conn: Connection, order, from_states: tuple[str, ...],
                         stamp: str) -> bool:

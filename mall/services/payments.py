@@ -274,6 +274,7 @@ class Payments:
         code = new_pickup_code() if order["fulfilment"] == "pickup" else None
         if await orders.move(conn, order["id"], ("pending_payment",), "paid", paid_at=stamp,
                              pickup_code=code):
+            await self.orders.membership.earn(conn, order, stamp)
             if await group_buys.complete_if_full(conn, order["id"], stamp) is not None:
                 self.metrics.groups.labels("succeeded").inc()
             return "applied"

@@ -13,7 +13,7 @@ from ..auth import Principal
 from ..clock import Clock
 from ..errors import Conflict, Unauthorized
 from ..privacy import Vault
-from ..storage import Database, orders, payments, personal_data, users
+from ..storage import Database, membership, orders, payments, personal_data, users
 from ..storage.database import Connection
 from . import audit_trail
 from .accounts import Accounts
@@ -58,6 +58,8 @@ class PersonalData:
                            for order in await orders.all_for_user(conn, principal.user_id)],
                 "payments": [dict(row) for row in
                              await payments.for_user(conn, principal.user_id)],
+                "points_ledger": [dict(row) for row in await membership.ledger(
+                    conn, principal.user_id, 2**62, 100_000)],
             }
 
         return await self.db.transaction(read)

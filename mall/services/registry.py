@@ -18,6 +18,7 @@ from .catalogue import Catalogue
 from .coupons import Coupons
 from .flash_sales import FlashSales
 from .group_buys import GroupBuys
+from .membership import Membership
 from .orders import Orders
 from .payments import Payments
 from .personal_data import PersonalData
@@ -38,6 +39,7 @@ class Services:
     catalogue: Catalogue
     orders: Orders
     coupons: Coupons
+    membership: Membership
     flash_sales: FlashSales
     group_buys: GroupBuys
     pickup: Pickup

@@ -11,7 +11,8 @@ SEP = "\x1f"  # joins tags inside one column; a character no tag may contain
 
 _PRODUCT_COLUMNS = (
     "SELECT p.id AS product_id, p.store_id, p.name, p.description, k.id AS sku_id, k.spec,"
-    " k.price_fen, coalesce(i.on_hand - i.reserved, 0) AS available,"
+    " k.price_fen, m.price_fen AS member_price_fen, m.min_level AS member_level,"
+    " coalesce(i.on_hand - i.reserved, 0) AS available,"
     " (SELECT group_concat(tag, char(31)) FROM product_tags WHERE product_id = p.id) AS tags,"
     " (SELECT group_concat(scene, char(31)) FROM product_scenes WHERE product_id = p.id)"
     " AS scenes"
@@ -19,6 +20,7 @@ _PRODUCT_COLUMNS = (
 _PRODUCT_JOINS = (
     " JOIN skus k ON k.product_id = p.id"
     " LEFT JOIN inventory i ON i.store_id = p.store_id AND i.sku_id = k.id"
+    " LEFT JOIN member_prices m ON m.sku_id = k.id"
 )
 
 
@@ -92,10 +94,11 @@ async def product(conn: Connection, store_id: int, product_id: int) -> list[Row]
 
 
 async def skus_at_store(conn: Connection, store_id: int, sku_ids: list[int]) -> dict[int, Row]:
-    """Name and price of each SKU sold by this store, keyed by SKU id."""
+    """Name, price and member price of each SKU sold by this store, keyed by SKU id."""
     marks = ",".join("?" * len(sku_ids))
     rows = await conn.execute_fetchall(
-        "SELECT k.id AS sku_id, p.name, k.price_fen FROM skus k"
-        " JOIN products p ON p.id = k.product_id"
+        "SELECT k.id AS sku_id, p.name, k.price_fen, m.price_fen AS member_price_fen,"
+        " m.min_level AS member_level FROM skus k JOIN products p ON p.id = k.product_id"
+        " LEFT JOIN member_prices m ON m.sku_id = k.id"
         f" WHERE p.store_id = ? AND k.id IN ({marks})", (store_id, *sku_ids))
     return {row["sku_id"]: row for row in rows}

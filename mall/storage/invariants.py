@@ -235,6 +235,8 @@ async def coupons_off_their_orders(conn: Connection) -> list[Row]:
     coupon's discount.  A database from before coupons (schema < 8) has none to break."""
     if not await _has_table(conn, "user_coupons"):
         return []
+    # From schema 12 an order's points take their fen off its total too.
+    points = "o.points_fen" if await _has_table(conn, "points_ledger") else "0"
     return await _rows(conn, (
         "SELECT 'claims_not_coupons' AS breach, t.id AS template_id, NULL AS coupon_id,"
         " NULL AS order_id, t.claimed AS expected, count(c.id) AS found"
@@ -248,12 +250,50 @@ async def coupons_off_their_orders(conn: Connection) -> list[Row]:
         " WHERE c.status = 'used' AND (o.id IS NULL OR o.user_id != c.user_id"
         "  OR o.status IN ('cancelled', 'expired', 'refunded'))"
         " UNION ALL SELECT 'total_not_lines_less_discount', c.template_id, c.id, o.id,"
-        " l.subtotal - coalesce(c.discount_fen, 0), o.total_fen FROM orders o"
+        f" l.subtotal - coalesce(c.discount_fen, 0) - {points}, o.total_fen FROM orders o"
         " JOIN (SELECT order_id, sum(unit_price_fen * qty) AS subtotal FROM order_lines"
         "  GROUP BY order_id) l ON l.order_id = o.id"
         " LEFT JOIN user_coupons c ON c.order_id = o.id"
         " WHERE o.status NOT IN ('cancelled', 'expired', 'refunded')"
-        "  AND o.total_fen != l.subtotal - coalesce(c.discount_fen, 0)"))
+        f"  AND o.total_fen != l.subtotal - coalesce(c.discount_fen, 0) - {points}"))
+
+
+async def points_off_their_ledger(conn: Connection) -> list[Row]:
+    """Membership breaches: a member whose points or spending is not the sum of their ledger;
+    a ledger row whose balance is not the running sum before it; an order whose points are
+    not the ones its ledger redeemed; an order closed unpaid or refunded that kept points it
+    redeemed or earned; a paid order that earned twice or never.  A database from before
+    membership (schema < 12) has none to break."""
+    if not await _has_table(conn, "points_ledger"):
+        return []
+    return await _rows(conn, (
+        "SELECT 'balance_not_ledger' AS breach, m.user_id, NULL AS order_id,"
+        " coalesce(l.points, 0) AS expected, m.points AS found FROM members m"
+        " LEFT JOIN (SELECT user_id, sum(points) AS points, sum(spent_fen) AS spent"
+        "  FROM points_ledger GROUP BY user_id) l ON l.user_id = m.user_id"
+        " WHERE m.points != coalesce(l.points, 0) OR m.spent_fen != coalesce(l.spent, 0)"
+        " UNION ALL SELECT 'ledger_without_member', l.user_id, NULL, NULL, NULL"
+        " FROM points_ledger l LEFT JOIN members m ON m.user_id = l.user_id"
+        " WHERE m.user_id IS NULL GROUP BY l.user_id"
+        " UNION ALL SELECT 'running_balance', user_id, order_id, running, balance FROM"
+        " (SELECT user_id, order_id, balance, sum(points) OVER (PARTITION BY user_id"
+        "  ORDER BY id) AS running FROM points_ledger) WHERE running != balance"
+        " UNION ALL SELECT 'order_points_not_redeemed', o.user_id, o.id, o.points_used,"
+        " -coalesce(r.points, 0) FROM orders o LEFT JOIN points_ledger r"
+        "  ON r.order_id = o.id AND r.reason = 'redeemed'"
+        " WHERE o.points_used != -coalesce(r.points, 0)"
+        "  OR (r.id IS NOT NULL AND r.user_id != o.user_id)"
+        " UNION ALL SELECT 'kept_after_close', o.user_id, o.id, 0, sum(l.points)"
+        " FROM orders o JOIN points_ledger l ON l.order_id = o.id"
+        " WHERE o.status IN ('cancelled', 'expired', 'refunded')"
+        " GROUP BY o.id HAVING sum(l.points) != 0 OR sum(l.spent_fen) != 0"
+        " UNION ALL SELECT 'earned_not_paid', o.user_id, o.id, o.total_fen, e.spent_fen"
+        " FROM points_ledger e JOIN orders o ON o.id = e.order_id"
+        " WHERE e.reason = 'earned' AND (o.paid_at IS NULL OR e.spent_fen != o.total_fen)"
+        " UNION ALL SELECT 'paid_not_earned', o.user_id, o.id, o.total_fen, NULL FROM orders o"
+        " WHERE o.paid_at >= (SELECT min(at) FROM points_ledger WHERE reason = 'earned')"
+        "  AND NOT EXISTS (SELECT 1 FROM points_ledger e WHERE e.order_id = o.id"
+        "   AND e.reason = 'earned')"))
 
 
 async def last_activity(conn: Connection) -> str | None:

@@ -11,17 +11,20 @@ from .inventory import LIVE
 _ORDER = (
     "SELECT o.id, o.user_id, o.store_id, o.status, o.fulfilment, o.pickup_point_id,"
     " o.address_id, o.total_fen, o.pickup_code, o.pickup_failures, o.created_at,"
-    " o.expires_at, o.paid_at, o.ready_at, o.closed_at FROM orders o"
+    " o.expires_at, o.paid_at, o.ready_at, o.closed_at, o.points_used, o.points_fen"
+    " FROM orders o"
 )
 
 
 async def insert(conn: Connection, *, user_id: int, store_id: int, fulfilment: str,
                  pickup_point_id: int | None, address_id: int | None, total_fen: int,
-                 now: str, expires_at: str) -> int:
+                 now: str, expires_at: str, points_used: int = 0, points_fen: int = 0) -> int:
     cur = await conn.execute(
         "INSERT INTO orders (user_id, store_id, status, fulfilment, pickup_point_id, address_id,"
-        " total_fen, created_at, expires_at) VALUES (?, ?, 'pending_payment', ?, ?, ?, ?, ?, ?)",
-        (user_id, store_id, fulfilment, pickup_point_id, address_id, total_fen, now, expires_at))
+        " total_fen, created_at, expires_at, points_used, points_fen)"
+        " VALUES (?, ?, 'pending_payment', ?, ?, ?, ?, ?, ?, ?, ?)",
+        (user_id, store_id, fulfilment, pickup_point_id, address_id, total_fen, now, expires_at,
+         points_used, points_fen))
     return cur.lastrowid
 
 
