@@ -239,6 +239,7 @@ def _place_order(walk: Walk, session: Session, persona, token: str, user_id: int
     for line in lines:
         del line["price_fen"]
     coupon_id = _coupon(walk, persona, token, store["id"], subtotal, rng.random())
+    points = _points(walk, persona, token, subtotal, rng.random())
     delivery = session.journey == "delivery_order" or (
         session.journey in ("abandon", "cancel") and rng.random() > persona.pickup_share)
     body: dict = {"store_id": store["id"], "lines": lines,
@@ -247,10 +248,13 @@ def _place_order(walk: Walk, session: Session, persona, token: str, user_id: int
         body["address_id"] = _address(walk, token, user_id, rng)
     key = f"{walk.city.seed}-{user_id}-{rng.getrandbits(64):016x}"
     status, order = walk.call("POST", f"{V1}/orders", "create_order", token,
-                              body | ({"coupon_id": coupon_id} if coupon_id else {}),
+                              body | ({"coupon_id": coupon_id} if coupon_id else {})
+                              | ({"points": points} if points else {}),
                               {"Idempotency-Key": key})
-    if status == 409 and coupon_id and str(order["error"]["code"]).startswith("coupon"):
-        # The coupon does not apply after all: the customer orders without it.
+    if status == 409 and (coupon_id or points) and str(order["error"]["code"]).startswith(
+            ("coupon", "points", "not_enough_points")):
+        # The coupon or the points do not apply after all (the coupon's discount left less
+        # for points to pay): the customer orders without them.
         status, order = walk.call("POST", f"{V1}/orders", "create_order", token, body,
                                   {"Idempotency-Key": f"{key}-plain"})
     if status == 409:
@@ -327,6 +331,19 @@ def _coupon(walk: Walk, persona, token: str, store_id: int, subtotal_fen: int,
     return next((c["coupon_id"] for c in (mine or {}).get("items", [])
                  if c["template_id"] == usable[0]["template_id"]
                  and c["status"] == "available"), None)
+
+
+def _points(walk: Walk, persona, token: str, subtotal_fen: int, draw: float) -> int | None:
+    """A member who pays with points opens 我的会员 and redeems as many as the order allows
+    (the share of it points may pay), or none when too few are left."""
+    if draw >= persona.points_share:
+        return None
+    _, mine = walk.call("GET", f"{V1}/me/membership", "membership", token)
+    if not mine or not mine.get("member"):
+        return None
+    most = min(subtotal_fen * mine["max_points_percent"] // 100, subtotal_fen - 1)
+    points = min(mine["points"], most // mine["fen_per_point"])
+    return points if points >= 100 else None
 
 
 def flash_hunt(walk: Walk, token: str, rng: random.Random) -> None:

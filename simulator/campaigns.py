@@ -1,6 +1,6 @@
 """The campaigns the city's merchants and operators run in a window of simulated time (flash
-sales, coupons, group buys), staged into a copy of the city's database through the mall's
-storage layer before the load starts.
+sales, coupons, group buys) and their standing member prices, staged into a copy of the
+city's database through the mall's storage layer before the load starts.
 
 They are drawn from the city's seed, the day and the city's own shelves, so the same scenario
 stages the same campaigns every run.  Rows name no creator (`created_by` NULL: the city's own
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mall.clock import SHANGHAI, Clock
 from mall.opening_hours import is_open
-from mall.storage import Database, bulk, coupons, flash_sales, group_buys
+from mall.storage import Database, bulk, coupons, flash_sales, group_buys, membership
 from mall.storage.database import Connection
 
 from . import tables
@@ -45,6 +45,7 @@ class Staged:
     flash_sales: int = 0
     coupons: int = 0
     group_buys: int = 0
+    member_prices: int = 0
 
 
 def runs(at: str, lasts_minutes: int, start: datetime, end: datetime) -> Iterator[Run]:
@@ -163,6 +164,28 @@ async def _coupons(conn: Connection, stamp, start: datetime, end: datetime) -> i
     return made
 
 
+async def _member_prices(conn: Connection, stamp, seed: int) -> int:
+    terms = tables.member_prices()
+    rng = random.Random(f"{seed}:member_prices")
+    by_store: dict[int, list] = {}
+    for row in await bulk.shelves_of_kind(conn, None):
+        by_store.setdefault(row["store_id"], []).append(row)
+    levels = list(terms.min_level)
+    made = 0
+    for store_id, rows in by_store.items():
+        if rng.random() >= terms.store_share:
+            continue
+        for sku in rng.sample(rows, min(rng.randint(*terms.skus), len(rows))):
+            price = _price(sku["price_fen"], rng.uniform(*terms.price_share))
+            if price is None:
+                continue
+            level = rng.choices(levels, weights=list(terms.min_level.values()))[0]
+            await membership.set_member_price(conn, store_id, sku["sku_id"], price, level,
+                                              stamp(FOUNDED))
+            made += 1
+    return made
+
+
 async def stage(db_path: Path, seed: int, start: datetime, end: datetime) -> Staged:
     """Write the window's campaigns into the city's database at `db_path` (once: a database
     that holds flash sales, coupons or group buys already is left as it is); returns how
@@ -179,7 +202,8 @@ async def stage(db_path: Path, seed: int, start: datetime, end: datetime) -> Sta
             stamp = db.clock.stamp
             return Staged(await _flash_sales(conn, stamp, seed, shelves, start, end),
                           await _coupons(conn, stamp, start, end),
-                          await _group_buys(conn, stamp, seed, shelves, start, end))
+                          await _group_buys(conn, stamp, seed, shelves, start, end),
+                          await _member_prices(conn, stamp, seed))
 
         return await db.transaction(write)
     finally:

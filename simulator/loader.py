@@ -15,6 +15,7 @@ from mall.privacy import Vault
 from mall.storage import Database, bulk, settings
 
 from .city import City
+from .members import table_rows as member_rows
 
 FOUNDED = datetime(2026, 1, 1, tzinfo=SHANGHAI)  # created_at of generated rows: replayable
 CHUNK = 50_000
@@ -76,6 +77,7 @@ def table_rows(city: City, vault: Vault, stamp: str) -> dict[str, tuple[int, Ite
         "skus": (len(skus), ((k["sku_id"], p["product_id"], k["spec"], k["price_fen"], stamp)
                              for _, p, k in skus)),
         "inventory": (len(skus), ((s.id, k["sku_id"], k["stock"], stamp) for s, _, k in skus)),
+        **member_rows(city, stamp),
     }
 
 

@@ -58,6 +58,9 @@ class Persona:
     coupon_sensitivity: float
     refund_share: float
     group_buy_share: float
+    member_share: float
+    member_spent_yuan: tuple[int, int]
+    points_share: float
     pickup_share: float
     journeys: dict[str, float]
     scenes: tuple[str, ...]
@@ -132,7 +135,8 @@ def personas() -> tuple[Persona, ...]:
         basket=tuple(p["basket"]), price_sensitivity=p["price_sensitivity"],
         patience_s=p["patience_s"],
         coupon_sensitivity=p["coupon_sensitivity"], refund_share=p["refund_share"],
-        group_buy_share=p["group_buy_share"],
+        group_buy_share=p["group_buy_share"], member_share=p["member_share"],
+        member_spent_yuan=tuple(p["member_spent_yuan"]), points_share=p["points_share"],
         pickup_share=p["pickup_share"],
         journeys=p["journeys"], scenes=tuple(p["scenes"]), weekday=_bumps(p["weekday"]),
         weekend=_bumps(p["weekend"]),
@@ -233,3 +237,18 @@ def group_buy_campaigns() -> tuple[GroupBuyCampaign, ...]:
         group_size=c["group_size"], time_limit_minutes=c["time_limit_minutes"],
         price_share=c["price_share"],
     ) for c in _load("campaigns.toml")["group_buy"])
+
+
+@dataclass(frozen=True)
+class MemberPrices:
+    store_share: float
+    skus: tuple[int, int]
+    price_share: tuple[float, float]
+    min_level: dict[str, float]
+
+
+@cache
+def member_prices() -> MemberPrices:
+    c = _load("campaigns.toml")["member_prices"]
+    return MemberPrices(store_share=c["store_share"], skus=tuple(c["skus"]),
+                        price_share=tuple(c["price_share"]), min_level=c["min_level"])

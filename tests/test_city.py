@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from mall.verification import verify
 from simulator import tables
 from simulator.city import build_city
 from simulator.export import export
@@ -101,3 +102,32 @@ async def test_a_generated_city_is_served_by_the_mall(tmp_path, start_mall):
     queue = await mall.api.get(f"/api/v1/merchant/stores/{store.id}/pickup-queue",
                                token=merchant)
     assert queue.status == 200
+
+
+async def test_the_city_brings_its_members_and_the_mall_keeps_their_points(tmp_path,
+                                                                          start_mall):
+    """Members before day one: by persona share, their level as the mall's file sets it,
+    an opening ledger row each; a member then earns on top of what the city gave."""
+    db = tmp_path / "city.db"
+    city = build_city(SMALL, 7)
+    counts = await load(city, db)
+    by_persona = city.customer_ids_by_persona()
+    assert 0 < counts["members"] == counts["points_ledger"] < len(city.customers)
+    mall = await start_mall(db_path=db, clock=Clock.parse("2026-11-27T12:00+08:00"))
+    rows = await mall.services.db.reader().execute_fetchall(
+        "SELECT user_id, level, points, spent_fen FROM members")
+    shares = {key: sum(1 for r in rows if r["user_id"] in set(ids)) / len(ids)
+              for key, ids in by_persona.items() if len(ids) > 100}
+    personas = {p.key: p for p in tables.personas()}
+    for key, share in shares.items():
+        assert abs(share - personas[key].member_share) < 0.12, (key, share)
+    rules = mall.services.membership.rules
+    assert all(r["level"] == rules.level_for(r["spent_fen"]).key for r in rows)
+    member = rows[0]
+    openid = city.customers.openids[member["user_id"] - 1]
+    token = await mall.api.login(openid)
+    mine = await mall.api.get("/api/v1/me/membership", token=token)
+    assert (mine.body["points"], mine.body["spent_fen"]) == (member["points"],
+                                                             member["spent_fen"])
+    findings = {f.name: f for f in await verify(db)}
+    assert findings["points_match_ledger"].holds

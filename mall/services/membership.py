@@ -49,6 +49,8 @@ class Membership:
                 "points": row["points"] if row else 0, "spent_fen": spent,
                 "points_worth_fen": max(0, row["points"] if row else 0) * self.rules.fen_per_point,
                 "joined_at": row["joined_at"] if row else None,
+                "fen_per_point": self.rules.fen_per_point,
+                "max_points_percent": self.rules.max_points_percent,
                 "next_level": None if upcoming is None else {
                     **present_level(upcoming),
                     "spend_more_fen": upcoming.from_spent_yuan * 100 - spent}}

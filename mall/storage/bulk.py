@@ -23,6 +23,10 @@ _INSERTS = {
     "skus": "INSERT INTO skus (id, product_id, spec, price_fen, created_at) VALUES (?, ?, ?, ?, ?)",
     "inventory": "INSERT INTO inventory (store_id, sku_id, on_hand, reserved, updated_at)"
                  " VALUES (?, ?, ?, 0, ?)",
+    "members": "INSERT INTO members (user_id, level, points, spent_fen, joined_at, updated_at)"
+               " VALUES (?, ?, ?, ?, ?, ?)",
+    "points_ledger": "INSERT INTO points_ledger (id, user_id, order_id, reason, points,"
+                     " spent_fen, balance, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 }
 
 TABLES = tuple(_INSERTS)
@@ -56,14 +60,15 @@ async def open_ledger(conn: Connection) -> None:
         " WHERE on_hand != 0 OR reserved != 0")
 
 
-async def shelves_of_kind(conn: Connection, kind: str) -> list:
-    """Every SKU of the stores of one kind, with where the store is, its hours, its list
-    price and what is free to sell: what a city's campaigns are drawn from."""
+async def shelves_of_kind(conn: Connection, kind: str | None) -> list:
+    """Every SKU of the stores of one kind (of every kind for None), with where the store is,
+    its hours, its list price and what is free to sell: what a city's campaigns are drawn
+    from."""
     return list(await conn.execute_fetchall(
         "SELECT s.id AS store_id, s.business_circle, s.opens_at, s.closes_at, k.id AS sku_id,"
         " k.price_fen, i.on_hand - i.reserved AS available FROM stores s"
         " JOIN inventory i ON i.store_id = s.id JOIN skus k ON k.id = i.sku_id"
-        " WHERE s.kind = ? ORDER BY s.id, k.id", (kind,)))
+        " WHERE ?1 IS NULL OR s.kind = ?1 ORDER BY s.id, k.id", (kind,)))
 
 
 async def store_places(conn: Connection) -> list:
@@ -73,8 +78,8 @@ async def store_places(conn: Connection) -> list:
 
 
 async def has_campaigns(conn: Connection) -> bool:
-    """True once any flash sale, coupon template or group buy exists."""
+    """True once any flash sale, coupon template, group buy or member price exists."""
     rows = await conn.execute_fetchall(
         "SELECT EXISTS (SELECT 1 FROM flash_sales) OR EXISTS (SELECT 1 FROM coupon_templates)"
-        " OR EXISTS (SELECT 1 FROM group_buys)")
+        " OR EXISTS (SELECT 1 FROM group_buys) OR EXISTS (SELECT 1 FROM member_prices)")
     return bool(rows[0][0])
