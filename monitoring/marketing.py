@@ -1,5 +1,5 @@
-"""The marketing panel of report.html: what coupons, flash sales, group buys, refunds and
-risk control did on each side, from each mall's last scrape (`mall-<side>.prom`)."""
+"""The marketing panel of report.html: what coupons, flash sales, group buys, refunds, member
+points and risk control did on each side, from each mall's last scrape (`mall-<side>.prom`)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ COUNTERS = (
     ("flash-sale refusals", "mall_flash_sale_refusals_total", ("reason", "answered_from")),
     ("groups", "mall_groups_total", ("change",)),
     ("refunds", "mall_refunds_total", ("change", "reason")),
+    ("member points", "mall_points_total", ("change",)),
     ("risk refusals", "mall_risk_rejections_total", ("rule",)),
 )
 
