@@ -36,7 +36,7 @@ async def sold_out_door(request: web.Request, handler) -> web.StreamResponse:
             if svc.flash_sales.sold_out_at_the_door(int(buy[1]), principal.user_id,
                                                     IDEMPOTENCY_KEY in request.headers):
                 request[PRINCIPAL] = principal   # the access log names the caller
-                svc.metrics.flash_sale_refusals.labels("sold_out", "memory").inc()
+                svc.flash_sales.refused_at_the_door.inc()
                 return web.Response(body=_SOLD_OUT_BODY, status=409,
                                     content_type="application/json")
     return await handler(request)

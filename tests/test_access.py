@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
+
 from mall.auth import TokenSigner
+from mall.errors import Unauthorized
 
 from .conftest import open_shop, order_body
 
@@ -82,6 +87,28 @@ async def test_roles_and_tokens(mall, shop):
     session = (await api.post("/api/v1/auth/wx-login", json={"code": "sandbox:merchant-1"})).body
     assert session["roles"] == ["customer", "merchant"]
     assert session["store_ids"] == [shop.store_id]
+
+
+async def test_a_token_verified_before_expires_all_the_same(mall):
+    """Verified tokens are remembered; the memory must not outlive the token: a token that
+    was good a moment ago is refused once its time is up, and a forged one never enters."""
+    signer = mall.services.signer
+    soon = time.time() + 2
+    token = TokenSigner(await _secret(mall)).issue(7, "customer", int(soon) + 1)
+    assert signer.verify(token, time.time()).user_id == 7       # verified, remembered
+    assert signer.verify(token, time.time()).user_id == 7       # from memory
+    with pytest.raises(Unauthorized, match="expired"):
+        signer.verify(token, soon + 1.5)
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    for _ in range(2):
+        with pytest.raises(Unauthorized, match="signature"):
+            signer.verify(forged, time.time())
+    customer = await mall.api.login("remembered")
+    assert (await mall.api.get("/api/v1/orders", token=customer)).status == 200
+    gone = await mall.api.delete("/api/v1/me", token=customer)
+    assert gone.status == 200, gone.body
+    # A deleted account's remembered token is refused all the same (checked apart).
+    assert (await mall.api.get("/api/v1/orders", token=customer)).status == 401
 
 
 async def _secret(mall) -> str:
