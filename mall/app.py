@@ -17,6 +17,8 @@ from .auth import TokenSigner
 from .clock import Clock
 from .config import MallConfig
 from .errors import error_middleware
+from .experiments import SHIPPED as SHIPPED_EXPERIMENTS
+from .experiments import load_experiments
 from .faults import ActiveFaults
 from .flash_sale_door import sold_out_door
 from .metrics import MallMetrics
@@ -31,6 +33,7 @@ from .services.after_sales import AfterSales
 from .services.catalogue import Catalogue
 from .services.catalogue_cache import CatalogueCache
 from .services.coupons import Coupons
+from .services.experiments import Experiments
 from .services.flash_sales import FlashSales
 from .services.group_buys import GroupBuys
 from .services.orders import Orders
@@ -87,6 +90,8 @@ async def open_services(config: MallConfig, metrics: MallMetrics,
         catalogue=Catalogue(db, clock, cache, price),
         orders=orders,
         coupons=coupons,
+        experiments=Experiments(load_experiments(config.experiments or SHIPPED_EXPERIMENTS),
+                                clock, metrics),
         flash_sales=FlashSales(db, clock, metrics, orders, config.flash_sale_recheck_seconds),
         pickup=Pickup(db, clock, metrics, orders, config.pickup_code_attempts),
         payments=payments,

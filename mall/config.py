@@ -50,5 +50,7 @@ class MallConfig:
     max_wait_seconds: float = 1.0
     # Risk-control rules (rate limits per account and address); None: the shipped ones.
     risk_rules: Path | None = None
+    # A/B experiments' definitions; None: the shipped ones (mall/data/experiments.toml).
+    experiments: Path | None = None
     # A fault profile for rehearsals (`--faults FILE`); None in every real deployment.
     faults: FaultProfile | None = None

@@ -137,12 +137,15 @@ def main() -> None:
               help="Load shedding: seconds a request may wait before it is refused with 503.")
 @click.option("--risk-rules", type=click.Path(dir_okay=False, path_type=Path),
               help="Risk-control rules (rate limits) instead of mall/data/risk_rules.toml.")
+@click.option("--experiments", type=click.Path(dir_okay=False, path_type=Path),
+              help="A/B experiments instead of mall/data/experiments.toml.")
 @click.option("--faults", "faults_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Misbehave on purpose with this fault profile (rehearsals only).")
 def serve(db_path: Path, host: str, port: int, clock: Clock | None, since: float | None,
           payer_url: str | None, payer_keys: Path | None, order_ttl: float,
           no_access_log: bool, max_in_flight: int, max_waiting: int, max_wait: float,
-          risk_rules: Path | None, faults_file: Path | None) -> None:
+          risk_rules: Path | None, experiments: Path | None, faults_file: Path | None
+          ) -> None:
     """Run the mall."""
     clock = anchored(clock, since)
     if (payer_url is None) != (payer_keys is None):
@@ -153,6 +156,7 @@ def serve(db_path: Path, host: str, port: int, clock: Clock | None, since: float
     from mall.app import create_app
     from mall.config import MallConfig
     logging_to_stderr()
+    from mall.experiments import ExperimentsError, load_experiments
     from mall.faults import FaultProfileError, load_profile
     from mall.risk_control import RiskRulesError, load_rules
 
@@ -165,11 +169,17 @@ def serve(db_path: Path, host: str, port: int, clock: Clock | None, since: float
             load_rules(risk_rules)
     except RiskRulesError as exc:
         raise click.UsageError(f"bad risk rules: {exc}") from exc
+    try:
+        if experiments is not None:
+            load_experiments(experiments)
+    except ExperimentsError as exc:
+        raise click.UsageError(f"bad experiments: {exc}") from exc
     config = MallConfig(db_path=db_path, clock=clock, resume_clock=since is None,
                         order_ttl_seconds=order_ttl, access_log=not no_access_log,
                         faults=faults, payer_url=payer_url, payer_keys=payer_keys,
                         max_in_flight=max_in_flight, max_waiting=max_waiting,
-                        max_wait_seconds=max_wait, risk_rules=risk_rules)
+                        max_wait_seconds=max_wait, risk_rules=risk_rules,
+                        experiments=experiments)
     web.run_app(create_app(config), host=host, port=port, print=None,
                 access_log_class=JsonAccessLogger,
                 access_log=logging.getLogger("mall.access") if config.access_log else None)
