@@ -458,6 +458,28 @@ def gate(report_dir: Path, prometheus: str | None, scenario: str | None) -> None
     sys.exit(regate(report_dir, prometheus, scenario))
 
 
+@main.command()
+@click.argument("report_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--experiment", "key", metavar="KEY", help="Only this experiment.")
+@click.option("--level", type=click.FloatRange(0.5, 0.999), default=0.95, show_default=True,
+              help="Confidence level of the intervals.")
+@click.option("--min-sessions", type=click.IntRange(min=2), default=100, show_default=True,
+              help="Fewer sessions (paying sessions, for the basket) in an arm: inconclusive.")
+@click.option("--definitions", type=click.Path(dir_okay=False, path_type=Path),
+              help="The experiments file the malls ran with (serve --experiments) instead of "
+                   "mall/data/experiments.toml.")
+@click.option("--json", "as_json", is_flag=True, help="Print experiment.json instead.")
+def experiment(report_dir: Path, key: str | None, level: float, min_sessions: int,
+               definitions: Path | None, as_json: bool) -> None:
+    """A/B experiments of a recorded run: each arm's conversion, basket and GMV per session
+    against the control, the effect with its interval and a p-value; experiment.json is
+    written into the folder.  Exit 0 reported, 2 the folder cannot be used."""
+    from mall.experiments import SHIPPED
+    from monitoring.experiment_report import experiment as report
+
+    sys.exit(report(report_dir, key, level, min_sessions, definitions or SHIPPED, as_json))
+
+
 @main.group()
 def privacy() -> None:
     """Personal data under PIPL (see docs/privacy.md)."""
