@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from scipy import stats
 
@@ -227,9 +228,9 @@ def _tables(report: ExperimentReport, level: float) -> tuple[Table, Table]:
                      else f"{arm.gmv_per_session_yuan:.2f}")
     effects = Table(title=f"{report.key}: arm - control, {level:.0%} interval")
     for column in ("arm", "metric", "effect [interval]  p", "verdict"):
-        effects.add_column(column)
+        effects.add_column(escape(column))
     for effect in report.effects:
-        effects.add_row(effect.arm, effect.metric, _shown(effect), effect.verdict)
+        effects.add_row(effect.arm, effect.metric, escape(_shown(effect)), effect.verdict)
     return arms, effects
 
 

@@ -19,11 +19,19 @@ import pytest
 
 from loadtests.client_metrics import LoadMetrics
 from loadtests.records import RunRecords, SessionRecord
+from loadtests.scenario import ScenarioError, load_scenario
 from mall.clock import Clock
 from mall.experiments import SHIPPED, Experiment, ExperimentsError, load_experiments
 
 XINGCHENG = [sys.executable, "-m", "xingcheng.cli"]
 SHIPPED_KEYS = ["home_entry", "recommendation_strategy", "payment_method"]
+SCENARIO = """name = "responding"
+[window]
+day = "weekday"
+start = "2026-11-27T22:20:00+08:00"
+end = "2026-11-27T22:26:40+08:00"
+speed = 40
+"""
 
 
 def experiment(weights: dict[str, int], key: str = "trial", salt: str = "s1") -> Experiment:
@@ -294,3 +302,29 @@ def test_sessions_recorded_before_experiments_are_exit_2(tmp_path):
         csv.writer(old).writerows(rows)
     done = run_report(tmp_path)
     assert done.returncode == 2 and "before A/B experiments" in done.stderr
+
+
+@pytest.mark.parametrize("table, named", [
+    ("[experiment_response.payment_method]\nwechat_pay_points = 1.0\n",
+     "experiment_response.payment_method.wechat_pay_points"),
+    ("[experiment_response.payment_method]\nwechat_pay_points = -0.1\n",
+     "experiment_response.payment_method.wechat_pay_points"),
+    ('[experiment_response."Payment Method"]\nwechat_pay_points = 0.1\n',
+     "experiment_response.Payment Method"),
+])
+def test_a_scenario_s_experiment_response_is_a_share_below_one(tmp_path, table, named):
+    scenario = tmp_path / "responding.toml"
+    scenario.write_text(SCENARIO + table, encoding="utf-8")
+    with pytest.raises(ScenarioError) as refused:
+        load_scenario(str(scenario))
+    assert named in str(refused.value)
+
+
+def test_a_scenario_without_experiment_response_leaves_arms_without_effect(tmp_path):
+    scenario = tmp_path / "plain.toml"
+    scenario.write_text(SCENARIO, encoding="utf-8")
+    assert load_scenario(str(scenario)).spec.experiment_response == {}
+    scenario.write_text(SCENARIO + "[experiment_response.home_entry]\nsearch = 0.25\n",
+                        encoding="utf-8")
+    assert load_scenario(str(scenario)).spec.experiment_response == {
+        "home_entry": {"search": 0.25}}
