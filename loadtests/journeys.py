@@ -31,8 +31,9 @@ from .records import RunRecords, SessionRecord
 
 V1 = "/api/v1"
 # Statuses that are business answers, not failures: sold out, sync below held stock.
+# A build from before A/B experiments answers 404 to the customer asking for their arms.
 EXPECTED = {"create_order": {409}, "stock_sync": {409}, "flash_buy": {409},
-            "claim_coupon": {409}, "join_group": {409}}
+            "claim_coupon": {409}, "join_group": {409}, "experiments": {404}}
 SHED_RETRIES = 3      # a shed request is tried again this often after its Retry-After
 LONGEST_WAIT_S = 5.0  # a Retry-After longer than this is waited this long
 PAY_RETRIES = 3       # taps on 重试 when paying could not start (payer or mall unreachable)
@@ -98,6 +99,9 @@ class Walk:
     # request (its sample is filed there) and, at the first answer a rule decided rather
     # than a default, the side of the whole session (`RunRecords.assign`).
     routed: dict[str, Side] | None = None
+    # The scenario's [experiment_response]: experiment -> arm -> share of that arm's
+    # customers who leave before ordering.
+    experiment_response: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def call(self, method: str, path: str, name: str, token: str | None = None,
              json: object = None, headers: dict | None = None,
@@ -180,6 +184,7 @@ def customer_journey(walk: Walk, session: Session, user_id: int, rng: random.Ran
     if status != 200:
         raise JourneyEnded("login")
     token = login["token"]
+    arms = _experiment_arms(walk, token)
     if session.journey == FLASH_HUNT:
         flash_hunt(walk, token, rng)
         return
@@ -223,7 +228,26 @@ def customer_journey(walk: Walk, session: Session, user_id: int, rng: random.Ran
     if session.journey == "browse":
         return
     walk.pace.think(rng, 30)
+    if walk.experiment_response and rng.random() >= _share_staying(walk, arms):
+        raise JourneyEnded("left in an experiment's arm")   # drawn by every session alike
     _place_order(walk, session, persona, token, user_id, store, in_stock, rng)
+
+
+def _experiment_arms(walk: Walk, token: str) -> dict[str, str]:
+    """The arms the mall puts this customer in, asked for at launch as the mini-program
+    does, and kept on the session's record for `xingcheng experiment`."""
+    _, told = walk.call("GET", f"{V1}/me/experiments", "experiments", token)
+    arms = {e["key"]: e["arm"] for e in (told or {}).get("experiments", [])}
+    walk.record.arms = ";".join(f"{key}={arm}" for key, arm in arms.items())
+    return arms
+
+
+def _share_staying(walk: Walk, arms: dict[str, str]) -> float:
+    """The share of customers in these arms who go on to order, by the scenario's data."""
+    staying = 1.0
+    for key, arm in arms.items():
+        staying *= 1 - walk.experiment_response.get(key, {}).get(arm, 0.0)
+    return staying
 
 
 def _place_order(walk: Walk, session: Session, persona, token: str, user_id: int, store: dict,

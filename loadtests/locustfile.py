@@ -110,7 +110,8 @@ class Run:
 
     def walk(self, side: str) -> Walk:
         return Walk(self.sides[side], self.plan.city, self.metrics, self.records, self.pace,
-                    self.usual_prices, routed=self.sides if self.routed else None)
+                    self.usual_prices, routed=self.sides if self.routed else None,
+                    experiment_response=self.plan.scenario.spec.experiment_response)
 
     def walk_session(self, number: int, session) -> None:
         ids = self.plan.customers[session.persona]

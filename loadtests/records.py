@@ -34,6 +34,8 @@ class SessionRecord:
     ordered_s: float | None = None
     paid_s: float | None = None
     completed_s: float | None = None
+    # The A/B experiments' arms the mall told this customer, "key=arm;key=arm" (empty: none).
+    arms: str = ""
 
 
 class RunRecords:

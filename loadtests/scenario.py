@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from mall.experiments import Identifier
 from monitoring.gate import GateSettings
 from simulator import tables
 
@@ -58,6 +59,9 @@ class CityChoice(_Strict):
         return self
 
 
+Share = Annotated[float, Field(ge=0, lt=1)]
+
+
 class Events(_Strict):
     flash_sale: datetime | None = None
     campus_promo: tuple[str, str] | None = None
@@ -80,6 +84,9 @@ class ScenarioFile(_Strict):
     load: Load = Load()
     thresholds: dict[str, list[str]] = {}
     gate: GateSettings = GateSettings()
+    # How customers respond to A/B experiments' arms: experiment -> arm -> the share of the
+    # arm's customers who leave before ordering.  None by default: arms change nothing.
+    experiment_response: dict[Identifier, dict[Identifier, Share]] = {}
 
     @model_validator(mode="after")
     def _personas(self) -> ScenarioFile:

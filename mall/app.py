@@ -17,6 +17,8 @@ from .auth import TokenSigner
 from .clock import Clock
 from .config import MallConfig
 from .errors import error_middleware
+from .experiments import SHIPPED as SHIPPED_EXPERIMENTS
+from .experiments import load_experiments
 from .faults import ActiveFaults
 from .flash_sale_door import sold_out_door
 from .member_levels import SHIPPED as SHIPPED_MEMBERSHIP
@@ -33,6 +35,7 @@ from .services.after_sales import AfterSales
 from .services.catalogue import Catalogue
 from .services.catalogue_cache import CatalogueCache
 from .services.coupons import Coupons
+from .services.experiments import Experiments
 from .services.flash_sales import FlashSales
 from .services.group_buys import GroupBuys
 from .services.membership import Membership
@@ -93,6 +96,8 @@ async def open_services(config: MallConfig, metrics: MallMetrics,
         orders=orders,
         coupons=coupons,
         membership=membership,
+        experiments=Experiments(load_experiments(config.experiments or SHIPPED_EXPERIMENTS),
+                                clock, metrics),
         flash_sales=FlashSales(db, clock, metrics, orders, config.flash_sale_recheck_seconds),
         pickup=Pickup(db, clock, metrics, orders, config.pickup_code_attempts),
         payments=payments,

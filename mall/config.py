@@ -52,5 +52,7 @@ class MallConfig:
     risk_rules: Path | None = None
     # Membership levels, points and their worth; None: the shipped mall/data/membership.toml.
     membership: Path | None = None
+    # A/B experiments' definitions; None: the shipped ones (mall/data/experiments.toml).
+    experiments: Path | None = None
     # A fault profile for rehearsals (`--faults FILE`); None in every real deployment.
     faults: FaultProfile | None = None

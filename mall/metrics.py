@@ -72,6 +72,9 @@ class MallMetrics:
         self.risk_rejections = Counter("mall_risk_rejections",
                                        "Requests refused with 429 by a risk-control rule",
                                        ["rule"], registry=r)
+        self.experiment_exposures = Counter(
+            "mall_experiment_exposures", "Arms of A/B experiments told to customers "
+            "(GET /api/v1/me/experiments)", ["experiment", "arm"], registry=r)
         self.build_info = Gauge("mall_build_info", "This build, and the fault profile it runs",
                                 ["version", "commit", "faults"], registry=r)
 

@@ -25,6 +25,7 @@ from .handlers import (
     after_sales,
     browse,
     coupons,
+    experiments,
     flash_sales,
     group_buys,
     membership,
@@ -82,6 +83,9 @@ ROUTES: tuple[Route, ...] = (
           "Delete my account: personal data anonymized, orders kept without it; 409 while "
           "an order is under way (PIPL: delete)", tag="me", response=schemas.AccountDeletedOut,
           after_deletion=True),
+    Route("GET", f"{V1}/me/experiments", experiments.mine, "user",
+          "My arm of each A/B experiment running now (a stable hash of my account; the "
+          "mini-program reads them at launch)", tag="me", response=schemas.MyExperimentsOut),
     Route("GET", f"{V1}/me/addresses", accounts.list_addresses, "user", "My addresses",
           tag="me"),
     Route("POST", f"{V1}/me/addresses", accounts.add_address, "user", "Add a delivery address",

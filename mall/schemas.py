@@ -316,6 +316,16 @@ class MyDataOut(BaseModel):
     points_ledger: list[dict] = []
 
 
+class ExperimentArmOut(BaseModel):
+    key: str
+    arm: str
+    ends_at: str | None   # when the experiment stops, on the mall's clock; null: open-ended
+
+
+class MyExperimentsOut(BaseModel):
+    experiments: list[ExperimentArmOut]
+
+
 class AccountDeletedOut(BaseModel):
     user_id: int
     deleted_at: str

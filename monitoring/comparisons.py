@@ -136,9 +136,7 @@ def rate(key: str, hits: tuple[float, float], trials: tuple[float, float], toler
     pb, pc = hb / nb, hc / nc
     worse_by = (pc - pb) if higher_is_worse else (pb - pc)
     judged.effect = round((pc - pb) * 100, 4)
-    low, high = confint_proportions_2indep(hc, nc, hb, nb, compare="diff", method="newcombe",
-                                           alpha=1 - level)
-    judged.interval = [round(float(low) * 100, 4), round(float(high) * 100, 4)]
+    judged.interval = newcombe_points(hc, nc, hb, nb, level)
     # Counts of the worse outcome (failures, or customers who did not pay) per side.
     worse_b, worse_c = (hb, hc) if higher_is_worse else (nb - hb, nc - hc)
     column = worse_b + worse_c
@@ -157,6 +155,29 @@ def rate(key: str, hits: tuple[float, float], trials: tuple[float, float], toler
     judged.reason = (f"{pb:.2%} -> {pc:.2%}: {judged.effect:+.2f} points "
                      f"[{judged.interval[0]:+.2f}, {judged.interval[1]:+.2f}]")
     return judged
+
+
+def newcombe_points(hits: int, trials: int, hits_compared: int, trials_compared: int,
+                    level: float) -> list[float]:
+    """Newcombe's interval of hits/trials - hits_compared/trials_compared, in percentage
+    points: it stays inside [-100, 100] for rare events, where Wald's does not."""
+    low, high = confint_proportions_2indep(hits, trials, hits_compared, trials_compared,
+                                           compare="diff", method="newcombe", alpha=1 - level)
+    return [round(float(low) * 100, 4), round(float(high) * 100, 4)]
+
+
+def bootstrap_interval(statistic, sample: np.ndarray, compared: np.ndarray, level: float,
+                       seed: int) -> tuple[float, float] | None:
+    """A seeded percentile bootstrap interval of statistic(sample, compared, axis), so the
+    same data is judged the same every time; None when a resample makes it undefined (a
+    mean of 0 to divide by)."""
+    interval = stats.bootstrap(
+        (sample, compared), statistic, n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
+        confidence_level=level, vectorized=True, batch=100,
+        rng=np.random.default_rng(seed)).confidence_interval
+    if not (math.isfinite(interval.low) and math.isfinite(interval.high)):
+        return None
+    return float(interval.low), float(interval.high)
 
 
 def value(key: str, baseline: Buckets, canary: Buckets, tolerance: float, need: int,
@@ -180,18 +201,20 @@ def value(key: str, baseline: Buckets, canary: Buckets, tolerance: float, need: 
         return judged
     judged.p_value = float(stats.mannwhitneyu(can / (1 - tolerance), base,
                                               alternative="less").pvalue)
-    interval = stats.bootstrap(
-        (can, base), _relative_difference_of_means, n_resamples=BOOTSTRAP_RESAMPLES,
-        method="percentile", confidence_level=level, vectorized=True, batch=100,
-        rng=np.random.default_rng(seed)).confidence_interval
+    interval = bootstrap_interval(relative_difference_of_means, can, base, level, seed)
     judged.effect = round(mean_c / mean_b - 1, 5)
     judged.reason = f"mean {mean_b:.2f} -> {mean_c:.2f}: {judged.effect:+.1%}"
-    if math.isfinite(interval.low) and math.isfinite(interval.high):  # a resample of zeros
-        judged.interval = [round(float(interval.low), 5), round(float(interval.high), 5)]
+    if interval is not None:
+        judged.interval = [round(interval[0], 5), round(interval[1], 5)]
         judged.reason += f" [{judged.interval[0]:+.1%}, {judged.interval[1]:+.1%}]"
     return judged
 
 
-def _relative_difference_of_means(canary: np.ndarray, baseline: np.ndarray,
-                                   axis: int = -1) -> np.ndarray:
-    return canary.mean(axis) / baseline.mean(axis) - 1
+def relative_difference_of_means(sample: np.ndarray, compared: np.ndarray,
+                                 axis: int = -1) -> np.ndarray:
+    return sample.mean(axis) / compared.mean(axis) - 1
+
+
+def difference_of_means(sample: np.ndarray, compared: np.ndarray,
+                        axis: int = -1) -> np.ndarray:
+    return sample.mean(axis) - compared.mean(axis)

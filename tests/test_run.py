@@ -46,16 +46,32 @@ def xingcheng(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProc
                           capture_output=True, text=True, timeout=240)
 
 
-def test_an_impossible_threshold_fails_the_run_and_is_named(tmp_path, env):
+# Customers in the second arm of payment_method mostly leave before ordering: a known effect
+# for `xingcheng experiment` to find in a real run.
+WALK_AWAY = """
+[experiment_response.payment_method]
+wechat_pay_points = 0.9
+"""
+
+
+@pytest.fixture(scope="module")
+def impossible_run(tmp_path_factory, env) -> tuple[subprocess.CompletedProcess, Path]:
+    """One short real run, failed by a threshold no mall can meet; its report folder."""
+    tmp_path = tmp_path_factory.mktemp("impossible")
     scenario = tmp_path / "impossible.toml"
     scenario.write_text(SHORT.format(name="impossible", extra=(
-        '"http_req_duration{name:create_order}" = ["p(95)<0.001"]')), encoding="utf-8")
+        '"http_req_duration{name:create_order}" = ["p(95)<0.001"]\n' + WALK_AWAY)),
+        encoding="utf-8")
     result = xingcheng(["run", str(scenario), "--reports", str(tmp_path / "reports")], env,
                        tmp_path)
+    return result, next((tmp_path / "reports").iterdir())
+
+
+def test_an_impossible_threshold_fails_the_run_and_is_named(impossible_run):
+    result, report = impossible_run
     assert result.returncode == 1, result.stdout + result.stderr
     last = result.stdout.strip().splitlines()[-1]
     assert "FAIL" in last and "http_req_duration{name:create_order}: p(95)<0.001" in last
-    report = next((tmp_path / "reports").iterdir())
     verdict = json.loads((report / "verdict.json").read_text())
     by_name = {r["threshold"]: r for r in verdict["sides"]["baseline"]["thresholds"]}
     assert by_name["oversold: count==0"]["passed"] is True
@@ -82,6 +98,28 @@ def test_an_impossible_threshold_fails_the_run_and_is_named(tmp_path, env):
     for path in report.iterdir():
         if path.suffix in (".json", ".md", ".csv", ".log"):
             assert not FULL_PHONE.search(path.read_text()), path.name
+
+
+def test_xingcheng_experiment_reports_the_arms_of_a_real_run(impossible_run, env, tmp_path):
+    _, report = impossible_run
+    with gzip.open(report / "sessions.csv.gz", "rt") as sessions:
+        rows = list(csv.DictReader(sessions))
+    told = [row for row in rows if row["arms"]]
+    assert len(told) > 0.9 * len(rows), "nearly every session logs in and is told its arms"
+    result = xingcheng(["experiment", str(report), "--min-sessions", "20"], env, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "payment_method" in result.stdout and "wechat_pay_points" in result.stdout
+    reported = json.loads((report / "experiment.json").read_text())
+    by_key = {e["key"]: e for e in reported["experiments"]}
+    assert set(by_key) == {"home_entry", "recommendation_strategy", "payment_method"}
+    for key, found in by_key.items():   # every told session in exactly one arm of each
+        assert sum(arm["sessions"] for arm in found["arms"]) == len(told), key
+        assert len(found["effects"]) == 3 and found["control"] == found["arms"][0]["arm"]
+    control, walked = by_key["payment_method"]["arms"]
+    assert walked["arm"] == "wechat_pay_points"
+    assert walked["conversion"] < control["conversion"], (control, walked)
+    conversion = by_key["payment_method"]["effects"][0]
+    assert conversion["metric"] == "conversion" and conversion["effect"] < 0, conversion
 
 
 def first_created_orders(db: Path, speed: float) -> list[float]:

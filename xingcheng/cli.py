@@ -139,12 +139,15 @@ def main() -> None:
               help="Risk-control rules (rate limits) instead of mall/data/risk_rules.toml.")
 @click.option("--membership", type=click.Path(dir_okay=False, path_type=Path),
               help="Member levels and points instead of mall/data/membership.toml.")
+@click.option("--experiments", type=click.Path(dir_okay=False, path_type=Path),
+              help="A/B experiments instead of mall/data/experiments.toml.")
 @click.option("--faults", "faults_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Misbehave on purpose with this fault profile (rehearsals only).")
 def serve(db_path: Path, host: str, port: int, clock: Clock | None, since: float | None,
           payer_url: str | None, payer_keys: Path | None, order_ttl: float,
           no_access_log: bool, max_in_flight: int, max_waiting: int, max_wait: float,
-          risk_rules: Path | None, membership: Path | None, faults_file: Path | None) -> None:
+          risk_rules: Path | None, membership: Path | None, experiments: Path | None,
+          faults_file: Path | None) -> None:
     """Run the mall."""
     clock = anchored(clock, since)
     if (payer_url is None) != (payer_keys is None):
@@ -155,6 +158,7 @@ def serve(db_path: Path, host: str, port: int, clock: Clock | None, since: float
     from mall.app import create_app
     from mall.config import MallConfig
     logging_to_stderr()
+    from mall.experiments import ExperimentsError, load_experiments
     from mall.faults import FaultProfileError, load_profile
     from mall.member_levels import MembershipRulesError, load_membership
     from mall.risk_control import RiskRulesError, load_rules
@@ -162,12 +166,13 @@ def serve(db_path: Path, host: str, port: int, clock: Clock | None, since: float
     faults = _read_or_refuse(load_profile, faults_file, FaultProfileError, "fault profile")
     _read_or_refuse(load_rules, risk_rules, RiskRulesError, "risk rules")
     _read_or_refuse(load_membership, membership, MembershipRulesError, "membership file")
+    _read_or_refuse(load_experiments, experiments, ExperimentsError, "experiments")
     config = MallConfig(db_path=db_path, clock=clock, resume_clock=since is None,
                         order_ttl_seconds=order_ttl, access_log=not no_access_log,
                         faults=faults, payer_url=payer_url, payer_keys=payer_keys,
                         max_in_flight=max_in_flight, max_waiting=max_waiting,
                         max_wait_seconds=max_wait, risk_rules=risk_rules,
-                        membership=membership)
+                        membership=membership, experiments=experiments)
     web.run_app(create_app(config), host=host, port=port, print=None,
                 access_log_class=JsonAccessLogger,
                 access_log=logging.getLogger("mall.access") if config.access_log else None)
@@ -455,6 +460,28 @@ def gate(report_dir: Path, prometheus: str | None, scenario: str | None) -> None
     from monitoring.regate import regate
 
     sys.exit(regate(report_dir, prometheus, scenario))
+
+
+@main.command()
+@click.argument("report_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--experiment", "key", metavar="KEY", help="Only this experiment.")
+@click.option("--level", type=click.FloatRange(0.5, 0.999), default=0.95, show_default=True,
+              help="Confidence level of the intervals.")
+@click.option("--min-sessions", type=click.IntRange(min=2), default=100, show_default=True,
+              help="Fewer sessions (paying sessions, for the basket) in an arm: inconclusive.")
+@click.option("--definitions", type=click.Path(dir_okay=False, path_type=Path),
+              help="The experiments file the malls ran with (serve --experiments) instead of "
+                   "mall/data/experiments.toml.")
+@click.option("--json", "as_json", is_flag=True, help="Print experiment.json instead.")
+def experiment(report_dir: Path, key: str | None, level: float, min_sessions: int,
+               definitions: Path | None, as_json: bool) -> None:
+    """A/B experiments of a recorded run: each arm's conversion, basket and GMV per session
+    against the control, the effect with its interval and a p-value; experiment.json is
+    written into the folder.  Exit 0 reported, 2 the folder cannot be used."""
+    from mall.experiments import SHIPPED
+    from monitoring.experiment_report import experiment as report
+
+    sys.exit(report(report_dir, key, level, min_sessions, definitions or SHIPPED, as_json))
 
 
 @main.group()

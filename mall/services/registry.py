@@ -16,6 +16,7 @@ from .accounts import Accounts
 from .after_sales import AfterSales
 from .catalogue import Catalogue
 from .coupons import Coupons
+from .experiments import Experiments
 from .flash_sales import FlashSales
 from .group_buys import GroupBuys
 from .membership import Membership
@@ -40,6 +41,7 @@ class Services:
     orders: Orders
     coupons: Coupons
     membership: Membership
+    experiments: Experiments
     flash_sales: FlashSales
     group_buys: GroupBuys
     pickup: Pickup
