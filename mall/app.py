@@ -31,6 +31,7 @@ from .services.after_sales import AfterSales
 from .services.catalogue import Catalogue
 from .services.catalogue_cache import CatalogueCache
 from .services.coupons import Coupons
+from .services.discovery import Discovery, load_scenes
 from .services.flash_sales import FlashSales
 from .services.group_buys import GroupBuys
 from .services.orders import Orders
@@ -85,6 +86,7 @@ async def open_services(config: MallConfig, metrics: MallMetrics,
         accounts=accounts, personal_data=PersonalData(db, clock, vault, accounts),
         stores=Stores(db, clock),
         catalogue=Catalogue(db, clock, cache, price),
+        discovery=Discovery(db, clock, metrics, load_scenes(), price),
         orders=orders,
         coupons=coupons,
         flash_sales=FlashSales(db, clock, metrics, orders, config.flash_sale_recheck_seconds),
