@@ -44,31 +44,40 @@ async def matching_products(conn: Connection, *, text: str | None, tag: str | No
                             box: tuple[float, float, float, float] | None) -> list[Row]:
     """Products whose name or one of whose tags holds `text` (lower-cased by the caller;
     SQLite lowers ASCII only, which Chinese text does not need), with the given tag, in
-    the district, at stores in the box; each with its store, its cheapest SKU, whether its
-    name matched and the first tag that did (so the caller says why without matching
-    again, and cannot disagree with the match).
+    the district, at stores in the box: only what ranks and filters them (whether the
+    name matched, where and when their store is), since a broad word matches thousands
+    and one page shows twenty (`offered` describes those).
 
     instr() rather than LIKE: no wildcard in the customer's text (a `%`) can widen it."""
     where = ["1"]
-    params: list = [text, text]
+    params: dict = {"text": text, "tag": tag, "district": district_code}
     if text is not None:
-        where.append("(name_match OR matched_tag IS NOT NULL)")
+        where.append("(name_match OR EXISTS (SELECT 1 FROM product_tags t"
+                     " WHERE t.product_id = p.id AND instr(lower(t.tag), :text) > 0))")
     if tag is not None:
         where.append("EXISTS (SELECT 1 FROM product_tags t WHERE t.product_id = p.id"
-                     " AND t.tag = ?)")
-        params.append(tag)
+                     " AND t.tag = :tag)")
     if district_code is not None:
-        where.append("s.district_code = ?")
-        params.append(district_code)
+        where.append("s.district_code = :district")
     if box is not None:
-        where.append("s.lat BETWEEN ? AND ? AND s.lng BETWEEN ? AND ?")
-        params += list(box)
-    sql = (
-        "SELECT p.id AS product_id, p.name AS product_name, p.store_id, s.name AS store_name,"
-        " d.name AS district, s.lat, s.lng, s.opens_at, s.closes_at,"
+        where.append("s.lat BETWEEN :lat_min AND :lat_max AND s.lng BETWEEN :lng_min"
+                     " AND :lng_max")
+        params |= dict(zip(("lat_min", "lat_max", "lng_min", "lng_max"), box, strict=True))
+    return list(await conn.execute_fetchall(
+        "SELECT p.id AS product_id, instr(lower(p.name), :text) > 0 AS name_match,"
+        " s.lat, s.lng, s.opens_at, s.closes_at FROM products p"
+        f" JOIN stores s ON s.id = p.store_id WHERE {' AND '.join(where)} ORDER BY p.id",
+        params))
+
+
+async def offered(conn: Connection, product_ids: list[int], text: str | None) -> list[Row]:
+    """Products as a search result shows them: with their store, tags, cheapest SKU, and
+    the first tag holding `text` (so the caller says why without matching again)."""
+    return list(await conn.execute_fetchall(
+        "SELECT p.id AS product_id, p.name AS product_name, p.store_id,"
+        " s.name AS store_name, d.name AS district,"
         " (SELECT group_concat(tag, char(31)) FROM product_tags WHERE product_id = p.id)"
-        " AS tags, instr(lower(p.name), ?1) > 0 AS name_match,"
-        " (SELECT min(tag) FROM product_tags t WHERE t.product_id = p.id"
+        " AS tags, (SELECT min(tag) FROM product_tags t WHERE t.product_id = p.id"
         " AND instr(lower(t.tag), ?2) > 0) AS matched_tag,"
         " k.id AS sku_id, min(k.price_fen) AS price_fen,"
         " sum(coalesce(i.on_hand - i.reserved, 0)) > 0 AS in_stock"
@@ -76,6 +85,5 @@ async def matching_products(conn: Connection, *, text: str | None, tag: str | No
         " JOIN districts d ON d.code = s.district_code"
         " JOIN skus k ON k.product_id = p.id"
         " LEFT JOIN inventory i ON i.store_id = p.store_id AND i.sku_id = k.id"
-        f" WHERE {' AND '.join(where)} GROUP BY p.id ORDER BY p.id"
-    )
-    return list(await conn.execute_fetchall(sql, params))
+        " WHERE p.id IN (SELECT value FROM json_each(?1)) GROUP BY p.id",
+        (json.dumps(product_ids), text)))
