@@ -193,6 +193,8 @@ def customer_journey(walk: Walk, session: Session, user_id: int, rng: random.Ran
             and group_buy(walk, token, rng):
         return
     lat, lng = c.lat[user_id - 1], c.lng[user_id - 1]
+    # The home screen's scene recommendations (首页场景推荐), shown before a store is picked.
+    walk.call("GET", f"{V1}/recommendations?lat={lat}&lng={lng}", "recommendations", token)
     stores = []
     for radius in (3, 10):
         _, found = walk.call("GET", f"{V1}/stores?lat={lat}&lng={lng}&radius_km={radius}"

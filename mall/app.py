@@ -35,6 +35,7 @@ from .services.after_sales import AfterSales
 from .services.catalogue import Catalogue
 from .services.catalogue_cache import CatalogueCache
 from .services.coupons import Coupons
+from .services.discovery import Discovery, load_scenes
 from .services.experiments import Experiments
 from .services.flash_sales import FlashSales
 from .services.group_buys import GroupBuys
@@ -93,6 +94,7 @@ async def open_services(config: MallConfig, metrics: MallMetrics,
         accounts=accounts, personal_data=PersonalData(db, clock, vault, accounts),
         stores=Stores(db, clock),
         catalogue=Catalogue(db, clock, cache, price),
+        discovery=Discovery(db, clock, metrics, load_scenes(), price),
         orders=orders,
         coupons=coupons,
         membership=membership,

@@ -63,6 +63,11 @@ class MallMetrics:
         self.refund_settlements = Counter(
             "mall_refund_settlements", "The payer's word on refunds, by how it came "
             "(notification, query) and what applying it did", ["how", "outcome"], registry=r)
+        self.recommendations = Counter(
+            "mall_recommendations", "Home-screen recommendations served, by scene",
+            ["scene"], registry=r)
+        self.searches = Counter("mall_searches", "Searches across stores, by whether they "
+                                "found anything (`hits`, `none`)", ["result"], registry=r)
         self.shed_requests = Counter("mall_shed_requests",
                                      "Requests refused with 503 by load shedding", ["reason"],
                                      registry=r)

@@ -25,6 +25,7 @@ from .handlers import (
     after_sales,
     browse,
     coupons,
+    discovery,
     experiments,
     flash_sales,
     group_buys,
@@ -149,6 +150,17 @@ ROUTES: tuple[Route, ...] = (
           "Join a group: my order at the group price; 409 group_full, group_closed, "
           "already_in_group. Honours Idempotency-Key", schemas.CampaignOrderIn, status=201,
           tag="group_buys", links=(("PayJoinedOrder", "orders_pay_order", NEW_ORDER),)),
+    Route("GET", f"{V1}/recommendations", discovery.recommendations, "public",
+          "Home-screen scene recommendations (首页场景推荐) on the mall clock: 夜宵 late at "
+          "night, after-school snacks on school days, family packs at weekends; near the "
+          "point when given (lat and lng together), each with its reason",
+          query=schemas.RecommendationsQuery, tag="discovery",
+          response=schemas.RecommendationsOut),
+    Route("GET", f"{V1}/search", discovery.search, "public",
+          "Products across stores by name or tag (`q`), by tag, district, distance "
+          "(radius_m needs lat and lng) and opening hours; name matches first, then tag "
+          "matches, then by distance; each with why it matched",
+          query=schemas.SearchQuery, tag="discovery", response=schemas.SearchOut),
     Route("GET", f"{V1}/stores", browse.list_stores, "public",
           "Stores near a point (by distance) or in a district", query=schemas.StoresQuery,
           tag="browse"),

@@ -235,6 +235,26 @@ class ProductsQuery(Query):
     limit: Annotated[int, Field(ge=1, le=50)] = 20
 
 
+class RecommendationsQuery(Query):
+    """The customer's point, when the mini-program has it (wx.getLocation)."""
+    lat: Latitude | None = None
+    lng: Longitude | None = None
+
+
+class SearchQuery(Query):
+    """Products by name or tag text (`q`), narrowed by tag, district, distance and opening
+    hours; `q` may be empty when a tag, district or radius narrows the search instead."""
+    q: Annotated[str, StringConstraints(strip_whitespace=True, max_length=30)] | None = None
+    tag: Tag | None = None
+    district: Annotated[str, StringConstraints(min_length=1, max_length=20)] | None = None
+    open_now: bool | None = None
+    lat: Latitude | None = None
+    lng: Longitude | None = None
+    radius_m: Annotated[int, Field(gt=0, le=50_000)] | None = None
+    cursor: Cursor | None = None
+    limit: Annotated[int, Field(ge=1, le=50)] = 20
+
+
 class PageQuery(Query):
     cursor: Cursor | None = None
     limit: Annotated[int, Field(ge=1, le=50)] = 20
@@ -330,3 +350,47 @@ class AccountDeletedOut(BaseModel):
     user_id: int
     deleted_at: str
     orders_kept: int
+
+
+class RecommendationOut(BaseModel):
+    store_id: int
+    store_name: str
+    district: str
+    business_circle: str | None
+    product_id: int
+    product_name: str
+    sku_id: int
+    price_fen: int
+    distance_m: int | None
+    open_now: bool
+    reason: str
+
+
+class RecommendationsOut(BaseModel):
+    scene: str
+    scene_title: str
+    at: str
+    located: bool
+    items: list[RecommendationOut]
+
+
+class SearchHitOut(BaseModel):
+    product_id: int
+    product_name: str
+    tags: list[str]
+    store_id: int
+    store_name: str
+    district: str
+    sku_id: int
+    price_fen: int
+    in_stock: bool
+    open_now: bool
+    distance_m: int | None
+    matched_on: Literal["name", "tag", "filter"]
+    reason: str
+
+
+class SearchOut(BaseModel):
+    items: list[SearchHitOut]
+    total: int
+    next_cursor: str | None

@@ -64,3 +64,14 @@ def decode_cursor(cursor: str | None, default: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 2**62:
         raise BadRequest("invalid_cursor", "cursor is not one this server issued", "cursor")
     return value
+
+
+def point(lat: float | None, lng: float | None) -> tuple[float, float] | None:
+    """A customer's point, or None when they gave none; half a point locates nobody, so it
+    is refused naming the half that is missing."""
+    if lat is None and lng is None:
+        return None
+    if lat is None or lng is None:
+        missing = "lat" if lat is None else "lng"
+        raise BadRequest("invalid_field", f"{missing}: lat and lng go together", missing)
+    return lat, lng

@@ -107,11 +107,11 @@ class Shop:
 async def open_shop(mall: Mall, *, stock: int = 10, price_fen: int = 1800,
                     merchant_openid: str = "merchant-1", name: str = "坡子街口味虾",
                     lat: float = WULI[0], lng: float = WULI[1], hours=("00:00", "24:00"),
-                    district: str = "天心区") -> Shop:
+                    district: str = "天心区", circle: str = "五一广场") -> Shop:
     api = mall.api
     operator = await mall.operator_token()
     store = await api.post("/api/v1/admin/stores", token=operator, json={
-        "name": name, "kind": "snacks", "district": district, "business_circle": "五一广场",
+        "name": name, "kind": "snacks", "district": district, "business_circle": circle,
         "lat": lat, "lng": lng, "opens_at": hours[0], "closes_at": hours[1]})
     assert store.status == 201, store.body
     store_id = store.body["store_id"]

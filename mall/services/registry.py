@@ -16,6 +16,7 @@ from .accounts import Accounts
 from .after_sales import AfterSales
 from .catalogue import Catalogue
 from .coupons import Coupons
+from .discovery import Discovery
 from .experiments import Experiments
 from .flash_sales import FlashSales
 from .group_buys import GroupBuys
@@ -38,6 +39,7 @@ class Services:
     personal_data: PersonalData
     stores: Stores
     catalogue: Catalogue
+    discovery: Discovery
     orders: Orders
     coupons: Coupons
     membership: Membership

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from sqlite3 import Row
 
 from ..auth import Principal
 from ..clock import Clock
@@ -11,8 +12,30 @@ from ..geo import bounding_box, distance_km
 from ..opening_hours import is_open
 from ..schemas import PageQuery, PickupPointIn, StaffIn, StoreIn, StoresQuery
 from ..storage import Database, audit, stores, users
-from ..validation import decode_cursor, encode_cursor
+from ..storage.database import Connection
+from ..validation import decode_cursor, encode_cursor, point
 from . import audit_trail
+
+
+async def known_district(conn: Connection, name_or_code: str) -> str:
+    """The code of one of Changsha's districts, named by its name or its code."""
+    code = await stores.district_code(conn, name_or_code)
+    if code is None:
+        raise BadRequest("unknown_district", "district is not one of Changsha's", "district")
+    return code
+
+
+async def stores_near(conn: Connection, at: tuple[float, float], radius_km: float,
+                      district_code: str | None) -> list[tuple[float, Row]]:
+    """(km, store) within `radius_km` of a point, nearest first (then by id, so that equal
+    distances keep one order across pages): an index-cheap box, then the exact distance."""
+    found = []
+    for row in await stores.stores_in_box(conn, *bounding_box(*at, radius_km), district_code):
+        km = distance_km(*at, row["lat"], row["lng"])
+        if km <= radius_km:
+            found.append((km, row))
+    found.sort(key=lambda item: (item[0], item[1]["id"]))
+    return found
 
 
 @dataclass
@@ -22,9 +45,7 @@ class Stores:
 
     async def create(self, principal: Principal, data: StoreIn) -> dict:
         conn = self.db.reader()
-        district = await stores.district_code(conn, data.district)
-        if district is None:
-            raise BadRequest("unknown_district", "district is not one of Changsha's", "district")
+        district = await known_district(conn, data.district)
         if not await stores.kind_exists(conn, data.kind):
             kinds = ", ".join(await stores.kinds(conn))
             raise BadRequest("unknown_kind", f"kind must be one of: {kinds}", "kind")
@@ -97,25 +118,14 @@ class Stores:
 
     async def search(self, query: StoresQuery) -> dict:
         """Stores near a point (by distance) or in a district (by id), cursor-paginated."""
-        if (query.lat is None) != (query.lng is None):
-            missing = "lat" if query.lat is None else "lng"
-            raise BadRequest("invalid_field", f"{missing}: lat and lng go together", missing)
+        at = point(query.lat, query.lng)
         conn = self.db.reader()
         district = None
         if query.district is not None:
-            district = await stores.district_code(conn, query.district)
-            if district is None:
-                raise BadRequest("unknown_district", "district is not one of Changsha's",
-                                 "district")
-        if query.lat is not None and query.lng is not None:
-            box = bounding_box(query.lat, query.lng, query.radius_km)
-            found = []
-            for row in await stores.stores_in_box(conn, *box, district):
-                km = distance_km(query.lat, query.lng, row["lat"], row["lng"])
-                if km <= query.radius_km:
-                    found.append((km, row["id"], row))
-            found.sort(key=lambda item: (item[0], item[1]))
-            candidates = [self._present(row, km) for km, _, row in found]
+            district = await known_district(conn, query.district)
+        if at is not None:
+            candidates = [self._present(row, km) for km, row in
+                          await stores_near(conn, at, query.radius_km, district)]
         else:
             candidates = [self._present(row, None)
                           for row in await stores.stores_in_district(conn, district)]

@@ -1,0 +1,273 @@
+"""Discovery: the home screen's scene recommendations (首页场景推荐) and search across the
+city's stores.
+
+The scene is the mall clock's, never the wall clock's: a simulated late-night peak must be
+recommended 夜宵 however early the run really is.  Scene windows, what each recommends and
+how it says why live in `mall/data/scenes.toml`, so that wording and windows change without
+code.  Recommendation score, in order: distance (nearest store first; without the
+customer's point every store counts as equally near), then price (cheapest first), then
+product id; closed stores and products out of stock never appear.  Search rank, in order:
+a match in the product's name, then a match in a tag only; then distance (when a point is
+given); then product id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from sqlite3 import Row
+from string import Formatter
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..clock import Clock
+from ..config_files import load_toml
+from ..errors import BadRequest
+from ..geo import bounding_box, distance_km
+from ..metrics import MallMetrics
+from ..opening_hours import is_open
+from ..pricing import ServedPrice, stored
+from ..schemas import Clock as HHMM
+from ..schemas import RecommendationsQuery, SearchQuery, Tag
+from ..schemas import Scene as SceneKey
+from ..storage import Database, discovery, stores
+from ..storage.catalogue import SEP
+from ..validation import decode_cursor, encode_cursor, point
+from .stores import known_district, stores_near
+
+SHIPPED = Path(__file__).resolve().parent.parent / "data" / "scenes.toml"
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")   # datetime.weekday() order
+NEAREST_BATCH = 12   # stores asked at a time for recommendations near a point
+PLACEHOLDERS = {"time", "distance", "store", "circle", "product"}
+
+
+class ScenesError(ValueError):
+    """A scenes file that cannot be used, naming the scene and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+Template = Annotated[str, Field(min_length=1, max_length=120)]
+
+
+class Scene(_Strict):
+    key: SceneKey
+    title: Annotated[str, Field(min_length=1, max_length=20)]
+    days: list[Literal[DAYS]] | None = None   # type: ignore[valid-type]
+    starts: HHMM | None = Field(None, alias="from")
+    until: HHMM | None = None
+    product_scenes: list[SceneKey] = []
+    product_tags: list[Tag] = []
+    radius_m: Annotated[int, Field(ge=100, le=50_000)]
+    per_store: Annotated[int, Field(ge=1, le=10)] = 2
+    limit: Annotated[int, Field(ge=1, le=50)] = 10
+    reason: Template
+    reason_far: Template
+    reason_school: Template | None = None
+
+    @model_validator(mode="after")
+    def _whole(self) -> Scene:
+        given = [self.days is not None, self.starts is not None, self.until is not None]
+        if any(given) and not all(given):
+            raise ValueError("days, from and until go together (none: every other moment)")
+        for template in (self.reason, self.reason_far, self.reason_school):
+            unknown = {name for _, name, _, _ in Formatter().parse(template or "")
+                       if name is not None} - PLACEHOLDERS
+            if unknown:
+                raise ValueError(f"{template!r}: unknown placeholders {sorted(unknown)}")
+        return self
+
+    @property
+    def catch_all(self) -> bool:
+        return self.days is None
+
+    def holds(self, moment: datetime) -> bool:
+        if self.days is None or self.starts is None or self.until is None:
+            return True
+        return DAYS[moment.weekday()] in self.days and is_open(self.starts, self.until, moment)
+
+
+class Scenes(_Strict):
+    school_words: list[Annotated[str, Field(min_length=1)]] = []
+    scene: Annotated[list[Scene], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _ends_with_a_catch_all(self) -> Scenes:
+        keys = [s.key for s in self.scene]
+        if len(set(keys)) != len(keys):
+            raise ValueError("two scenes share a key")
+        if [s.catch_all for s in self.scene] != [False] * (len(keys) - 1) + [True]:
+            raise ValueError("the last scene, and only it, has no days, from and until")
+        return self
+
+    def at(self, moment: datetime) -> Scene:
+        return next(scene for scene in self.scene if scene.holds(moment))
+
+    def near_school(self, business_circle: str | None) -> bool:
+        return bool(business_circle) and any(w in business_circle for w in self.school_words)
+
+
+def load_scenes(path: Path = SHIPPED) -> Scenes:
+    return load_toml(path, Scenes, ScenesError)
+
+
+def _metres(km: float | None) -> int | None:
+    """Whole metres: what a customer is shown, and so what ranks, so that two stores shown
+    at the same distance are ranked by what comes next."""
+    return None if km is None else round(km * 1000)
+
+
+def distance_text(metres: int) -> str:
+    """How far, as a customer reads it: `600 米`, `1.2 公里`."""
+    tens = max(10, round(metres, -1))
+    return f"{tens:.0f} 米" if tens < 1000 else f"{metres / 1000:.1f} 公里"
+
+
+@dataclass
+class Discovery:
+    db: Database
+    clock: Clock
+    metrics: MallMetrics
+    scenes: Scenes
+    price: ServedPrice = stored
+
+    async def recommend(self, query: RecommendationsQuery) -> dict:
+        """The scene of the mall clock's moment, and what it recommends near the customer
+        (or city-wide, saying so, when the mini-program has no point)."""
+        at = point(query.lat, query.lng)
+        now = self.clock.now()
+        scene = self.scenes.at(now)
+        conn = self.db.reader()
+        if at is not None:
+            found = await stores_near(conn, at, scene.radius_m / 1000, None)
+        else:
+            found = [(None, row) for row in await stores.stores_in_district(conn, None)]
+        open_now = {row["id"]: (_metres(km), row) for km, row in found
+                    if is_open(row["opens_at"], row["closes_at"], now)}
+        offers = await self._offers(conn, scene, open_now)
+        priced = [(self.price(o["sku_id"], o["price_fen"]), o) for o in offers]
+        priced.sort(key=lambda item: (open_now[item[1]["store_id"]][0] or 0, item[0],
+                                      item[1]["product_id"]))
+        items = []
+        for price_fen, offer in priced[:scene.limit]:
+            metres, store = open_now[offer["store_id"]]
+            items.append({
+                "store_id": store["id"], "store_name": store["name"],
+                "district": store["district"], "business_circle": store["business_circle"],
+                "product_id": offer["product_id"], "product_name": offer["product_name"],
+                "sku_id": offer["sku_id"], "price_fen": price_fen,
+                "distance_m": metres, "open_now": True,
+                "reason": self._reason(scene, now, metres, store, offer["product_name"])})
+        self.metrics.recommendations.labels(scene.key).inc()
+        return {"scene": scene.key, "scene_title": scene.title, "at": self.clock.stamp(now),
+                "located": at is not None, "items": items}
+
+    async def _offers(self, conn, scene: Scene, open_now: dict[int, tuple[int | None, Row]]
+                      ) -> list[Row]:
+        """The scene's offers at the open stores, asked nearest stores first, a few stores
+        at a time, until there are enough: in the centre of a city a 3 km circle holds
+        hundreds of stores, and asking all of them cost ~20 ms where the nearest ten
+        suffice.  Distance ranks first, so no store farther than those asked can displace
+        what they offer; a batch takes in every store as near as its last one, so that a
+        tie in distance is never split.  Without a point every store is as near: one ask."""
+        stores_in_order = list(open_now.items())
+        offers: list[Row] = []
+        start = 0
+        while start < len(stores_in_order):
+            end = start + NEAREST_BATCH
+            if stores_in_order[0][1][0] is None:
+                end = len(stores_in_order)
+            while end < len(stores_in_order) and \
+                    stores_in_order[end][1][0] == stores_in_order[end - 1][1][0]:
+                end += 1
+            offers += await discovery.scene_offers(
+                conn, [store_id for store_id, _ in stores_in_order[start:end]],
+                scene.product_scenes, scene.product_tags, scene.per_store)
+            if len(offers) >= scene.limit:
+                break
+            start = end
+        return offers
+
+    def _reason(self, scene: Scene, now: datetime, metres: int | None, store,
+                product: str) -> str:
+        if metres is None:
+            template = scene.reason_far
+        elif scene.reason_school and self.scenes.near_school(store["business_circle"]):
+            template = scene.reason_school
+        else:
+            template = scene.reason
+        return template.format(time=now.strftime("%H:%M"), store=store["name"],
+                               circle=store["business_circle"] or "", product=product,
+                               distance="" if metres is None else distance_text(metres))
+
+    async def search(self, query: SearchQuery) -> dict:
+        at = point(query.lat, query.lng)
+        if query.radius_m is not None and at is None:
+            raise BadRequest("missing_point", "radius_m: a radius needs lat and lng",
+                             "radius_m")
+        text = (query.q or "").lower() or None
+        if text is None and query.tag is None and query.district is None \
+                and query.radius_m is None:
+            raise BadRequest("empty_search", "q: say what to look for, or narrow by tag, "
+                             "district or radius_m", "q")
+        offset = decode_cursor(query.cursor, 0)
+        conn = self.db.reader()
+        district = None
+        if query.district is not None:
+            district = await known_district(conn, query.district)
+        box = None
+        if at is not None and query.radius_m is not None:
+            box = bounding_box(*at, query.radius_m / 1000)
+        rows = await discovery.matching_products(conn, text=text, tag=query.tag,
+                                                 district_code=district, box=box)
+        now = self.clock.now()
+        ranked = []
+        for row in rows:
+            metres = None if at is None else _metres(distance_km(*at, row["lat"], row["lng"]))
+            if query.radius_m is not None and metres is not None and metres > query.radius_m:
+                continue
+            open_now = is_open(row["opens_at"], row["closes_at"], now)
+            if query.open_now is not None and open_now != query.open_now:
+                continue
+            by_name = bool(text and row["name_match"])
+            ranked.append(((not by_name, metres or 0, row["product_id"]),
+                           (row["product_id"], by_name, metres, open_now)))
+        ranked.sort(key=lambda hit: hit[0])
+        page = [hit for _, hit in ranked[offset:offset + query.limit]]
+        shown = {row["product_id"]: row for row in
+                 await discovery.offered(conn, [hit[0] for hit in page], text)}
+        items = []
+        for product_id, by_name, metres, open_now in page:
+            row = shown[product_id]
+            matched_on, why = _why(row, by_name, query)
+            if metres is not None:
+                why += f"，离你 {distance_text(metres)}"
+            items.append({
+                "product_id": product_id, "product_name": row["product_name"],
+                "tags": row["tags"].split(SEP) if row["tags"] else [],
+                "store_id": row["store_id"], "store_name": row["store_name"],
+                "district": row["district"], "sku_id": row["sku_id"],
+                "price_fen": self.price(row["sku_id"], row["price_fen"]),
+                "in_stock": bool(row["in_stock"]), "open_now": open_now,
+                "distance_m": metres, "matched_on": matched_on, "reason": why})
+        self.metrics.searches.labels("hits" if ranked else "none").inc()
+        more = offset + query.limit < len(ranked)
+        return {"items": items, "total": len(ranked),
+                "next_cursor": encode_cursor(offset + query.limit) if more else None}
+def _why(row, by_name: bool, query: SearchQuery
+         ) -> tuple[Literal["name", "tag", "filter"], str]:
+    """What matched the customer's words (or, without words, the filter that found it),
+    and the words that say so."""
+    if by_name:
+        return "name", f"商品名含「{query.q}」"
+    tag = row["matched_tag"]
+    if tag is not None:
+        return "tag", f"标签「{tag}」" if tag == query.q else f"标签「{tag}」含「{query.q}」"
+    if query.tag is not None:
+        return "filter", f"标签「{query.tag}」"
+    if query.district is not None:
+        return "filter", f"在{row['district']}"
+    return "filter", "在你附近"
