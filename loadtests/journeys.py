@@ -31,9 +31,11 @@ from .records import RunRecords, SessionRecord
 
 V1 = "/api/v1"
 # Statuses that are business answers, not failures: sold out, sync below held stock.
-# A build from before A/B experiments answers 404 to the customer asking for their arms.
+# A build from before A/B experiments, the home screen's discovery or membership answers
+# 404 to those screens: the mini-program shows them empty and the customer goes on.
 EXPECTED = {"create_order": {409}, "stock_sync": {409}, "flash_buy": {409},
-            "claim_coupon": {409}, "join_group": {409}, "experiments": {404}}
+            "claim_coupon": {409}, "join_group": {409}, "experiments": {404},
+            "recommendations": {404}, "search_city": {404}, "membership": {404}}
 SHED_RETRIES = 3      # a shed request is tried again this often after its Retry-After
 LONGEST_WAIT_S = 5.0  # a Retry-After longer than this is waited this long
 PAY_RETRIES = 3       # taps on 重试 when paying could not start (payer or mall unreachable)
@@ -193,8 +195,7 @@ def customer_journey(walk: Walk, session: Session, user_id: int, rng: random.Ran
             and group_buy(walk, token, rng):
         return
     lat, lng = c.lat[user_id - 1], c.lng[user_id - 1]
-    # The home screen's scene recommendations (首页场景推荐), shown before a store is picked.
-    walk.call("GET", f"{V1}/recommendations?lat={lat}&lng={lng}", "recommendations", token)
+    _home_screen(walk, token, lat, lng, arms, rng.choice(SEARCH_WORDS))
     stores = []
     for radius in (3, 10):
         _, found = walk.call("GET", f"{V1}/stores?lat={lat}&lng={lng}&radius_km={radius}"
@@ -233,6 +234,20 @@ def customer_journey(walk: Walk, session: Session, user_id: int, rng: random.Ran
     if walk.experiment_response and rng.random() >= _share_staying(walk, arms):
         raise JourneyEnded("left in an experiment's arm")   # drawn by every session alike
     _place_order(walk, session, persona, token, user_id, store, in_stock, rng)
+
+
+def _home_screen(walk: Walk, token: str, lat: float, lng: float, arms: dict[str, str],
+                 word: str) -> None:
+    """The home screen before a store is picked, as the customer's arms shape it: scene
+    recommendations (首页场景推荐), ranked as `recommendation_strategy` says, or a search
+    box first (`home_entry` = search) where the customer types a word."""
+    if arms.get("home_entry") == "search":
+        walk.call("GET", f"{V1}/search?q={word}&lat={lat}&lng={lng}&radius_m=3000"
+                  "&open_now=true", "search_city", token)
+        return
+    strategy = arms.get("recommendation_strategy", "nearby")
+    walk.call("GET", f"{V1}/recommendations?lat={lat}&lng={lng}&strategy={strategy}",
+              "recommendations", token)
 
 
 def _experiment_arms(walk: Walk, token: str) -> dict[str, str]:

@@ -236,9 +236,12 @@ class ProductsQuery(Query):
 
 
 class RecommendationsQuery(Query):
-    """The customer's point, when the mini-program has it (wx.getLocation)."""
+    """The customer's point, when the mini-program has it (wx.getLocation), and how to rank:
+    nearest store first, or lowest price first (the arms of the `recommendation_strategy`
+    experiment, which the mini-program passes on as it was told them)."""
     lat: Latitude | None = None
     lng: Longitude | None = None
+    strategy: Literal["nearby", "cheapest"] = "nearby"
 
 
 class SearchQuery(Query):

@@ -85,6 +85,24 @@ async def test_late_night_recommends_open_stalls_nearest_first(late_city):
     assert "米" in first["reason"] and "{" not in first["reason"]
 
 
+async def test_the_cheapest_arm_ranks_by_price_across_the_stores_in_reach(late_city):
+    """The `recommendation_strategy` experiment's second arm: the same offers in reach,
+    lowest price first; the nearby arm (the default) keeps the nearest store first."""
+    mall, near, _, mid, _ = late_city
+    await stocked(mall, mid, "卤藕", 300, ["夜宵"], ["late_night"])
+    where = {"lat": WULI[0], "lng": WULI[1]}
+    nearby = await mall.api.get("/api/v1/recommendations", params=where)
+    cheapest = await mall.api.get("/api/v1/recommendations",
+                                  params=where | {"strategy": "cheapest"})
+    assert picked(nearby) == [("烤串拼盘", near.store_id), ("口味虾 中份", near.store_id),
+                              ("卤藕", mid.store_id), ("口味虾 中份", mid.store_id)]
+    assert picked(cheapest) == [("卤藕", mid.store_id), ("烤串拼盘", near.store_id),
+                                ("口味虾 中份", near.store_id), ("口味虾 中份", mid.store_id)]
+    assert [i["price_fen"] for i in cheapest.body["items"]] == [300, 1000, 1800, 1800]
+    wrong = await mall.api.get("/api/v1/recommendations", params=where | {"strategy": "hot"})
+    assert wrong.status == 400 and wrong.error["field"] == "strategy"
+
+
 async def test_late_night_without_a_point_says_so_and_goes_city_wide(late_city):
     mall, near, closed, mid, far = late_city
     reply = await mall.api.get("/api/v1/recommendations")
@@ -371,7 +389,7 @@ async def test_search_misuse_is_a_400_naming_the_field(mall, params, code, field
 async def test_the_openapi_document_describes_both_routes(mall):
     doc = (await mall.api.get("/api/v1/openapi.json")).body
     recommend = doc["paths"]["/api/v1/recommendations"]["get"]
-    assert {p["name"] for p in recommend["parameters"]} == {"lat", "lng"}
+    assert {p["name"] for p in recommend["parameters"]} == {"lat", "lng", "strategy"}
     find = doc["paths"]["/api/v1/search"]["get"]
     assert {p["name"] for p in find["parameters"]} == {
         "q", "tag", "district", "open_now", "lat", "lng", "radius_m", "cursor", "limit"}

@@ -83,8 +83,8 @@ def test_an_impossible_threshold_fails_the_run_and_is_named(impossible_run):
     assert checked["verified"] and checked["holds"] and len(checked["invariants"]) == 12
     assert (report / "locust_stats.csv").exists() and (report / "summary.md").exists()
     steps = {s["name"] for s in verdict["sides"]["baseline"]["steps"]}
-    assert {"login", "recommendations", "nearby_stores", "catalogue", "create_order", "pay",
-            "sandbox_pay", "verify_pickup"} <= steps
+    assert {"login", "recommendations", "search_city", "nearby_stores", "catalogue",
+            "create_order", "pay", "sandbox_pay", "verify_pickup"} <= steps
     # One simulated clock for the run: the mall's order stamps, read back as real seconds
     # since the window's start, agree with when the load generator sent those orders.
     orders_at = sorted(first_created_orders(report / "mall-baseline.db", 40))

@@ -147,10 +147,15 @@ class Discovery:
             found = [(None, row) for row in await stores.stores_in_district(conn, None)]
         open_now = {row["id"]: (_metres(km), row) for km, row in found
                     if is_open(row["opens_at"], row["closes_at"], now)}
-        offers = await self._offers(conn, scene, open_now)
+        cheapest = query.strategy == "cheapest"
+        offers = await self._offers(conn, scene, open_now, None if cheapest else scene.limit)
         priced = [(self.price(o["sku_id"], o["price_fen"]), o) for o in offers]
-        priced.sort(key=lambda item: (open_now[item[1]["store_id"]][0] or 0, item[0],
-                                      item[1]["product_id"]))
+        if cheapest:   # an A/B arm (mall/data/experiments.toml): the lowest prices in reach
+            priced.sort(key=lambda item: (item[0], open_now[item[1]["store_id"]][0] or 0,
+                                          item[1]["product_id"]))
+        else:
+            priced.sort(key=lambda item: (open_now[item[1]["store_id"]][0] or 0, item[0],
+                                          item[1]["product_id"]))
         items = []
         for price_fen, offer in priced[:scene.limit]:
             metres, store = open_now[offer["store_id"]]
@@ -165,20 +170,21 @@ class Discovery:
         return {"scene": scene.key, "scene_title": scene.title, "at": self.clock.stamp(now),
                 "located": at is not None, "items": items}
 
-    async def _offers(self, conn, scene: Scene, open_now: dict[int, tuple[int | None, Row]]
-                      ) -> list[Row]:
+    async def _offers(self, conn, scene: Scene, open_now: dict[int, tuple[int | None, Row]],
+                      enough: int | None) -> list[Row]:
         """The scene's offers at the open stores, asked nearest stores first, a few stores
         at a time, until there are enough: in the centre of a city a 3 km circle holds
         hundreds of stores, and asking all of them cost ~20 ms where the nearest ten
         suffice.  Distance ranks first, so no store farther than those asked can displace
         what they offer; a batch takes in every store as near as its last one, so that a
-        tie in distance is never split.  Without a point every store is as near: one ask."""
+        tie in distance is never split.  Without a point every store is as near: one ask;
+        with `enough` None (ranking by price) every store in reach is asked."""
         stores_in_order = list(open_now.items())
         offers: list[Row] = []
         start = 0
         while start < len(stores_in_order):
             end = start + NEAREST_BATCH
-            if stores_in_order[0][1][0] is None:
+            if stores_in_order[0][1][0] is None or enough is None:
                 end = len(stores_in_order)
             while end < len(stores_in_order) and \
                     stores_in_order[end][1][0] == stores_in_order[end - 1][1][0]:
@@ -186,7 +192,7 @@ class Discovery:
             offers += await discovery.scene_offers(
                 conn, [store_id for store_id, _ in stores_in_order[start:end]],
                 scene.product_scenes, scene.product_tags, scene.per_store)
-            if len(offers) >= scene.limit:
+            if enough is not None and len(offers) >= enough:
                 break
             start = end
         return offers
