@@ -23,6 +23,8 @@ from loadtests.scenario import ScenarioError, load_scenario
 from mall.clock import Clock
 from mall.experiments import SHIPPED, Experiment, ExperimentsError, load_experiments
 
+from .data_files import refusal
+
 XINGCHENG = [sys.executable, "-m", "xingcheng.cli"]
 SHIPPED_KEYS = ["home_entry", "recommendation_strategy", "payment_method"]
 SCENARIO = """name = "responding"
@@ -120,11 +122,8 @@ arms = [{ name = "a", weight = 1 }, { name = "b", weight = 1 }]
     ("[[experiment]\n", "experiments.toml: "),
 ])
 def test_a_bad_definitions_file_is_refused_naming_the_field(tmp_path, text, named):
-    path = tmp_path / "experiments.toml"
-    path.write_text(text, encoding="utf-8")
-    with pytest.raises(ExperimentsError) as refused:
-        load_experiments(path)
-    assert named in str(refused.value) and str(path) in str(refused.value)
+    assert named in refusal(tmp_path, "experiments.toml", text, load_experiments,
+                            ExperimentsError)
 
 
 def test_the_shipped_file_holds_the_three_experiments_with_their_controls():
