@@ -67,11 +67,20 @@ class AccessLog:
         if not rows:
             return
         # json's C string quoter, without json.dumps's Python layers around it; the method
-        # is an HTTP token (no quote or backslash can reach it past the parser).
-        quote = encode_basestring_ascii
+        # is an HTTP token (no quote or backslash can reach it past the parser).  A batch
+        # repeats its routes, paths and addresses (a crowd on one sale, one proxy): each
+        # distinct text is masked and quoted once per batch.
+        quoted: dict[str, str] = {}
+
+        def quote(text: str) -> str:
+            done = quoted.get(text)
+            if done is None:
+                done = quoted[text] = encode_basestring_ascii(mask_text(text))
+            return done
+
         lines = [
             f'{{"ts": "{self._time(wall)}", "method": "{method}", "route": {quote(route)}, '
-            f'"path": {quote(mask_text(path))}, "status": {status}, '
+            f'"path": {quote(path)}, "status": {status}, '
             f'"ms": {ms:.2f}, "user_id": {"null" if user is None else user}, '
             f'"remote": {"null" if remote is None else quote(remote)}}}\n'
             for wall, method, route, path, status, ms, user, remote in rows]
