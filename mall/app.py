@@ -117,9 +117,9 @@ async def _anchor_clock(conn: Connection, clock: Clock, resume: bool) -> None:
 
 async def _sweeper(services: Services) -> None:
     """Expire unpaid orders, fail the group buys whose time is up, settle payments and
-    refunds the payer has not confirmed, audit the stock that changed since the last look,
-    notice accounts deleted by another process, and checkpoint the WAL off the request
-    path."""
+    refunds the payer has not confirmed, earn the points another build's payments missed,
+    audit the stock that changed since the last look, notice accounts deleted by another
+    process, and checkpoint the WAL off the request path."""
     audited_from = services.clock.stamp()
     while True:
         await asyncio.sleep(services.config.expiry_sweep_interval)
@@ -128,6 +128,7 @@ async def _sweeper(services: Services) -> None:
             await services.payments.reconcile_due()
             await services.group_buys.fail_due()
             await services.after_sales.reconcile_due()
+            await services.membership.earn_missed()
             now = services.clock.stamp()
             await services.orders.audit_stock(audited_from)
             audited_from = now

@@ -82,7 +82,7 @@ async def verify(db_path: Path, grace_seconds: float = 300.0) -> list[Finding]:
              "points ledger (积分流水), each row's balance the running sum; an order redeemed "
              "the points it says, earned once when paid, and gave back what it redeemed and "
              "earned when closed unpaid or refunded",
-             lambda: invariants.points_off_their_ledger(conn)),
+             lambda: invariants.points_off_their_ledger(conn, before)),
         ]
         findings = []
         for name, meaning, query in checks:

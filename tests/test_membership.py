@@ -263,3 +263,25 @@ async def test_verify_finds_a_balance_changed_without_its_ledger(mall, shop):
 ])
 def test_a_bad_membership_file_is_refused_naming_the_field(tmp_path, text, names):
     assert names in refusal(tmp_path, "m.toml", text, load_membership, MembershipRulesError)
+
+
+async def test_an_order_an_older_build_paid_earns_at_the_next_sweep(mall, shop):
+    """In a gray release an older build beside this one pays orders without earning points
+    (it knows nothing of them); this build's sweeper finds such orders among those paid
+    since it last looked and earns them, once."""
+    customer = await mall.api.login("member-9")
+    placed = await mall.api.post("/api/v1/orders", token=customer, json=order_body(shop))
+    order_id = placed.body["order_id"]
+    with sqlite3.connect(mall.config.db_path) as conn:   # what the older build's payment does
+        conn.execute("UPDATE orders SET status = 'paid', paid_at = ?, pickup_code = '123456'"
+                     " WHERE id = ?", (mall.services.clock.stamp(), order_id))
+    for _ in range(300):
+        if (await me(mall, customer))["points"]:
+            break
+        await asyncio.sleep(0.02)
+    mine = await me(mall, customer)
+    assert (mine["points"], mine["spent_fen"]) == (1800, 1800)
+    await asyncio.sleep(0.3)                            # more sweeps: still earned once
+    assert [r["reason"] for r in await ledger(mall, customer)] == ["earned"]
+    findings = {f.name: f for f in await verify(mall.config.db_path)}
+    assert findings["points_match_ledger"].holds, findings["points_match_ledger"].rows

@@ -43,6 +43,10 @@ CREATE TABLE member_prices (
 );
 CREATE INDEX member_prices_by_store ON member_prices (store_id);
 
+-- Paid orders by when: the sweeper finds any an older build paid without earning points
+-- (two builds on one database in a gray release) among those paid since it last looked.
+CREATE INDEX orders_by_paid_at ON orders (paid_at) WHERE paid_at IS NOT NULL;
+
 -- Points an order redeemed and the fen they took off it: total = lines - coupon - points.
 ALTER TABLE orders ADD COLUMN points_used INTEGER NOT NULL DEFAULT 0 CHECK (points_used >= 0);
 ALTER TABLE orders ADD COLUMN points_fen INTEGER NOT NULL DEFAULT 0 CHECK (points_fen >= 0);

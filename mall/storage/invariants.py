@@ -258,12 +258,13 @@ async def coupons_off_their_orders(conn: Connection) -> list[Row]:
         f"  AND o.total_fen != l.subtotal - coalesce(c.discount_fen, 0) - {points}"))
 
 
-async def points_off_their_ledger(conn: Connection) -> list[Row]:
+async def points_off_their_ledger(conn: Connection, before: str) -> list[Row]:
     """Membership breaches: a member whose points or spending is not the sum of their ledger;
     a ledger row whose balance is not the running sum before it; an order whose points are
     not the ones its ledger redeemed; an order closed unpaid or refunded that kept points it
-    redeemed or earned; a paid order that earned twice or never.  A database from before
-    membership (schema < 12) has none to break."""
+    redeemed or earned; an order paid since membership began (and before `before`: the
+    sweeper makes up for a build that paid without earning) that is not refunded and never
+    earned.  A database from before membership (schema < 12) has none to break."""
     if not await _has_table(conn, "points_ledger"):
         return []
     return await _rows(conn, (
@@ -291,9 +292,10 @@ async def points_off_their_ledger(conn: Connection) -> list[Row]:
         " FROM points_ledger e JOIN orders o ON o.id = e.order_id"
         " WHERE e.reason = 'earned' AND (o.paid_at IS NULL OR e.spent_fen != o.total_fen)"
         " UNION ALL SELECT 'paid_not_earned', o.user_id, o.id, o.total_fen, NULL FROM orders o"
-        " WHERE o.paid_at >= (SELECT min(at) FROM points_ledger WHERE reason = 'earned')"
+        " WHERE o.paid_at >= (SELECT applied_at FROM schema_migrations WHERE version = 12)"
+        "  AND o.paid_at < ? AND o.status != 'refunded'"
         "  AND NOT EXISTS (SELECT 1 FROM points_ledger e WHERE e.order_id = o.id"
-        "   AND e.reason = 'earned')"))
+        "   AND e.reason = 'earned')"), (before,))
 
 
 async def last_activity(conn: Connection) -> str | None:

@@ -46,6 +46,23 @@ async def move(conn: Connection, user_id: int, *, order_id: int | None, reason: 
     return rows[0]
 
 
+async def since_membership(conn: Connection) -> str:
+    """When this database gained membership (migration 0012, on the mall clock): orders paid
+    before it earned nothing and never will."""
+    rows = await conn.execute_fetchall(
+        "SELECT applied_at FROM schema_migrations WHERE version = 12")
+    return rows[0][0]
+
+
+async def unearned(conn: Connection, since: str, before: str, limit: int) -> list[Row]:
+    """Orders paid in [since, before), not refunded, that earned no points."""
+    return list(await conn.execute_fetchall(
+        "SELECT o.id, o.user_id, o.total_fen FROM orders o"
+        " WHERE o.paid_at >= ? AND o.paid_at < ? AND o.status != 'refunded'"
+        " AND NOT EXISTS (SELECT 1 FROM points_ledger e WHERE e.order_id = o.id"
+        "  AND e.reason = 'earned') ORDER BY o.paid_at LIMIT ?", (since, before, limit)))
+
+
 async def on_order(conn: Connection, order_id: int) -> dict[str, Row]:
     """The order's ledger rows by reason."""
     rows = await conn.execute_fetchall(f"{_LEDGER} WHERE order_id = ?", (order_id,))
