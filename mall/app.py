@@ -30,12 +30,13 @@ from .privacy import Vault
 from .risk_control import SHIPPED as SHIPPED_RULES
 from .risk_control import RiskControl, load_rules
 from .routes import ROUTES, setup_routes
+from .scenes import load_scenes
 from .services.accounts import Accounts
 from .services.after_sales import AfterSales
 from .services.catalogue import Catalogue
 from .services.catalogue_cache import CatalogueCache
 from .services.coupons import Coupons
-from .services.discovery import Discovery, load_scenes
+from .services.discovery import Discovery
 from .services.experiments import Experiments
 from .services.flash_sales import FlashSales
 from .services.group_buys import GroupBuys

@@ -10,7 +10,8 @@ import pytest
 
 from mall.clock import SHANGHAI
 from mall.geo import distance_km
-from mall.services.discovery import ScenesError, distance_text, load_scenes
+from mall.scenes import ScenesError, load_scenes
+from mall.services.discovery import distance_text
 
 from .conftest import WULI, Clock, Mall, Shop, open_shop
 from .data_files import refusal
