@@ -73,7 +73,8 @@ class TokenSigner:
                                "Authorization")
         if len(self._verified) >= self.VERIFIED_MAX:
             self._verified.clear()
-        principal = self._verified.setdefault(token, (Principal(user_id, role), expires))[0]
+        principal = Principal(user_id, role)
+        self._verified[token] = (principal, expires)
         return principal
 
 

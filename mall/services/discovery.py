@@ -69,12 +69,15 @@ class Discovery:
         cheapest = query.strategy == "cheapest"
         offers = await self._offers(conn, scene, open_now, None if cheapest else scene.limit)
         priced = [(self.price(o["sku_id"], o["price_fen"]), o) for o in offers]
-        if cheapest:   # an A/B arm (mall/data/experiments.toml): the lowest prices in reach
-            priced.sort(key=lambda item: (item[0], open_now[item[1]["store_id"]][0] or 0,
-                                          item[1]["product_id"]))
-        else:
-            priced.sort(key=lambda item: (open_now[item[1]["store_id"]][0] or 0, item[0],
-                                          item[1]["product_id"]))
+
+        def rank(item: tuple[int, Row]) -> tuple[int, int, int]:
+            """Nearest first, or (an A/B arm, mall/data/experiments.toml) cheapest first."""
+            price_fen, offer = item
+            metres = open_now[offer["store_id"]][0] or 0
+            first = (price_fen, metres) if cheapest else (metres, price_fen)
+            return (*first, offer["product_id"])
+
+        priced.sort(key=rank)
         items = []
         for price_fen, offer in priced[:scene.limit]:
             metres, store = open_now[offer["store_id"]]

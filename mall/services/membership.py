@@ -44,12 +44,11 @@ class Membership:
 
     async def summary(self, principal: Principal) -> dict:
         row = await membership.member(self.db.reader(), principal.user_id)
-        spent = row["spent_fen"] if row else 0
-        level = self.rules.level_for(spent)
+        spent, points = (row["spent_fen"], row["points"]) if row else (0, 0)
         upcoming = self.rules.next_level(spent)
-        return {"member": row is not None, **present_level(level),
-                "points": row["points"] if row else 0, "spent_fen": spent,
-                "points_worth_fen": max(0, row["points"] if row else 0) * self.rules.fen_per_point,
+        return {"member": row is not None, **present_level(self.rules.level_for(spent)),
+                "points": points, "spent_fen": spent,
+                "points_worth_fen": max(0, points) * self.rules.fen_per_point,
                 "joined_at": row["joined_at"] if row else None,
                 "fen_per_point": self.rules.fen_per_point,
                 "max_points_percent": self.rules.max_points_percent,
@@ -136,27 +135,37 @@ class Membership:
                            "points", extra={"max_points": most // self.rules.fen_per_point})
         return fen
 
+    async def _spent(self, conn: Connection, user_id: int) -> int:
+        row = await membership.member(conn, user_id)
+        return row["spent_fen"] if row else 0
+
+    async def _move(self, conn: Connection, user_id: int, spent_before: int, *,
+                    order_id: int, reason: str, points: int, stamp: str, spent_fen: int = 0,
+                    at_least: int | None = None) -> bool:
+        """One ledger row (see `membership.move`), the level following the spending after
+        it, counted in `mall_points_total`; False when nothing moved."""
+        moved = await membership.move(
+            conn, user_id, order_id=order_id, reason=reason, points=points,
+            spent_fen=spent_fen, level=self.rules.level_for(spent_before + spent_fen).key,
+            now=stamp, at_least=at_least)
+        if moved is not None:
+            self.metrics.points.labels(reason).inc(abs(points))
+        return moved is not None
+
     async def redeem(self, conn: Connection, user_id: int, order_id: int, points: int,
                      stamp: str) -> None:
-        row = await membership.member(conn, user_id)
-        level = self.rules.level_for(row["spent_fen"] if row else 0).key
-        if await membership.move(conn, user_id, order_id=order_id, reason="redeemed",
-                                 points=-points, spent_fen=0, level=level, now=stamp,
-                                 at_least=points) is None:
+        spent = await self._spent(conn, user_id)
+        if not await self._move(conn, user_id, spent, order_id=order_id, reason="redeemed",
+                                points=-points, stamp=stamp, at_least=points):
             raise Conflict("not_enough_points", "your points were spent meanwhile", "points")
-        self.metrics.points.labels("redeemed").inc(points)
 
     async def earn(self, conn: Connection, order, stamp: str) -> None:
         """The order was paid: its total counts towards the level, and earns points at the
         level the member had before it."""
-        row = await membership.member(conn, order["user_id"])
-        spent = row["spent_fen"] if row else 0
+        spent = await self._spent(conn, order["user_id"])
         points = self.rules.earned(self.rules.level_for(spent).key, order["total_fen"])
-        level = self.rules.level_for(spent + order["total_fen"]).key
-        if await membership.move(conn, order["user_id"], order_id=order["id"], reason="earned",
-                                 points=points, spent_fen=order["total_fen"], level=level,
-                                 now=stamp) is not None:
-            self.metrics.points.labels("earned").inc(points)
+        await self._move(conn, order["user_id"], spent, order_id=order["id"], reason="earned",
+                         points=points, stamp=stamp, spent_fen=order["total_fen"])
 
     async def earn_missed(self, batch: int = 200) -> int:
         """Points for orders another build paid without earning them (an older build beside
@@ -179,18 +188,12 @@ class Membership:
         """The order closed unpaid or was refunded: points it redeemed come back, points and
         spending it earned go."""
         moved = await membership.on_order(conn, order["id"])
-        row = await membership.member(conn, order["user_id"])
-        spent = row["spent_fen"] if row else 0
+        spent = await self._spent(conn, order["user_id"])
         redeemed, earned = moved.get("redeemed"), moved.get("earned")
-        if redeemed is not None and await membership.move(
-                conn, order["user_id"], order_id=order["id"], reason="returned",
-                points=-redeemed["points"], spent_fen=0, level=self.rules.level_for(spent).key,
-                now=stamp) is not None:
-            self.metrics.points.labels("returned").inc(-redeemed["points"])
+        if redeemed is not None:
+            await self._move(conn, order["user_id"], spent, order_id=order["id"],
+                             reason="returned", points=-redeemed["points"], stamp=stamp)
         if earned is not None:
-            spent -= earned["spent_fen"]
-            if await membership.move(
-                    conn, order["user_id"], order_id=order["id"], reason="reversed",
-                    points=-earned["points"], spent_fen=-earned["spent_fen"],
-                    level=self.rules.level_for(spent).key, now=stamp) is not None:
-                self.metrics.points.labels("reversed").inc(earned["points"])
+            await self._move(conn, order["user_id"], spent, order_id=order["id"],
+                             reason="reversed", points=-earned["points"], stamp=stamp,
+                             spent_fen=-earned["spent_fen"])

@@ -212,7 +212,9 @@ class Orders:
         for index, line in enumerate(data.lines):
             if line.sku_id not in skus:
                 raise NotFound("sku at this store", f"lines.{index}.sku_id")
-        level = await self.membership.level_of(conn, principal.user_id)
+        # The customer's level matters only where a SKU has a member price.
+        level = (await self.membership.level_of(conn, principal.user_id)
+                 if any(row["member_price_fen"] is not None for row in skus.values()) else "")
         served = {sku_id: {"name": row["name"], "price_fen": self.membership.member_price(
                       level, row, self.price(sku_id, row["price_fen"]))}
                   for sku_id, row in skus.items()}

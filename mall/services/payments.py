@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
@@ -148,19 +149,18 @@ class Payments:
         """Apply one notification, of a payment or of a refund (the payer sends both here);
         returns its outcome (applied, duplicate, ...)."""
         self._authenticate(headers, body)
-        try:
+        with self._reading():
             envelope = json.loads(body)
             notification_id = str(envelope["id"])
-            if str(envelope.get("event_type", "")).startswith("REFUND.") and self.refunds:
-                return await self._refund_notification(notification_id, envelope["resource"])
-            transaction = decrypt_resource(self.apiv3_key, envelope["resource"])
+            refund = str(envelope.get("event_type", "")).startswith("REFUND.")
+            resource = envelope["resource"]
+        if refund and self.refunds:
+            return await self._refund_notification(notification_id, resource)
+        with self._reading():
+            transaction = decrypt_resource(self.apiv3_key, resource)
             out_trade_no = str(transaction["out_trade_no"])
             trade_state = str(transaction["trade_state"])
             amount = int(transaction["amount"]["total"])
-        except (ValueError, KeyError, TypeError) as exc:
-            self.metrics.payment_notifications.labels("malformed").inc()
-            raise BadRequest("bad_resource", "notification body or resource is malformed",
-                             "resource") from exc
         stamp = self.clock.stamp()
 
         async def apply(conn) -> tuple[str, object]:
@@ -183,21 +183,27 @@ class Payments:
 
     async def _refund_notification(self, notification_id: str, resource: dict) -> str:
         assert self.refunds is not None
-        try:
+        with self._reading():
             refund = decrypt_resource(self.apiv3_key, resource)
             out_refund_no = str(refund["out_refund_no"])
             status = str(refund["refund_status"])
             amount = int(refund["amount"]["refund"])
-        except (ValueError, KeyError, TypeError) as exc:
-            self.metrics.payment_notifications.labels("malformed").inc()
-            raise BadRequest("bad_resource", "notification body or resource is malformed",
-                             "resource") from exc
         if status != "SUCCESS":   # REFUND.ABNORMAL / CLOSED: the money did not go back
             log.error("refund %s came back %s", out_refund_no, status)
             self.metrics.refund_settlements.labels("notification", status.lower()).inc()
             return status.lower()
         return await self.refunds.settle(out_refund_no, refund.get("refund_id"),
                                          "notification", notification_id, amount)
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A notification's body or resource read inside: malformed is a 400, counted."""
+        try:
+            yield
+        except (ValueError, KeyError, TypeError) as exc:
+            self.metrics.payment_notifications.labels("malformed").inc()
+            raise BadRequest("bad_resource", "notification body or resource is malformed",
+                             "resource") from exc
 
     def _count_paid(self, outcome: str, order) -> None:
         if outcome == "applied":
