@@ -205,6 +205,6 @@ async def stage(db_path: Path, seed: int, start: datetime, end: datetime) -> Sta
                           await _group_buys(conn, stamp, seed, shelves, start, end),
                           await _member_prices(conn, stamp, seed))
 
-        return await db.transaction(write)
+        return await db.transaction(write, long=True)
     finally:
         await db.close()

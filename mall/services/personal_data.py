@@ -62,7 +62,7 @@ class PersonalData:
                     conn, principal.user_id, 2**62, 100_000)],
             }
 
-        return await self.db.transaction(read)
+        return await self.db.transaction(read, long=True)
 
     def _open(self, blob: bytes | None) -> dict:
         """The sealed contact as its owner gave it; {} where nothing (or nothing any more,
@@ -104,7 +104,7 @@ class PersonalData:
             return {"user_id": user_id, "deleted_at": deleted_at,
                     "orders_kept": await orders.count_for_user(conn, user_id)}
 
-        result = await self.db.transaction(erase)
+        result = await self.db.transaction(erase, long=True)
         self.accounts.deleted.add(user_id)
         await self.db.checkpoint(truncate=True)   # the old page images leave the WAL file
         return result
@@ -115,7 +115,7 @@ class PersonalData:
         now = self.clock.now()
         cutoff = self.clock.stamp(now - older_than)
         if dry_run:
-            count = await personal_data.count_inactive(self.db.reader(), cutoff)
+            count = await personal_data.count_inactive(self.db.scan_reader(), cutoff)
             return {"accounts": count, "cutoff": cutoff, "dry_run": True}
         stamp = self.clock.stamp(now)
 
@@ -129,6 +129,6 @@ class PersonalData:
                                      target_id=f"inactive_before:{cutoff}", detail=detail)
             return {**counts, "cutoff": cutoff, "dry_run": False}
 
-        result = await self.db.transaction(purge)
+        result = await self.db.transaction(purge, long=True)
         await self.db.checkpoint(truncate=True)   # the old page images leave the WAL file
         return result

@@ -1,22 +1,30 @@
 """Connections, transactions and migrations for the embedded SQLite store.
 
-Writes: one writer connection in a thread of its own.  A transaction is a body — an async
-function of the storage calls it makes — run whole in that thread between BEGIN IMMEDIATE
-and COMMIT: one trip from the event loop per transaction, not one per statement (under
-load every trip waits a full turn of a busy loop, and the write lock was held across all of
-them).  The single thread also serialises transactions, as SQLite allows one writer anyway.
+Most of what the mall asks of SQLite costs microseconds in SQLite itself: a primary-key
+read, a transaction of a handful of indexed statements (WAL, synchronous=NORMAL: a commit
+is a write into the page cache, no fsync).  Handing such work to a thread and back costs far
+more than the work: the event loop queues the call, the thread runs it, and every time the
+thread needs the GIL back while the loop is busy it waits up to Python's switch interval
+(5 ms).  At the late-night crest 130,000 reader hops a minute waited 4.5 ms on average.  So:
 
-Reads: a few aiosqlite connections, concurrent with the writer thanks to WAL mode; and one
-plain connection on the event loop's own thread for the primary-key reads that decide every
-cached page (`catalogue_version`), where a hop to a reader thread would cost more than the
-read itself.
+- Reads run on the event loop's own connection (`reader()`), straight through.  Reads whose
+  cost grows with the city (a search over every product, every store's offers) go to a few
+  aiosqlite connections in threads of their own (`scan_reader()`), concurrent with the loop
+  thanks to WAL mode.
+- A transaction is a body (an async function of the storage calls it makes) run whole
+  between BEGIN IMMEDIATE and COMMIT, never suspending.  A request's transaction runs on the
+  loop's own write connection when the write lock is free at once; when another connection
+  holds it (another process serving the same file, or this process's writer thread), and for
+  long bodies (bulk loads, purges, exports: `long=True`), it runs in the single writer
+  thread instead, which waits for the lock up to the busy timeout.  Either way transactions
+  are serialised: SQLite allows one writer.
 
 Several processes may serve one database (a baseline and a canary in a gray release): every
 write is a BEGIN IMMEDIATE transaction, so a check and the write it decides are never split
 by another process's write, and no state that decides a write lives only in memory.
 
-The storage functions are written once against `Connection`; both the reader connections
-and the writer's `SyncConnection` provide it."""
+The storage functions are written once against `Connection`; the loop's connections and the
+writer thread's (`SyncConnection`) and the scan readers (aiosqlite) all provide it."""
 
 from __future__ import annotations
 
@@ -24,7 +32,7 @@ import asyncio
 import itertools
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
@@ -58,22 +66,27 @@ class Connection(Protocol):
 
 
 class SyncConnection:
-    """The writer's sqlite3 connection behind awaitable methods that never suspend, so a
-    transaction body written with `await` runs straight through in the writer thread."""
+    """A sqlite3 connection behind awaitable methods that never suspend, so a body written
+    with `await` runs straight through, on the loop or in the writer thread."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
     async def execute(self, sql: str, parameters: Iterable[Any] = ()) -> sqlite3.Cursor:
-        return self._conn.execute(sql, tuple(parameters))
+        return self._conn.execute(sql, _bindable(parameters))
 
     async def execute_fetchall(self, sql: str, parameters: Iterable[Any] = ()
                                ) -> list[sqlite3.Row]:
-        return self._conn.execute(sql, tuple(parameters)).fetchall()
+        return self._conn.execute(sql, _bindable(parameters)).fetchall()
 
     async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]
                           ) -> sqlite3.Cursor:
         return self._conn.executemany(sql, parameters)
+
+
+def _bindable(parameters: Iterable[Any]) -> Any:
+    """Named parameters as the mapping they are, positional ones as a tuple."""
+    return parameters if isinstance(parameters, Mapping | tuple) else tuple(parameters)
 
 
 def _run_to_end(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -96,7 +109,9 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-def _connect_writer(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
+    """A connection set up as every one of the mall's is; `busy_timeout_ms` is how long a
+    statement waits for a lock another connection holds."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     # Turning a new file to WAL takes it whole, and SQLite refuses a second process doing
@@ -113,8 +128,9 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
             time.sleep(0.02)
     for pragma in _PRAGMAS[2:]:
         conn.execute(pragma)
-    # Checkpoints are run by `Database.checkpoint` (the sweeper), not by whichever commit
-    # happens to cross the WAL threshold and then stalls on the flush.
+    conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+    # Checkpoints are run by `Database.checkpoint` (the sweeper, in the writer thread), not
+    # by whichever commit happens to cross the WAL threshold and then stalls on the flush.
     conn.execute("PRAGMA wal_autocheckpoint = 0")
     return conn
 
@@ -143,9 +159,13 @@ class Database:
         self._read_count = max(1, read_connections)
         self._executor: ThreadPoolExecutor | None = None
         self._writer: sqlite3.Connection | None = None
-        self._readers: list[aiosqlite.Connection] = []
-        self._on_loop: sqlite3.Connection | None = None
-        self._next_reader = itertools.cycle(range(self._read_count))
+        self._scanners: list[aiosqlite.Connection] = []
+        self._loop_reads: sqlite3.Connection | None = None
+        self._loop_writes: sqlite3.Connection | None = None
+        self._next_scanner = itertools.cycle(range(self._read_count))
+        # Transactions this process has committed: a memo of what the database said (the
+        # catalogue versions of this loop turn) is stale once this moves.
+        self.commits = 0
 
     async def _in_writer(self, function: Callable[..., T], *args: Any) -> T:
         assert self._executor is not None, "database is not open"
@@ -153,20 +173,23 @@ class Database:
 
     async def open(self) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
-        self._writer = await self._in_writer(_connect_writer, self.path)
+        self._writer = await self._in_writer(_connect, self.path)
         await self._in_writer(self._migrate)
-        self._readers = [await _connect_reader(self.path) for _ in range(self._read_count)]
-        self._on_loop = sqlite3.connect(self.path, isolation_level=None)
-        # It runs on the event loop: never wait long for a lock, serve uncached instead.
-        self._on_loop.execute("PRAGMA busy_timeout = 20")
+        self._scanners = [await _connect_reader(self.path) for _ in range(self._read_count)]
+        # On the loop nothing may wait long: a read waits at most 20 ms for a lock (WAL
+        # readers hardly ever meet one), and a write transaction not at all, since the
+        # writer thread, which may wait, takes it over when the lock is held.
+        self._loop_reads = _connect(self.path, busy_timeout_ms=20)
+        self._loop_writes = _connect(self.path, busy_timeout_ms=0)
 
     async def close(self) -> None:
-        if self._on_loop is not None:
-            self._on_loop.close()
-            self._on_loop = None
-        for conn in self._readers:
-            await conn.close()
-        self._readers = []
+        for conn in (self._loop_reads, self._loop_writes):
+            if conn is not None:
+                conn.close()
+        self._loop_reads = self._loop_writes = None
+        for scanner in self._scanners:
+            await scanner.close()
+        self._scanners = []
         if self._writer is not None:
             await self._in_writer(self._writer.close)
             self._writer = None
@@ -211,22 +234,39 @@ class Database:
             conn.execute("PRAGMA foreign_keys = ON")
         return applied
 
-    async def transaction(self, body: Callable[[Connection], Awaitable[T]]) -> T:
+    async def transaction(self, body: Callable[[Connection], Awaitable[T]], *,
+                          long: bool = False) -> T:
         """Run `body` as one serialised write transaction: committed when it returns,
-        rolled back when it raises (and the exception passes on)."""
+        rolled back when it raises (and the exception passes on).  On the loop when the
+        write lock is free at once, else (and always when `long`) in the writer thread."""
+        conn = self._loop_writes
+        if not long and conn is not None:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+            else:   # the lock is ours: nothing can make the body wait now
+                return self._finish(conn, body)
         return await self._in_writer(self._transact, body)
 
     def _transact(self, body: Callable[[Connection], Awaitable[T]]) -> T:
         conn = self._writer
         assert conn is not None, "database is not open"
         conn.execute("BEGIN IMMEDIATE")
+        return self._finish(conn, body)
+
+    def _finish(self, conn: sqlite3.Connection, body: Callable[[Connection], Awaitable[T]]
+                ) -> T:
+        """The body and its COMMIT, on a connection inside BEGIN IMMEDIATE."""
         try:
             result = _run_to_end(body(SyncConnection(conn)))  # type: ignore[arg-type]
             conn.execute("COMMIT")
         except BaseException:
-            if conn.in_transaction:  # never leave the writer inside a failed transaction
+            if conn.in_transaction:  # never leave a connection inside a failed transaction
                 conn.execute("ROLLBACK")
             raise
+        self.commits += 1
         return result
 
     async def checkpoint(self, truncate: bool = False) -> None:
@@ -242,11 +282,20 @@ class Database:
         self._writer.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
 
     def on_loop(self) -> sqlite3.Connection:
-        """The blocking connection for reads of a few microseconds made on the event loop's
-        thread (a primary-key lookup); anything longer belongs on `reader()`."""
-        assert self._on_loop is not None, "database is not open"
-        return self._on_loop
+        """The loop's read connection itself, for a synchronous read of a few microseconds
+        where even a never-suspending coroutine costs too much (`catalogue_version`)."""
+        assert self._loop_reads is not None, "database is not open"
+        return self._loop_reads
 
-    def reader(self) -> aiosqlite.Connection:
-        """A connection for single-statement reads outside any write transaction."""
-        return self._readers[next(self._next_reader)]
+    def reader(self) -> Connection:
+        """The loop's own read connection, for reads bounded by a key or a small index range
+        (each statement sees the latest commit)."""
+        return SyncConnection(self.on_loop())
+
+    def scan_reader(self) -> aiosqlite.Connection:
+        """A connection in a thread of its own, for reads whose cost grows with the city."""
+        return self._scanners[next(self._next_scanner)]
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
