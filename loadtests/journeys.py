@@ -42,7 +42,7 @@ PAY_RETRIES = 3       # taps on 重试 when paying could not start (payer or mal
 PAY_RETRY_WAIT_S = 1.0
 SIDE_HEADER, REASON_HEADER = "X-Gray-Side", "X-Gray-Reason"   # gray/router.py
 PERSONAS = {p.key: p for p in tables.personas()}
-SEARCH_WORDS = ("粉", "虾", "奶茶", "果", "面包", "臭豆腐", "辣", "家庭装")
+SEARCH_WORDS = tables.search_words()
 # The share still buying is (shown / usual price) ** -(PRICE_ELASTICITY * price_sensitivity);
 # see simulator/data/personas.toml.
 PRICE_ELASTICITY = 8.0

@@ -95,7 +95,7 @@ async def open_services(config: MallConfig, metrics: MallMetrics,
         accounts=accounts, personal_data=PersonalData(db, clock, vault, accounts),
         stores=Stores(db, clock),
         catalogue=Catalogue(db, clock, cache, price),
-        discovery=Discovery(db, clock, metrics, load_scenes(), price),
+        discovery=Discovery(db, clock, metrics, load_scenes(), cache, price),
         orders=orders,
         coupons=coupons,
         membership=membership,
@@ -119,8 +119,9 @@ async def _anchor_clock(conn: Connection, clock: Clock, resume: bool) -> None:
 async def _sweeper(services: Services) -> None:
     """Expire unpaid orders, fail the group buys whose time is up, settle payments and
     refunds the payer has not confirmed, earn the points another build's payments missed,
-    audit the stock that changed since the last look, notice accounts deleted by another
-    process, and checkpoint the WAL off the request path."""
+    index the products another writer changed, audit the stock that changed since the last
+    look, notice accounts deleted by another process, and checkpoint the WAL off the request
+    path."""
     audited_from = services.clock.stamp()
     while True:
         await asyncio.sleep(services.config.expiry_sweep_interval)
@@ -130,6 +131,7 @@ async def _sweeper(services: Services) -> None:
             await services.group_buys.fail_due()
             await services.after_sales.reconcile_due()
             await services.membership.earn_missed()
+            await services.discovery.reindex_stale()
             now = services.clock.stamp()
             await services.orders.audit_stock(audited_from)
             audited_from = now

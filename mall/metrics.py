@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.4, 0.6,
-                   0.8, 1.0, 1.5, 2.5, 5.0, 10.0)
+# Fine below 50 ms, where the mall's routes live when it is healthy (a p95 of 4 ms and one of
+# 9 ms must not read alike), coarse above, up to the 10 s a mini-program gives up at.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015,
+                   0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.25, 0.4, 0.6, 0.8, 1.0,
+                   1.5, 2.5, 5.0, 10.0)
 
 
 class MallMetrics:
@@ -67,7 +70,8 @@ class MallMetrics:
             "mall_recommendations", "Home-screen recommendations served, by scene",
             ["scene"], registry=r)
         self.searches = Counter("mall_searches", "Searches across stores, by whether they "
-                                "found anything (`hits`, `none`)", ["result"], registry=r)
+                                "found anything (`hits`, `none`) and how: through the search "
+                                "index or by a scan (`via`)", ["result", "via"], registry=r)
         self.shed_requests = Counter("mall_shed_requests",
                                      "Requests refused with 503 by load shedding", ["reason"],
                                      registry=r)

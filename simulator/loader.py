@@ -12,7 +12,7 @@ from pathlib import Path
 from mall import keys
 from mall.clock import SHANGHAI, Clock
 from mall.privacy import Vault
-from mall.storage import Database, bulk, settings
+from mall.storage import Database, bulk, search_index, settings
 
 from .city import City
 from .members import table_rows as member_rows
@@ -122,9 +122,10 @@ async def load(city: City, db_path: Path,
                     on_progress(table, done, total)
                 counts[table] = done
             await bulk.open_ledger(conn)
+            await search_index.reindex(conn)   # the products as the triggers noted them
             await settings.put(conn, CITY_KEY, json.dumps(manifest(city), ensure_ascii=False))
 
-        await db.transaction(insert_all)
+        await db.transaction(insert_all, long=True)
     finally:
         await db.close()
     return counts

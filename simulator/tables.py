@@ -144,6 +144,11 @@ def personas() -> tuple[Persona, ...]:
 
 
 @cache
+def search_words() -> tuple[str, ...]:
+    return tuple(_load("searches.toml")["words"])
+
+
+@cache
 def store_kinds() -> tuple[StoreKind, ...]:
     return tuple(StoreKind(
         code=k["code"], share=k["share"], hours=tuple(tuple(h) for h in k["hours"]),

@@ -35,12 +35,20 @@ def documented(text: str) -> dict[str, list[str]]:
     return tables
 
 
+FTS5_SHADOWS = ("_data", "_idx", "_content", "_docsize", "_config")
+
+
 def schema(path: Path) -> dict[str, list[str]]:
-    """{table: [column, ...]} of every non-internal table in the SQLite file."""
+    """{table: [column, ...]} of every non-internal table in the SQLite file (an FTS5 table's
+    shadow tables are its own storage, as an index's b-tree is)."""
     with closing(sqlite3.connect(path)) as conn:
         names = [row[0] for row in conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'"
             " AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name")]
+        virtual = [row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE sql LIKE 'CREATE VIRTUAL TABLE%'")]
+        names = [name for name in names if not any(
+            name == f"{table}{suffix}" for table in virtual for suffix in FTS5_SHADOWS)]
         tables = {name: [col[1] for col in conn.execute(f'PRAGMA table_info("{name}")')]
                   for name in names}
     return tables

@@ -11,7 +11,7 @@ from ..errors import Conflict, NotFound
 from ..json_body import dumps
 from ..pricing import ServedPrice, stored
 from ..schemas import BulkStockIn, ProductIn, ProductsQuery
-from ..storage import Database, catalogue, inventory, stores
+from ..storage import Database, catalogue, inventory, search_index, stores
 from ..storage.catalogue import SEP
 from ..validation import decode_cursor, encode_cursor
 from . import audit_trail
@@ -62,6 +62,7 @@ class Catalogue:
                 conn, store_id=store_id, name=data.name, description=data.description,
                 tags=sorted(set(data.tags)), scenes=sorted(set(data.scenes)), spec=data.spec,
                 price_fen=data.price_fen, now=now)
+            await search_index.reindex(conn, [product_id])   # searchable at once
             await audit_trail.record(conn, principal, now, "product.create", store_id=store_id,
                                      target_type="sku", target_id=sku_id,
                                      detail={"name": data.name, "price_fen": data.price_fen})

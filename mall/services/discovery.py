@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import groupby
 from sqlite3 import Row
 from typing import Literal
 
+from .. import search_terms
 from ..clock import Clock
 from ..errors import BadRequest
 from ..geo import bounding_box, distance_km
@@ -25,9 +27,10 @@ from ..opening_hours import is_open
 from ..pricing import ServedPrice, stored
 from ..scenes import Scene, Scenes
 from ..schemas import RecommendationsQuery, SearchQuery
-from ..storage import Database, discovery, stores
+from ..storage import Database, discovery, search_index, stores
 from ..storage.catalogue import SEP
 from ..validation import decode_cursor, encode_cursor, point
+from .catalogue_cache import CatalogueCache
 from .stores import known_district, stores_near
 
 NEAREST_BATCH = 12   # stores asked at a time for recommendations near a point
@@ -45,12 +48,40 @@ def distance_text(metres: int) -> str:
     return f"{tens:.0f} 米" if tens < 1000 else f"{metres / 1000:.1f} 公里"
 
 
+Hit = tuple[int, bool, int | None, bool]   # product id, by name?, metres, open now?
+
+
+@dataclass(frozen=True)
+class Where:
+    """A search's filters on where and when: the customer's point, the box around it, the
+    district, the radius and whether the store must be open (or closed) now."""
+
+    at: tuple[float, float] | None
+    box: tuple[float, float, float, float] | None
+    district: str | None
+    radius_m: int | None
+    open_now: bool | None
+    now: datetime
+
+    def place(self, store: Row) -> tuple[int | None, bool] | None:
+        """(metres from the point, open now?) of a store the filters keep, else None."""
+        metres = None if self.at is None else _metres(distance_km(*self.at, store["lat"],
+                                                                  store["lng"]))
+        if self.radius_m is not None and metres is not None and metres > self.radius_m:
+            return None
+        open_now = is_open(store["opens_at"], store["closes_at"], self.now)
+        if self.open_now is not None and open_now != self.open_now:
+            return None
+        return metres, open_now
+
+
 @dataclass
 class Discovery:
     db: Database
     clock: Clock
     metrics: MallMetrics
     scenes: Scenes
+    cache: CatalogueCache
     price: ServedPrice = stored
 
     async def recommend(self, query: RecommendationsQuery) -> dict:
@@ -111,13 +142,35 @@ class Discovery:
             while end < len(stores_in_order) and \
                     stores_in_order[end][1][0] == stores_in_order[end - 1][1][0]:
                 end += 1
-            offers += await discovery.scene_offers(
-                conn, [store_id for store_id, _ in stores_in_order[start:end]],
-                scene.product_scenes, scene.product_tags, scene.per_store)
+            offers += await self._store_offers(
+                conn, scene, [store_id for store_id, _ in stores_in_order[start:end]])
             if enough is not None and len(offers) >= enough:
                 break
             start = end
         return offers
+
+    async def _store_offers(self, conn, scene: Scene, store_ids: list[int]) -> list[Row]:
+        """Each store's offers for the scene, in the order of `store_ids`: what a store
+        offers changes only with its catalogue version (stock, products, tags, scenes), so
+        it is kept per store and version, as catalogue pages are, and shared by every
+        customer near that store.  The stores not kept are asked in one query (in a thread
+        when there are many: a city-wide ask costs tens of milliseconds)."""
+        key = ("scene_offers", scene.key, scene.per_store)
+        kept: dict[int, list[Row]] = {}
+        versions: dict[int, int | None] = {}
+        for store_id in store_ids:
+            kept[store_id], versions[store_id] = self.cache.lookup(store_id, key)
+        missing = [store_id for store_id in store_ids if kept[store_id] is None]
+        if missing:
+            asker = conn if len(missing) <= 2 * NEAREST_BATCH else self.db.scan_reader()
+            found: dict[int, list[Row]] = {store_id: [] for store_id in missing}
+            for row in await discovery.scene_offers(asker, missing, scene.product_scenes,
+                                                    scene.product_tags, scene.per_store):
+                found[row["store_id"]].append(row)
+            for store_id, rows in found.items():
+                kept[store_id] = rows
+                self.cache.put(store_id, key, versions[store_id], rows)
+        return [row for store_id in store_ids for row in kept[store_id]]
 
     def _reason(self, scene: Scene, now: datetime, metres: int | None, store,
                 product: str) -> str:
@@ -149,22 +202,15 @@ class Discovery:
         box = None
         if at is not None and query.radius_m is not None:
             box = bounding_box(*at, query.radius_m / 1000)
-        rows = await discovery.matching_products(conn, text=text, tag=query.tag,
-                                                 district_code=district, box=box)
-        now = self.clock.now()
-        ranked = []
-        for row in rows:
-            metres = None if at is None else _metres(distance_km(*at, row["lat"], row["lng"]))
-            if query.radius_m is not None and metres is not None and metres > query.radius_m:
-                continue
-            open_now = is_open(row["opens_at"], row["closes_at"], now)
-            if query.open_now is not None and open_now != query.open_now:
-                continue
-            by_name = bool(text and row["name_match"])
-            ranked.append(((not by_name, metres or 0, row["product_id"]),
-                           (row["product_id"], by_name, metres, open_now)))
-        ranked.sort(key=lambda hit: hit[0])
-        page = [hit for _, hit in ranked[offset:offset + query.limit]]
+        where = Where(at, box, district, query.radius_m, query.open_now, self.clock.now())
+        if text is not None and query.tag is None and search_terms.indexable(text) \
+                and not await search_index.any_stale(conn):
+            via = "index"
+            total, page = await self._ranked_by_index(conn, text, where, offset, query.limit)
+        else:   # a scan, in a thread: a word or tag may match thousands of products
+            via, conn = "scan", self.db.scan_reader()
+            total, page = await self._ranked_by_scan(conn, text, query.tag, where, offset,
+                                                     query.limit)
         shown = {row["product_id"]: row for row in
                  await discovery.offered(conn, [hit[0] for hit in page], text)}
         items = []
@@ -181,11 +227,70 @@ class Discovery:
                 "price_fen": self.price(row["sku_id"], row["price_fen"]),
                 "in_stock": bool(row["in_stock"]), "open_now": open_now,
                 "distance_m": metres, "matched_on": matched_on, "reason": why})
-        self.metrics.searches.labels("hits" if ranked else "none").inc()
-        more = offset + query.limit < len(ranked)
-        return {"items": items, "total": len(ranked),
+        self.metrics.searches.labels("hits" if total else "none", via).inc()
+        more = offset + query.limit < total
+        return {"items": items, "total": total,
                 "next_cursor": encode_cursor(offset + query.limit) if more else None}
 
+    async def reindex_stale(self, batch: int = 2000) -> int:
+        """Index the products another writer changed (an older build, a bulk load); how
+        many.  In the writer thread: a freshly migrated city may hold a hundred thousand."""
+        if not await search_index.any_stale(self.db.reader()):
+            return 0
+        return await self.db.transaction(
+            lambda conn: search_index.reindex(conn, batch=batch), long=True)
+
+    async def _ranked_by_scan(self, conn, text: str | None, tag: str | None, where: Where,
+                              offset: int, limit: int) -> tuple[int, list[Hit]]:
+        """Every product matching, ranked in Python: for what the index cannot answer (a
+        tag filter, words with other characters, products not yet reindexed)."""
+        rows = await discovery.matching_products(conn, text=text, tag=tag,
+                                                 district_code=where.district, box=where.box)
+        ranked = []
+        for row in rows:
+            placed = where.place(row)
+            if placed is None:
+                continue
+            metres, open_now = placed
+            by_name = bool(text and row["name_match"])
+            ranked.append(((not by_name, metres or 0, row["product_id"]),
+                           (row["product_id"], by_name, metres, open_now)))
+        ranked.sort(key=lambda hit: hit[0])
+        return len(ranked), [hit for _, hit in ranked[offset:offset + limit]]
+
+    async def _ranked_by_index(self, conn, text: str, where: Where, offset: int,
+                               limit: int) -> tuple[int, list[Hit]]:
+        """The same ranking from the search index, at a cost that grows with the stores in
+        reach rather than with the products matching (辣 matches a quarter of a city's
+        products): the index counts matches per store, the stores in reach are placed and
+        ordered (rank: name matches before tag-only ones, then distance, then product id),
+        and only the stores the page falls in are asked for their products."""
+        found = (await stores.stores_in_box(conn, *where.box, where.district)
+                 if where.box is not None else
+                 await stores.stores_in_district(conn, where.district))
+        scope = {row["id"]: placed for row in found
+                 if (placed := where.place(row)) is not None}
+        terms = search_terms.index_query(text)
+        total, page = 0, []
+        for by_name, expression in ((True, terms.by_name), (False, terms.by_tag_only)):
+            counts = {store_id: n for store_id, n in
+                      (await search_index.counts(conn, expression)).items()
+                      if store_id in scope}
+            total += sum(counts.values())
+            in_order = sorted(counts, key=lambda store_id: (scope[store_id][0] or 0, store_id))
+            for _, tied in groupby(in_order, key=lambda store_id: scope[store_id][0] or 0):
+                if len(page) == limit:
+                    break
+                group = list(tied)
+                matching = sum(counts[store_id] for store_id in group)
+                if offset >= matching:
+                    offset -= matching
+                    continue
+                for store_id, product_id in await search_index.matching_at(
+                        conn, expression, group, offset, limit - len(page)):
+                    page.append((product_id, by_name, *scope[store_id]))
+                offset = 0
+        return total, page
 
 def _why(row, by_name: bool, query: SearchQuery
          ) -> tuple[Literal["name", "tag", "filter"], str]:
