@@ -43,8 +43,11 @@ class Accounts:
         now = self.clock.now()
         if user is None or (user["last_active_at"] or "") < self.clock.stamp(now - ACTIVITY_GRAIN):
             stamp = self.clock.stamp(now)
-            user = await self.db.transaction(lambda conn: users.arrive(conn, openid, stamp))
-        return await self.session_for(user["id"], user["role"])
+            arrived = await self.db.transaction(lambda conn: users.arrive(conn, openid, stamp))
+            if user is None:   # a new customer: no store's staff yet
+                return self._session(arrived["id"], arrived["role"], [])
+        store_ids = [int(s) for s in user["store_ids"].split(",")] if user["store_ids"] else []
+        return self._session(user["id"], user["role"], store_ids)
 
     def require_live(self, principal: Principal) -> None:
         if principal.user_id in self.deleted:
@@ -61,8 +64,11 @@ class Accounts:
             self._erasures_seen = seen
 
     async def session_for(self, user_id: int, role: str) -> dict:
+        return self._session(user_id, role,
+                             await users.staff_store_ids(self.db.reader(), user_id))
+
+    def _session(self, user_id: int, role: str, store_ids: list[int]) -> dict:
         expires_at = int(self.clock.wall()) + self.token_ttl_seconds
-        store_ids = await users.staff_store_ids(self.db.reader(), user_id)
         roles = [role] + (["merchant"] if store_ids else [])
         return {"token": self.signer.issue(user_id, role, expires_at), "user_id": user_id,
                 "expires_at": expires_at, "roles": roles, "store_ids": store_ids}

@@ -63,6 +63,10 @@ def _page(rows, limit: int, for_customer: bool) -> dict:
     return {"items": items, "next_cursor": encode_cursor(rows[-1]["id"]) if more else None}
 
 
+class _KeyTaken(Exception):
+    """The Idempotency-Key was claimed by a twin request that committed first."""
+
+
 @dataclass(frozen=True)
 class Offer:
     """A campaign's terms for one order (a flash sale's, a group buy's): the prices it sells
@@ -92,7 +96,7 @@ class Orders:
                 raise BadRequest("duplicate_line", "each SKU may appear on one line only",
                                  f"lines.{index}.sku_id")
         request_hash = hashlib.sha256(data.model_dump_json().encode()).hexdigest()
-        if idempotency_key is not None:
+        if idempotency_key is not None:   # a retry is answered before anything is checked
             replay = await self._replay(principal, idempotency_key, request_hash)
             if replay is not None:
                 return replay, True
@@ -114,12 +118,7 @@ class Orders:
                                                           subtotal - discount)
         total = subtotal - discount - points_fen
 
-        async def place(conn) -> tuple[dict, bool]:
-            if idempotency_key is not None:
-                # A concurrent twin may have committed while we validated.
-                replay = await self._replay(principal, idempotency_key, request_hash, conn)
-                if replay is not None:
-                    return replay, True
+        async def place(conn) -> dict:
             # The order row first, so each reservation's ledger row names it; a line out of
             # stock rolls the whole transaction back, order row included.
             order_id = await orders.insert(
@@ -127,6 +126,11 @@ class Orders:
                 fulfilment=data.fulfilment, pickup_point_id=point_id,
                 address_id=data.address_id, total_fen=total, now=stamp, expires_at=expires,
                 points_used=data.points or 0, points_fen=points_fen)
+            # The key is claimed next, before any stock: a twin that committed since the
+            # check above makes this a replay, and the whole transaction rolls back.
+            if idempotency_key is not None and not await orders.claim_key(
+                    conn, principal.user_id, idempotency_key, request_hash, order_id, stamp):
+                raise _KeyTaken
             if offer is not None:  # before the shelf: a sold-out sale says so, not "no stock"
                 await offer.take(conn, order_id, stamp)
             for index, line in enumerate(data.lines):
@@ -144,24 +148,24 @@ class Orders:
             if data.points is not None:
                 await self.membership.redeem(conn, principal.user_id, order_id, data.points,
                                              stamp)
-            if idempotency_key is not None:
-                await orders.remember_key(conn, principal.user_id, idempotency_key,
-                                          request_hash, order_id, stamp)
             return {"order_id": order_id, "status": "pending_payment", "total_fen": total,
                     "discount_fen": discount, "coupon_id": data.coupon_id,
                     "points_used": data.points or 0, "points_fen": points_fen,
-                    "expires_at": expires}, False
+                    "expires_at": expires}
 
-        summary, replayed = await self.db.transaction(place)
-        if not replayed:
-            self.metrics.orders.labels("created").inc()
-            if data.coupon_id is not None:
-                self.metrics.coupon_redemptions.labels("used").inc()
-        return summary, replayed
+        try:
+            summary = await self.db.transaction(place)
+        except _KeyTaken:
+            replay = await self._replay(principal, idempotency_key or "", request_hash)
+            assert replay is not None, "a taken key names its order"
+            return replay, True
+        self.metrics.orders.labels("created").inc()
+        if data.coupon_id is not None:
+            self.metrics.coupon_redemptions.labels("used").inc()
+        return summary, False
 
-    async def _replay(self, principal: Principal, key: str, request_hash: str,
-                      conn: Connection | None = None) -> dict | None:
-        conn = conn or self.db.reader()
+    async def _replay(self, principal: Principal, key: str, request_hash: str) -> dict | None:
+        conn = self.db.reader()
         prior = await orders.idempotent_order(conn, principal.user_id, key)
         if prior is None:
             return None
@@ -180,7 +184,7 @@ class Orders:
     async def _check(self, principal: Principal, data: OrderIn) -> tuple[Row, int | None, dict]:
         """Everything an order refers to must exist and belong together."""
         conn = self.db.reader()
-        store = await stores.store(conn, data.store_id)
+        store = await stores.store_with_counter(conn, data.store_id)
         if store is None:
             raise NotFound("store", "store_id")
         if not is_open(store["opens_at"], store["closes_at"], self.clock.now()):
@@ -192,7 +196,7 @@ class Orders:
                 raise BadRequest("not_for_pickup", "pickup orders take no address",
                                  "address_id")
             if data.pickup_point_id is None:
-                point_id = (await stores.pickup_points(conn, data.store_id))[0]["id"]
+                point_id = store["counter_id"]
             else:
                 point = await stores.pickup_point(conn, data.pickup_point_id)
                 if point is None or point["store_id"] != data.store_id:

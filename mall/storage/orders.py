@@ -133,8 +133,11 @@ async def idempotent_order(conn: Connection, user_id: int, key: str) -> Row | No
     return rows[0] if rows else None
 
 
-async def remember_key(conn: Connection, user_id: int, key: str, request_hash: str,
-                       order_id: int, now: str) -> None:
-    await conn.execute(
+async def claim_key(conn: Connection, user_id: int, key: str, request_hash: str,
+                    order_id: int, now: str) -> bool:
+    """Remember the key as this order's; False when another order holds it already."""
+    rows = await conn.execute_fetchall(
         "INSERT INTO idempotency_keys (user_id, key, request_hash, order_id, created_at)"
-        " VALUES (?, ?, ?, ?, ?)", (user_id, key, request_hash, order_id, now))
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id, key) DO NOTHING RETURNING 1",
+        (user_id, key, request_hash, order_id, now))
+    return bool(rows)

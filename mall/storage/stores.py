@@ -39,13 +39,23 @@ async def insert_pickup_point(conn: Connection, *, store_id: int, kind: str, nam
     return cur.lastrowid
 
 
-_STORE = ("SELECT s.id, s.name, s.kind, s.district_code, d.name AS district,"
-          " s.business_circle, s.lat, s.lng, s.opens_at, s.closes_at"
-          " FROM stores s JOIN districts d ON d.code = s.district_code")
+_COLUMNS = ("SELECT s.id, s.name, s.kind, s.district_code, d.name AS district,"
+            " s.business_circle, s.lat, s.lng, s.opens_at, s.closes_at")
+_FROM = " FROM stores s JOIN districts d ON d.code = s.district_code"
+_STORE = _COLUMNS + _FROM
 
 
 async def store(conn: Connection, store_id: int) -> Row | None:
     rows = await conn.execute_fetchall(f"{_STORE} WHERE s.id = ?", (store_id,))
+    return rows[0] if rows else None
+
+
+async def store_with_counter(conn: Connection, store_id: int) -> Row | None:
+    """The store and its first pickup point (`counter_id`: the counter it was opened with),
+    what an order reads of it, in one read."""
+    rows = await conn.execute_fetchall(
+        f"{_COLUMNS}, (SELECT min(id) FROM pickup_points WHERE store_id = s.id) AS counter_id"
+        f"{_FROM} WHERE s.id = ?", (store_id,))
     return rows[0] if rows else None
 
 

@@ -8,8 +8,12 @@ from .database import Connection
 
 
 async def by_openid(conn: Connection, openid: str) -> Row | None:
+    """The user with the stores they are staff of (`store_ids`, comma-separated or None):
+    all a login needs, in one read."""
     rows = await conn.execute_fetchall(
-        "SELECT id, openid, role, last_active_at FROM users WHERE openid = ?", (openid,))
+        "SELECT id, openid, role, last_active_at, (SELECT group_concat(store_id) FROM"
+        " (SELECT store_id FROM store_staff WHERE user_id = users.id ORDER BY store_id))"
+        " AS store_ids FROM users WHERE openid = ?", (openid,))
     return rows[0] if rows else None
 
 
