@@ -94,14 +94,16 @@ def _ready(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def server(command: list[str], ready_url: str, log: Path,
-           timeout: float = 30.0) -> Iterator[subprocess.Popen[bytes]]:
+def server(command: list[str], ready_url: str, log: Path, timeout: float = 30.0,
+           env: dict[str, str] | None = None,
+           cwd: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """Start a server pinned to the server core, wait until `ready_url` answers 200, and stop
     it on the way out whatever happened.  Its output goes to `log` (a pipe nobody reads
-    would fill and stall it) and is shown if it dies before becoming ready."""
+    would fill and stall it) and is shown if it dies before becoming ready.  `env` and `cwd`
+    run another build's code (loadtests/builds.py)."""
     with log.open("wb") as out:
         proc = subprocess.Popen(["taskset", "-c", SERVER_CORE, *command], stdout=out,
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT, env=env, cwd=cwd)
     try:
         deadline = time.monotonic() + timeout
         while not _ready(ready_url):

@@ -7,6 +7,14 @@ CREATE VIRTUAL TABLE product_search USING fts5(
     tokenize = 'unicode61 remove_diacritics 0'
 );
 
+-- Bumped by every reindex, in its transaction: what a process remembers of the index (a
+-- word's matches per store) holds while this is unchanged, whichever process reindexed.
+CREATE TABLE search_index_version (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+INSERT INTO search_index_version VALUES (1, 0);
+
 -- Products whose index row may be out of date.  SQL alone cannot cut text into bigrams, so
 -- triggers only note the product here, in the transaction that changes it, whoever writes
 -- (this build, an older one sharing the database in a gray release, the city's bulk load);

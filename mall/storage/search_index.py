@@ -54,11 +54,15 @@ async def reindex(conn: Connection, product_ids: list[int] | None = None,
         " VALUES (?, ?, ?, ?, ?)", rows)
     await conn.execute("DELETE FROM search_stale WHERE product_id IN"
                        " (SELECT value FROM json_each(?))", (ids,))
+    await conn.execute("UPDATE search_index_version SET version = version + 1")
     return len(noted)
 
 
-async def any_stale(conn: Connection) -> bool:
-    return bool(await conn.execute_fetchall("SELECT 1 FROM search_stale LIMIT 1"))
+async def state(conn: Connection) -> tuple[int, bool]:
+    """(the index's version, whether any product waits to be reindexed), in one read."""
+    rows = await conn.execute_fetchall(
+        "SELECT version, EXISTS (SELECT 1 FROM search_stale) FROM search_index_version")
+    return rows[0][0], bool(rows[0][1])
 
 
 async def counts(conn: Connection, expression: str) -> dict[int, int]:
