@@ -12,10 +12,11 @@ thread needs the GIL back while the loop is busy it waits up to Python's switch 
   aiosqlite connections in threads of their own (`scan_reader()`), concurrent with the loop
   thanks to WAL mode.
 - A transaction is a body (an async function of the storage calls it makes) run whole
-  between BEGIN IMMEDIATE and COMMIT, never suspending.  A request's transaction runs on the
-  loop's own write connection when the write lock is free at once; when another connection
-  holds it (another process serving the same file, or this process's writer thread), and for
-  long bodies (bulk loads, purges, exports: `long=True`), it runs in the single writer
+  between BEGIN IMMEDIATE and COMMIT, never suspending.  Requests' transactions run on the
+  loop's own write connection, those of one loop turn committed together (each in a
+  savepoint of its own), when the write lock is free at once; when another connection holds
+  it (another process serving the same file, or this process's writer thread), and for long
+  bodies (bulk loads, purges, exports: `long=True`), a body runs alone in the single writer
   thread instead, which waits for the lock up to the busy timeout.  Either way transactions
   are serialised: SQLite allows one writer.
 
@@ -166,6 +167,8 @@ class Database:
         # Transactions this process has committed: a memo of what the database said (the
         # catalogue versions of this loop turn) is stale once this moves.
         self.commits = 0
+        # Transactions asked for in this turn of the loop, committed together at its end.
+        self._group: list[tuple[Callable[[Connection], Awaitable[Any]], asyncio.Future]] = []
 
     async def _in_writer(self, function: Callable[..., T], *args: Any) -> T:
         assert self._executor is not None, "database is not open"
@@ -237,33 +240,71 @@ class Database:
     async def transaction(self, body: Callable[[Connection], Awaitable[T]], *,
                           long: bool = False) -> T:
         """Run `body` as one serialised write transaction: committed when it returns,
-        rolled back when it raises (and the exception passes on).  On the loop when the
-        write lock is free at once, else (and always when `long`) in the writer thread."""
+        rolled back when it raises (and the exception passes on).
+
+        On the loop, the transactions asked for in one turn of the event loop commit together
+        (group commit): each body runs inside a savepoint of one BEGIN IMMEDIATE ... COMMIT,
+        so a body that raises is rolled back alone, and every caller hears once all are
+        durable.  A commit writes each page it changed into the WAL: an order touches a
+        dozen pages, and fifty orders of one turn share most of them.  When the write lock
+        is held elsewhere, and always when `long`, a body runs alone in the writer thread."""
+        if long or self._loop_writes is None:
+            return await self._in_writer(self._transact, body)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
+        self._group.append((body, done))
+        if len(self._group) == 1:
+            loop.call_soon(self._commit_group)
+        return await done
+
+    def _commit_group(self) -> None:
+        group, self._group = self._group, []
         conn = self._loop_writes
-        if not long and conn is not None:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
-                    raise
-            else:   # the lock is ours: nothing can make the body wait now
-                return self._finish(conn, body)
-        return await self._in_writer(self._transact, body)
+        assert conn is not None, "database is not open"
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+            for body, done in group:   # another writer holds the lock: wait for it apart
+                _chain(asyncio.ensure_future(self._in_writer(self._transact, body)), done)
+            return
+        outcomes: list[tuple[asyncio.Future, Any, BaseException | None]] = []
+        try:
+            for body, done in group:
+                conn.execute("SAVEPOINT body")
+                try:
+                    result = _run_to_end(body(SyncConnection(conn)))  # type: ignore[arg-type]
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO body")
+                    outcomes.append((done, None, exc))
+                else:
+                    outcomes.append((done, result, None))
+                conn.execute("RELEASE body")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:  # never leave the connection inside a failed transaction
+                conn.execute("ROLLBACK")
+            outcomes = [(done, None, exc) for _, done in group]
+        else:
+            self.commits += 1
+        for done, result, error in outcomes:
+            if done.cancelled():   # its caller went away; what it wrote stands
+                continue
+            if error is None:
+                done.set_result(result)
+            else:
+                done.set_exception(error)
 
     def _transact(self, body: Callable[[Connection], Awaitable[T]]) -> T:
         conn = self._writer
         assert conn is not None, "database is not open"
         conn.execute("BEGIN IMMEDIATE")
-        return self._finish(conn, body)
-
-    def _finish(self, conn: sqlite3.Connection, body: Callable[[Connection], Awaitable[T]]
-                ) -> T:
-        """The body and its COMMIT, on a connection inside BEGIN IMMEDIATE."""
         try:
             result = _run_to_end(body(SyncConnection(conn)))  # type: ignore[arg-type]
             conn.execute("COMMIT")
         except BaseException:
-            if conn.in_transaction:  # never leave a connection inside a failed transaction
+            if conn.in_transaction:  # never leave the writer inside a failed transaction
                 conn.execute("ROLLBACK")
             raise
         self.commits += 1
@@ -299,3 +340,15 @@ class Database:
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _chain(source: asyncio.Future, target: asyncio.Future) -> None:
+    """`target` gets `source`'s outcome when it has one."""
+    def copy(finished: asyncio.Future) -> None:
+        if target.cancelled():
+            return
+        if finished.exception() is not None:
+            target.set_exception(finished.exception())  # type: ignore[arg-type]
+        else:
+            target.set_result(finished.result())
+    source.add_done_callback(copy)
