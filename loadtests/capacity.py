@@ -65,7 +65,7 @@ def judge_step(factor: float, exit_code: int, report_dir: Path) -> Step:
 
 
 def capacity(name: str, reports: Path, console: Console, start: float = 1.0,
-             growth: float = 1.5, steps: int = 8) -> int:
+             growth: float = 1.5, steps: int = 8, serve_args: tuple[str, ...] = ()) -> int:
     """Step the rate up until the SLO breaks; writes capacity.json and capacity.html.
     Exit 0 when a capacity was found, 1 when not even the first step held, 2 on a harness
     error (the search cannot say)."""
@@ -81,7 +81,8 @@ def capacity(name: str, reports: Path, console: Console, start: float = 1.0,
     for number in range(steps):
         console.print(f"step {number + 1}: {scenario.name} at x{factor:g} the arrival rate")
         before = set(folder.iterdir())
-        code = run(name, reports=folder, console=Console(quiet=True), rate_factor=factor)
+        code = run(name, reports=folder, console=Console(quiet=True), rate_factor=factor,
+                   serve_args=serve_args)
         made = sorted(set(folder.iterdir()) - before)
         if code == HARNESS or not made or not (made[-1] / "verdict.json").exists():
             console.print(f"[red]harness error[/red] at x{factor:g}; see {folder}")

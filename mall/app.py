@@ -164,13 +164,16 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 def create_app(config: MallConfig | None = None) -> web.Application:
     config = config or MallConfig()
     metrics = MallMetrics()
-    # Shedding inside the metrics (a shed request is counted and timed), before any handler
-    # or fault runs (a shed request does nothing).
-    shedder = LoadShedder(config.max_in_flight, config.max_waiting, config.max_wait_seconds,
-                          metrics)
     # A sold-out flash sale's crowd is answered at its door, inside the metrics and before
-    # everything else (mall/flash_sale_door.py).
-    middlewares = [metrics_middleware, sold_out_door, shedder.middleware, error_middleware]
+    # everything else (mall/flash_sale_door.py); shedding inside the metrics (a shed request
+    # is counted and timed), before any handler or fault runs (a shed request does nothing).
+    middlewares = [metrics_middleware, sold_out_door]
+    shedder = None
+    if config.shed_target_seconds is not None:
+        shedder = LoadShedder(config.shed_target_seconds, config.shed_interval_seconds,
+                              metrics)
+        middlewares.append(shedder.middleware)
+    middlewares.append(error_middleware)
     faults = ActiveFaults(config.faults) if config.faults is not None else None
     if faults is not None:  # inside the metrics, so the mall's own histograms show it
         middlewares.append(faults.middleware)
@@ -187,4 +190,15 @@ def create_app(config: MallConfig | None = None) -> web.Application:
     if config.access_log:
         app.cleanup_ctx.append(access_log_context)
     app.cleanup_ctx.append(_resources)
+    if shedder is not None:
+        app.cleanup_ctx.append(_measuring(shedder))
     return app
+
+
+def _measuring(shedder: LoadShedder):
+    """Startup/cleanup: the shedder's probe of the loop runs while the app serves."""
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        shedder.start()
+        yield
+        shedder.stop()
+    return context

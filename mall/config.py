@@ -43,11 +43,11 @@ class MallConfig:
     # the database again (a unit may come back from an order closed unpaid, in any process).
     flash_sale_recheck_seconds: float = 0.2
     access_log: bool = True
-    # Load shedding: requests handled at once, waiting beyond those, and how long one may
-    # wait (real seconds) before it is refused with 503 and Retry-After.
-    max_in_flight: int = 256
-    max_waiting: int = 1024
-    max_wait_seconds: float = 1.0
+    # Load shedding (mall/shedding.py): requests are refused with 503 and Retry-After while
+    # they have waited longer than the target for a whole interval (CoDel's defaults, real
+    # seconds); a target of None serves everything, however late.
+    shed_target_seconds: float | None = 0.005
+    shed_interval_seconds: float = 0.1
     # Risk-control rules (rate limits per account and address); None: the shipped ones.
     risk_rules: Path | None = None
     # Membership levels, points and their worth; None: the shipped mall/data/membership.toml.

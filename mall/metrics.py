@@ -75,6 +75,10 @@ class MallMetrics:
         self.shed_requests = Counter("mall_shed_requests",
                                      "Requests refused with 503 by load shedding", ["reason"],
                                      registry=r)
+        self.queue_delay = Gauge(
+            "mall_queue_delay_seconds", "How late the event loop last ran a timer: what a "
+            "request arriving now waits before its handler starts (load shedding's signal)",
+            registry=r)
         self.requests_in_flight = Gauge("mall_requests_in_flight",
                                         "Requests being handled (admitted, not yet answered)",
                                         registry=r)

@@ -1,15 +1,24 @@
-"""Load shedding: at most `max_in_flight` requests run at once; the next ones wait in line,
-at most `max_waiting` of them and for at most `max_wait_seconds`.  A request that finds the
-line full, or waits too long, is refused at once with 503 and `Retry-After`, before its
-handler runs, so nothing of it is written.
+"""Load shedding by queueing delay, as CoDel decides (RFC 8289): when requests have waited
+longer than `target` for a whole `interval`, the mall is overloaded, and it refuses new
+requests at once with 503 and `Retry-After` (before any handler runs, so nothing of them is
+written) until the wait is back under the target.
+
+What a request waits for in this mall is the event loop: its bytes sit in the socket and
+its handler in the loop's ready queue while the loop works through everything that arrived
+before.  A timer due every `PROBE_S` measures that wait (how late it runs), and each request
+reads how overdue the next one already is (a burst queued in one turn of the loop keeps the
+timer from running at all).  CoDel's rule looks only at waits that last, so a burst, a
+garbage collection or a checkpoint that the queue absorbs within an interval sheds nothing,
+and a standing queue sheds at once.  The rule
+needs no tuning to the machine or the mix: a limit on requests in flight or waiting is
+right for one cost per request and wrong for the next release.  Shedding stops at the first
+probe under the target, so the mall recovers as soon as the crowd thins.
 
 Without it an overloaded mall takes every request and answers all of them late: the queue
-grows, every customer waits, and the mall recovers only after the crowd leaves.  With it the
-requests it admits keep their latency (at most the wait bound plus their own time), the
-others are told when to come back, as WeChat mini-programs retry, and the mall recovers as
-soon as the load drops.  Liveness, readiness, metrics and the payer's notifications are
-never shed: operations must see an overloaded mall, and a shed notification would only come
-back on WeChat Pay's retry schedule."""
+grows, every customer waits, and it recovers only after the crowd leaves.  Liveness,
+readiness, metrics and the payer's notifications are never shed: operations must see an
+overloaded mall, and a shed notification would only come back on WeChat Pay's retry
+schedule."""
 
 from __future__ import annotations
 
@@ -22,53 +31,77 @@ from .metrics import MallMetrics
 
 NEVER_SHED = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/payments/notify"})
 RETRY_AFTER_S = 1
+PROBE_S = 0.005
 
 
 class LoadShedder:
-    def __init__(self, max_in_flight: int, max_waiting: int, max_wait_seconds: float,
+    def __init__(self, target_seconds: float, interval_seconds: float,
                  metrics: MallMetrics) -> None:
-        if max_in_flight < 1 or max_waiting < 0 or max_wait_seconds <= 0:
-            raise ValueError("load shedding needs max_in_flight >= 1, max_waiting >= 0 and "
-                             "max_wait_seconds > 0")
-        self.max_waiting = max_waiting
-        self.max_wait_seconds = max_wait_seconds
-        self._slots = asyncio.Semaphore(max_in_flight)
-        self._waiting = 0
-        self.shed = metrics.shed_requests
+        if target_seconds <= 0 or interval_seconds < target_seconds:
+            raise ValueError("load shedding needs a target > 0 and an interval at least as "
+                             "long as the target")
+        self.target = target_seconds
+        self.interval = interval_seconds
+        self.shedding = False
+        self._above_since: float | None = None   # when the wait went above the target
+        self._due = float("inf")                  # when the probe is due next
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._probe: asyncio.TimerHandle | None = None
+        self.shed = metrics.shed_requests.labels("queue_delay")
+        self.wait = metrics.queue_delay
         self.in_flight = metrics.requests_in_flight
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._due = self._loop.time() + PROBE_S
+        self._probe = self._loop.call_at(self._due, self._measure)
+
+    def stop(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+        self._due = float("inf")
+
+    def _measure(self) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        waited = now - self._due
+        self.wait.set(waited)
+        if waited < self.target:
+            self._above_since = None
+            self.shedding = False
+        else:
+            self._waited_too_long(now)
+        self._due = now + PROBE_S
+        self._probe = self._loop.call_at(self._due, self._measure)
+
+    def _waited_too_long(self, now: float) -> None:
+        """The probe ran (or is still) later than the target: shed once that has lasted a
+        whole interval, counted from when its wait passed the target."""
+        went_above = self._due + self.target
+        if self._above_since is None or went_above < self._above_since:
+            self._above_since = went_above
+        if now - self._above_since >= self.interval:
+            self.shedding = True
+
+    def overloaded(self) -> bool:
+        if not self.shedding and self._loop is not None:
+            now = self._loop.time()
+            if now - self._due >= self.target:   # the probe is overdue: the loop is behind
+                self._waited_too_long(now)
+        return self.shedding
 
     @web.middleware
     async def middleware(self, request: web.Request, handler) -> web.StreamResponse:
         if request.path in NEVER_SHED:
             return await handler(request)
-        if self._slots.locked():
-            refused = await self._wait_for_a_slot()
-            if refused is not None:
-                return refused
-        else:
-            await self._slots.acquire()   # free: no wait, no task
+        if self.overloaded():
+            self.shed.inc()
+            response = error_response(503, "overloaded", "the mall is busy; retry after "
+                                      f"{RETRY_AFTER_S} s", None)
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+            return response
         self.in_flight.inc()
         try:
             return await handler(request)
         finally:
             self.in_flight.dec()
-            self._slots.release()
-
-    async def _wait_for_a_slot(self) -> web.Response | None:
-        if self._waiting >= self.max_waiting:
-            return self._refuse("line_full")
-        self._waiting += 1
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self.max_wait_seconds)
-        except TimeoutError:
-            return self._refuse("waited_too_long")
-        finally:
-            self._waiting -= 1
-        return None
-
-    def _refuse(self, reason: str) -> web.Response:
-        self.shed.labels(reason).inc()
-        response = error_response(503, "overloaded", "the mall is busy; retry after "
-                                  f"{RETRY_AFTER_S} s", None)
-        response.headers["Retry-After"] = str(RETRY_AFTER_S)
-        return response

@@ -203,7 +203,7 @@ async def test_no_profile_no_middleware_no_change_and_build_info_says_which(star
 def test_shipped_profiles_load():
     names = {path.stem: load_profile(path).name for path in SHIPPED.glob("*.toml")}
     assert names == {"slow-orders": "slow-orders", "payment-errors": "payment-errors",
-                     "price-up": "price-up"}
+                     "price-up": "price-up", "heavy": "heavy"}
 
 
 @pytest.mark.parametrize("text, field", [

@@ -129,12 +129,14 @@ def main() -> None:
 @click.option("--order-ttl", type=click.FloatRange(min=1), default=900, show_default=True,
               help="Simulated seconds an unpaid order holds its stock.")
 @click.option("--no-access-log", is_flag=True, help="Do not log each request.")
-@click.option("--max-in-flight", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Load shedding: requests handled at once.")
-@click.option("--max-waiting", type=click.IntRange(min=0), default=1024, show_default=True,
-              help="Load shedding: requests waiting for a slot; more are refused with 503.")
-@click.option("--max-wait", type=click.FloatRange(min=0.001), default=1.0, show_default=True,
-              help="Load shedding: seconds a request may wait before it is refused with 503.")
+@click.option("--shed-target-ms", type=click.FloatRange(min=0.1), default=5.0,
+              show_default=True,
+              help="Load shedding: refuse requests (503, Retry-After) while they have waited "
+                   "longer than this ...")
+@click.option("--shed-interval-ms", type=click.FloatRange(min=1), default=100.0,
+              show_default=True, help="... for a whole interval this long (CoDel's rule).")
+@click.option("--no-shedding", is_flag=True,
+              help="Serve every request however late (to measure what shedding spares).")
 @click.option("--risk-rules", type=click.Path(dir_okay=False, path_type=Path),
               help="Risk-control rules (rate limits) instead of mall/data/risk_rules.toml.")
 @click.option("--membership", type=click.Path(dir_okay=False, path_type=Path),
@@ -145,13 +147,16 @@ def main() -> None:
               help="Misbehave on purpose with this fault profile (rehearsals only).")
 def serve(db_path: Path, host: str, port: int, clock: Clock | None, since: float | None,
           payer_url: str | None, payer_keys: Path | None, order_ttl: float,
-          no_access_log: bool, max_in_flight: int, max_waiting: int, max_wait: float,
+          no_access_log: bool, shed_target_ms: float, shed_interval_ms: float,
+          no_shedding: bool,
           risk_rules: Path | None, membership: Path | None, experiments: Path | None,
           faults_file: Path | None) -> None:
     """Run the mall."""
     clock = anchored(clock, since)
     if (payer_url is None) != (payer_keys is None):
         raise click.UsageError("--payer and --payer-keys go together")
+    if shed_interval_ms < shed_target_ms:
+        raise click.UsageError("--shed-interval-ms must be at least --shed-target-ms")
     from aiohttp import web
 
     from mall.access_log import JsonAccessLogger
@@ -170,8 +175,8 @@ def serve(db_path: Path, host: str, port: int, clock: Clock | None, since: float
     config = MallConfig(db_path=db_path, clock=clock, resume_clock=since is None,
                         order_ttl_seconds=order_ttl, access_log=not no_access_log,
                         faults=faults, payer_url=payer_url, payer_keys=payer_keys,
-                        max_in_flight=max_in_flight, max_waiting=max_waiting,
-                        max_wait_seconds=max_wait, risk_rules=risk_rules,
+                        shed_target_seconds=None if no_shedding else shed_target_ms / 1000,
+                        shed_interval_seconds=shed_interval_ms / 1000, risk_rules=risk_rules,
                         membership=membership, experiments=experiments)
     web.run_app(create_app(config), host=host, port=port, print=None,
                 access_log_class=JsonAccessLogger,
@@ -321,7 +326,7 @@ def token(db_path: Path, operator: bool, name: str, as_json: bool) -> None:
               help="Scale the scenario's arrival rates (overload and capacity experiments).")
 @click.option("--serve-arg", "serve_args", multiple=True, metavar="ARG",
               help="One more argument for every mall the run starts (repeatable), e.g. "
-                   "--serve-arg=--max-in-flight=100000 for an experiment without shedding.")
+                   "--serve-arg=--no-shedding for an experiment without shedding.")
 def run(scenario: str, target: str | None, reports: Path, loadgen_port: int,
         baseline: str | None, canary: str | None, canary_share: float,
         canary_faults: Path | None, prometheus: bool, kills: tuple[str, ...],
@@ -382,7 +387,11 @@ def verify(db_path: Path, grace: float, as_json: bool) -> None:
               help="Each step's rate over the previous one's.")
 @click.option("--steps", type=click.IntRange(1, 30), default=8, show_default=True,
               help="At most this many steps.")
-def capacity(scenario: str, reports: Path, start: float, growth: float, steps: int) -> None:
+@click.option("--serve-arg", "serve_args", multiple=True, metavar="ARG",
+              help="One more argument for the mall of every step (repeatable), e.g. "
+                   "--serve-arg=--faults=scenarios/faults/heavy.toml.")
+def capacity(scenario: str, reports: Path, start: float, growth: float, steps: int,
+             serve_args: tuple[str, ...]) -> None:
     """容量评估: raise the scenario's arrival rate step by step until its SLO (latency and
     error thresholds) breaks; report the highest sessions/s held.  Exit 0 found, 1 not even
     the first step held, 2 harness error."""
@@ -390,7 +399,7 @@ def capacity(scenario: str, reports: Path, start: float, growth: float, steps: i
 
     from loadtests.capacity import capacity as search
 
-    sys.exit(search(scenario, reports, Console(), start, growth, steps))
+    sys.exit(search(scenario, reports, Console(), start, growth, steps, serve_args))
 
 
 @main.command()
