@@ -4,6 +4,10 @@ x2.25, ...) until its SLO breaks: the scenario's own latency thresholds
 (`http_req_duration...`) and error thresholds (`http_req_failed`, `http_5xx`).  The capacity
 is the highest rate of a step that held; the report names the step that broke and why.
 
+A step where the mall shed more than `SHED_SHARE` of its requests (503 with Retry-After:
+load shedding) did not hold either: a mall that protects its latency by turning customers
+away is past its capacity, however fast the ones it admits are served.
+
 A step where the load generator itself fell behind (sessions started late, or the achieved
 rate short of the target) measures the load generator, not the mall: the search stops there
 and says so, rather than reporting the generator's limit as the mall's."""
@@ -17,10 +21,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .run import HARNESS, run
+from .run import HARNESS, flatten, run
 from .scenario import ScenarioError, load_scenario
 
 SLO_METRICS = ("http_req_duration", "http_req_failed", "http_5xx")
+SHED_SHARE = 0.01         # the mall shed more of its requests than this: past its capacity
 LATE_SHARE = 0.01         # more sessions late than this: the load generator fell behind
 RATE_SHORTFALL = 0.05     # achieved arrivals this far below target: the same
 
@@ -37,6 +42,7 @@ class Step:
     generator_behind: str | None = None
     p95_ms: dict[str, float] = field(default_factory=dict)
     failed_share: float = 0.0
+    shed_share: float = 0.0
 
 
 def judge_step(factor: float, exit_code: int, report_dir: Path) -> Step:
@@ -60,8 +66,21 @@ def judge_step(factor: float, exit_code: int, report_dir: Path) -> Step:
                    if s["name"] in ("catalogue", "create_order", "pay")}
     requests = sum(s["count"] for s in side["steps"])
     step.failed_share = round(sum(s["failures"] for s in side["steps"]) / max(1, requests), 5)
+    step.shed_share = _shed_share(report_dir / "mall-baseline.prom")
+    if step.shed_share > SHED_SHARE:
+        step.broken.append(f"the mall shed {step.shed_share:.1%} of its requests")
     step.held = not step.broken and step.generator_behind is None
     return step
+
+
+def _shed_share(prom: Path) -> float:
+    """Requests the mall refused by load shedding, as a share of all it answered."""
+    if not prom.exists():
+        return 0.0
+    samples = flatten(prom.read_text(encoding="utf-8"))
+    shed = sum(v for k, v in samples.items() if k.startswith("mall_shed_requests_total"))
+    answered = sum(v for k, v in samples.items() if k.startswith("mall_http_requests_total"))
+    return round(shed / max(1.0, answered), 5)
 
 
 def capacity(name: str, reports: Path, console: Console, start: float = 1.0,
@@ -128,11 +147,12 @@ def _result(scenario: str, done: list[Step]) -> dict:
 
 def _table(done: list[Step]) -> Table:
     table = Table(title="capacity steps")
-    for column in ("rate", "sessions/s", "target/s", "p95 create_order ms", "failed",
+    for column in ("rate", "sessions/s", "target/s", "p95 create_order ms", "failed", "shed",
                    "result"):
         table.add_column(column)
     for s in done:
         table.add_row(f"x{s.factor:g}", f"{s.sessions_per_s:g}", f"{s.target_per_s:g}",
                       f"{s.p95_ms.get('create_order', float('nan')):g}", f"{s.failed_share:.2%}",
+                      f"{s.shed_share:.2%}",
                       "held" if s.held else s.generator_behind or "; ".join(s.broken))
     return table

@@ -29,7 +29,8 @@ class Body(BaseModel):
 
 
 class Query(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Frozen: one parse of a query string is shared by every request sending it.
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class WxLogin(Body):

@@ -28,11 +28,24 @@ async def body(request: web.Request, model: type[M]) -> M:
         raise from_validation_error(exc) from exc
 
 
+# Query strings already parsed, per model: the home screen's few shapes repeat all evening
+# and the models are frozen, so one parse serves every request that sends the same string.
+_PARSED: dict[tuple[type, str], BaseModel] = {}
+_MAX_PARSED = 10_000
+
+
 def query(request: web.Request, model: type[M]) -> M:
-    try:
-        return model.model_validate(dict(request.query))
-    except ValidationError as exc:
-        raise from_validation_error(exc) from exc
+    key = (model, request.query_string)
+    parsed = _PARSED.get(key)
+    if parsed is None:
+        try:
+            parsed = model.model_validate(dict(request.query))
+        except ValidationError as exc:
+            raise from_validation_error(exc) from exc
+        if len(_PARSED) >= _MAX_PARSED:
+            _PARSED.clear()
+        _PARSED[key] = parsed
+    return parsed  # type: ignore[return-value]
 
 
 def path_id(request: web.Request, name: str) -> int:

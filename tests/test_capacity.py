@@ -48,3 +48,15 @@ def test_a_broken_slo_is_named_and_no_capacity_is_claimed(tmp_path):
     assert len(result["steps"]) == 1 and not result["steps"][0]["held"]
     assert result["capacity_sessions_per_s"] is None
     assert "http_req_duration{name:create_order}: p(95)<0.001" in result["stopped_because"]
+
+
+def test_a_step_that_turned_customers_away_did_not_hold(tmp_path):
+    # A mall told to shed at the slightest wait (0.1 ms over 1 ms) keeps its admitted
+    # latency low by refusing requests: that is past its capacity, not within it.
+    code, output, result = search(tmp_path, 5000, "--steps", "2",
+                                  "--serve-arg=--shed-target-ms=0.1",
+                                  "--serve-arg=--shed-interval-ms=1")
+    assert code == 1, output[-3000:]
+    step = result["steps"][0]
+    assert not step["held"] and step["shed_share"] > 0.01
+    assert f"the mall shed {step['shed_share']:.1%} of its requests" in result["stopped_because"]
