@@ -20,7 +20,7 @@ from .errors import error_middleware
 from .experiments import SHIPPED as SHIPPED_EXPERIMENTS
 from .experiments import load_experiments
 from .faults import ActiveFaults
-from .flash_sale_door import sold_out_door
+from .front_door import front_door
 from .member_levels import SHIPPED as SHIPPED_MEMBERSHIP
 from .member_levels import load_membership
 from .metrics import MallMetrics
@@ -164,16 +164,13 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 def create_app(config: MallConfig | None = None) -> web.Application:
     config = config or MallConfig()
     metrics = MallMetrics()
-    # A sold-out flash sale's crowd is answered at its door, inside the metrics and before
-    # everything else (mall/flash_sale_door.py); shedding inside the metrics (a shed request
-    # is counted and timed), before any handler or fault runs (a shed request does nothing).
-    middlewares = [metrics_middleware, sold_out_door]
+    # The flash-sale door and shedding inside the metrics (what they answer is counted and
+    # timed), before any handler or fault runs (a shed request does nothing).
     shedder = None
     if config.shed_target_seconds is not None:
         shedder = LoadShedder(config.shed_target_seconds, config.shed_interval_seconds,
                               metrics)
-        middlewares.append(shedder.middleware)
-    middlewares.append(error_middleware)
+    middlewares = [metrics_middleware, front_door(shedder), error_middleware]
     faults = ActiveFaults(config.faults) if config.faults is not None else None
     if faults is not None:  # inside the metrics, so the mall's own histograms show it
         middlewares.append(faults.middleware)

@@ -49,7 +49,9 @@ class LoadShedder:
         self._probe: asyncio.TimerHandle | None = None
         self.shed = metrics.shed_requests.labels("queue_delay")
         self.wait = metrics.queue_delay
-        self.in_flight = metrics.requests_in_flight
+        # Admitted and not yet answered; read by the gauge when scraped (no lock per request).
+        self.in_flight = 0
+        metrics.requests_in_flight.set_function(lambda: self.in_flight)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -90,18 +92,12 @@ class LoadShedder:
                 self._waited_too_long(now)
         return self.shedding
 
-    @web.middleware
-    async def middleware(self, request: web.Request, handler) -> web.StreamResponse:
-        if request.path in NEVER_SHED:
-            return await handler(request)
-        if self.overloaded():
-            self.shed.inc()
-            response = error_response(503, "overloaded", "the mall is busy; retry after "
-                                      f"{RETRY_AFTER_S} s", None)
-            response.headers["Retry-After"] = str(RETRY_AFTER_S)
-            return response
-        self.in_flight.inc()
-        try:
-            return await handler(request)
-        finally:
-            self.in_flight.dec()
+    def refusal(self) -> web.Response | None:
+        """The 503 for a request arriving while the mall sheds, else None."""
+        if not self.overloaded():
+            return None
+        self.shed.inc()
+        response = error_response(503, "overloaded", "the mall is busy; retry after "
+                                  f"{RETRY_AFTER_S} s", None)
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response

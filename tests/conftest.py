@@ -70,6 +70,9 @@ async def start_mall(tmp_path, start_payer):
         settings.setdefault("db_path", tmp_path / f"mall{len(started)}.db")
         settings.setdefault("risk_rules", no_rules)
         settings.setdefault("expiry_sweep_interval", 0.05)
+        # The tests' clients share the mall's event loop, so their own work would count as
+        # the mall's queue and be shed; shedding is tested on its own (test_shedding.py).
+        settings.setdefault("shed_target_seconds", None)
         if payer is None:
             payer = await start_payer(clock=settings.get("clock") or Clock())
         settings.setdefault("payer_url", str(payer.make_url("")).rstrip("/"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from mall.config import MallConfig
 from mall.faults import FaultProfile
 
 from .conftest import open_shop, order_body
@@ -19,6 +20,7 @@ HEAVY = FaultProfile.model_validate({"name": "heavy", "latency": [
     {"route": "GET /api/v1/stores/{store_id}/products", "fixed_ms": 20, "spin": True},
     {"route": "POST /api/v1/orders", "fixed_ms": 20, "spin": True}]})
 SHED = 'mall_shed_requests_total{reason="queue_delay"}'
+DEFAULT = MallConfig().shed_target_seconds   # as the mall ships
 
 
 async def timed(call) -> tuple[object, float]:
@@ -41,7 +43,7 @@ async def burst(mall, path: str, n: int) -> tuple[list[float], list, object, flo
 
 
 async def test_a_standing_queue_is_shed_and_what_is_admitted_stays_fast(start_mall):
-    mall = await start_mall(faults=HEAVY)
+    mall = await start_mall(faults=HEAVY, shed_target_seconds=DEFAULT)
     shop = await open_shop(mall, stock=1000)
     catalogue = f"/api/v1/stores/{shop.store_id}/products"
     admitted, shed, ready_reply, ready_s = await burst(mall, catalogue, 120)
@@ -68,7 +70,7 @@ async def test_without_shedding_everyone_waits(start_mall):
 
 
 async def test_a_shed_order_writes_nothing(start_mall):
-    mall = await start_mall(faults=HEAVY)
+    mall = await start_mall(faults=HEAVY, shed_target_seconds=DEFAULT)
     shop = await open_shop(mall, stock=1000)
     customers = [await mall.api.login(f"buyer-{n}") for n in range(60)]
     replies = await asyncio.gather(*(
@@ -86,7 +88,7 @@ async def test_a_shed_order_writes_nothing(start_mall):
 
 
 async def test_a_mall_that_keeps_up_sheds_nothing(start_mall):
-    mall = await start_mall()
+    mall = await start_mall(shed_target_seconds=DEFAULT)
     shop = await open_shop(mall, stock=1000)
     catalogue = f"/api/v1/stores/{shop.store_id}/products"
     for _ in range(10):   # a busy but steady crowd: 20 at a time, 200 in all
