@@ -10,6 +10,8 @@ import time
 
 from mall.config import MallConfig
 from mall.faults import FaultProfile
+from mall.metrics import MallMetrics
+from mall.shedding import LoadShedder
 
 from .conftest import open_shop, order_body
 
@@ -96,3 +98,23 @@ async def test_a_mall_that_keeps_up_sheds_nothing(start_mall):
         assert {r.status for r in replies} == {200}
     assert await mall.api.metric(SHED) == 0
     assert 0 <= await mall.api.metric("mall_queue_delay_seconds") < 0.005
+
+
+async def test_only_a_busy_loop_counts_as_a_queue():
+    # The loop held 300 ms twice: once working (a queue of its own: shed), once with its
+    # thread idle, as when another process takes the CPU (refusing would free nothing).
+    shedder = LoadShedder(0.005, 0.1, MallMetrics())
+    shedder.start()
+    try:
+        await asyncio.sleep(0.02)
+        time.sleep(0.3)            # the thread holds the loop but spends no CPU
+        assert not shedder.overloaded()
+        await asyncio.sleep(0.02)  # on-time probes again
+        deadline = time.perf_counter() + 0.3
+        while time.perf_counter() < deadline:
+            pass                   # the loop's own work
+        assert shedder.overloaded()
+        await asyncio.sleep(0.02)  # the first on-time probe ends it
+        assert not shedder.overloaded()
+    finally:
+        shedder.stop()

@@ -13,12 +13,12 @@ thread needs the GIL back while the loop is busy it waits up to Python's switch 
   thanks to WAL mode.
 - A transaction is a body (an async function of the storage calls it makes) run whole
   between BEGIN IMMEDIATE and COMMIT, never suspending.  Requests' transactions run on the
-  loop's own write connection, those of one loop turn committed together (each in a
-  savepoint of its own), when the write lock is free at once; when another connection holds
-  it (another process serving the same file, or this process's writer thread), and for long
-  bodies (bulk loads, purges, exports: `long=True`), a body runs alone in the single writer
-  thread instead, which waits for the lock up to the busy timeout.  Either way transactions
-  are serialised: SQLite allows one writer.
+  loop's own write connection, a turn's first at once and the rest of that turn committed
+  together (each in a savepoint of its own), when the write lock is free at once; when
+  another connection holds it (another process serving the same file, or this process's
+  writer thread), and for long bodies (bulk loads, purges, exports: `long=True`), a body
+  runs alone in the single writer thread instead, which waits for the lock up to the busy
+  timeout.  Either way transactions are serialised: SQLite allows one writer.
 
 Several processes may serve one database (a baseline and a canary in a gray release): every
 write is a BEGIN IMMEDIATE transaction, so a check and the write it decides are never split
@@ -167,8 +167,10 @@ class Database:
         # Transactions this process has committed: a memo of what the database said (the
         # catalogue versions of this loop turn) is stale once this moves.
         self.commits = 0
-        # Transactions asked for in this turn of the loop, committed together at its end.
+        # Transactions asked for in this turn of the loop after its first, committed together
+        # at its end; whether the turn's first has committed already.
         self._group: list[tuple[Callable[[Connection], Awaitable[Any]], asyncio.Future]] = []
+        self._committed_this_turn = False
 
     async def _in_writer(self, function: Callable[..., T], *args: Any) -> T:
         assert self._executor is not None, "database is not open"
@@ -242,23 +244,55 @@ class Database:
         """Run `body` as one serialised write transaction: committed when it returns,
         rolled back when it raises (and the exception passes on).
 
-        On the loop, the transactions asked for in one turn of the event loop commit together
-        (group commit): each body runs inside a savepoint of one BEGIN IMMEDIATE ... COMMIT,
-        so a body that raises is rolled back alone, and every caller hears once all are
-        durable.  A commit writes each page it changed into the WAL: an order touches a
-        dozen pages, and fifty orders of one turn share most of them.  When the write lock
-        is held elsewhere, and always when `long`, a body runs alone in the writer thread."""
+        On the loop, the first transaction of a turn of the event loop commits at once, and
+        the others asked for in the same turn commit together at its end (group commit):
+        each body runs inside a savepoint of one BEGIN IMMEDIATE ... COMMIT, so a body that
+        raises is rolled back alone, and every caller hears once all are durable.  A commit
+        writes each page it changed into the WAL: an order touches a dozen, and fifty orders
+        of one turn share most of them; a lone write, at quiet times, waits for no one.  When
+        the write lock is held elsewhere, and always when `long`, a body runs alone in the
+        writer thread."""
         if long or self._loop_writes is None:
             return await self._in_writer(self._transact, body)
         loop = asyncio.get_running_loop()
+        if not self._group and not self._committed_this_turn:
+            self._committed_this_turn = True
+            loop.call_soon(self._next_turn)
+            outcomes = self._on_loop([body])
+            if outcomes is None:   # another writer holds the lock: wait for it apart
+                return await self._in_writer(self._transact, body)
+            result, error = outcomes[0]
+            if error is not None:
+                raise error
+            return result
         done: asyncio.Future[T] = loop.create_future()
         self._group.append((body, done))
         if len(self._group) == 1:
             loop.call_soon(self._commit_group)
         return await done
 
+    def _next_turn(self) -> None:
+        self._committed_this_turn = False
+
     def _commit_group(self) -> None:
         group, self._group = self._group, []
+        outcomes = self._on_loop([body for body, _ in group])
+        if outcomes is None:   # another writer holds the lock: each waits for it apart
+            for body, done in group:
+                _chain(asyncio.ensure_future(self._in_writer(self._transact, body)), done)
+            return
+        for (_, done), (result, error) in zip(group, outcomes, strict=True):
+            if done.cancelled():   # its caller went away; what it wrote stands
+                continue
+            if error is None:
+                done.set_result(result)
+            else:
+                done.set_exception(error)
+
+    def _on_loop(self, bodies: list[Callable[[Connection], Awaitable[Any]]]
+                 ) -> list[tuple[Any, BaseException | None]] | None:
+        """(result, error) of each body, run in savepoints of one transaction on the loop's
+        write connection; None when the write lock is held elsewhere (nothing ran)."""
         conn = self._loop_writes
         assert conn is not None, "database is not open"
         try:
@@ -266,35 +300,24 @@ class Database:
         except sqlite3.OperationalError as exc:
             if not _is_busy(exc):
                 raise
-            for body, done in group:   # another writer holds the lock: wait for it apart
-                _chain(asyncio.ensure_future(self._in_writer(self._transact, body)), done)
-            return
-        outcomes: list[tuple[asyncio.Future, Any, BaseException | None]] = []
+            return None
+        outcomes: list[tuple[Any, BaseException | None]] = []
         try:
-            for body, done in group:
+            for body in bodies:
                 conn.execute("SAVEPOINT body")
                 try:
-                    result = _run_to_end(body(SyncConnection(conn)))  # type: ignore[arg-type]
+                    outcomes.append((_run_to_end(body(SyncConnection(conn))), None))
                 except Exception as exc:
                     conn.execute("ROLLBACK TO body")
-                    outcomes.append((done, None, exc))
-                else:
-                    outcomes.append((done, result, None))
+                    outcomes.append((None, exc))
                 conn.execute("RELEASE body")
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:  # never leave the connection inside a failed transaction
                 conn.execute("ROLLBACK")
-            outcomes = [(done, None, exc) for _, done in group]
-        else:
-            self.commits += 1
-        for done, result, error in outcomes:
-            if done.cancelled():   # its caller went away; what it wrote stands
-                continue
-            if error is None:
-                done.set_result(result)
-            else:
-                done.set_exception(error)
+            return [(None, exc) for _ in bodies]
+        self.commits += 1
+        return outcomes
 
     def _transact(self, body: Callable[[Connection], Awaitable[T]]) -> T:
         conn = self._writer
