@@ -49,8 +49,8 @@ async def test_a_standing_queue_is_shed_and_what_is_admitted_stays_fast(start_ma
     shop = await open_shop(mall, stock=1000)
     catalogue = f"/api/v1/stores/{shop.store_id}/products"
     admitted, shed, ready_reply, ready_s = await burst(mall, catalogue, 120)
-    # The queue stood above 5 ms for 100 ms after some six pages: the rest are turned away.
-    assert len(shed) > 80 and len(admitted) >= 3
+    # The queue stood above 10 ms for 200 ms after some eleven pages: the rest are turned away.
+    assert len(shed) > 70 and len(admitted) >= 3
     assert all(r.headers["Retry-After"] == "1" and r.error["code"] == "overloaded"
                for r in shed)
     # Admitted: the interval and their own 20 ms, plus the loop's work on the burst; without

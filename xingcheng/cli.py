@@ -129,11 +129,11 @@ def main() -> None:
 @click.option("--order-ttl", type=click.FloatRange(min=1), default=900, show_default=True,
               help="Simulated seconds an unpaid order holds its stock.")
 @click.option("--no-access-log", is_flag=True, help="Do not log each request.")
-@click.option("--shed-target-ms", type=click.FloatRange(min=0.1), default=5.0,
+@click.option("--shed-target-ms", type=click.FloatRange(min=0.1), default=10.0,
               show_default=True,
               help="Load shedding: refuse requests (503, Retry-After) while they have waited "
                    "longer than this ...")
-@click.option("--shed-interval-ms", type=click.FloatRange(min=1), default=100.0,
+@click.option("--shed-interval-ms", type=click.FloatRange(min=1), default=200.0,
               show_default=True, help="... for a whole interval this long (CoDel's rule).")
 @click.option("--no-shedding", is_flag=True,
               help="Serve every request however late (to measure what shedding spares).")
