@@ -13,6 +13,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cores import keep_to
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -98,14 +100,20 @@ def mall_command(build: Build, db: Path, port: int, clock: str, since: float,
     return command
 
 
-def start(build: Build, command: list[str], log: Path, again: bool = False) -> subprocess.Popen:
+def start(build: Build, command: list[str], log: Path, again: bool = False,
+          cores: frozenset[int] | None = None) -> subprocess.Popen:
     """`xingcheng COMMAND...` from the build's own code, its output to `log` (appended when
-    it starts `again` after a crash)."""
+    it starts `again` after a crash), kept to `cores` if given (before it starts a thread:
+    the interpreter is still starting up)."""
     assert build.path is not None
     env = {**os.environ, "PYTHONPATH": str(build.path), "XINGCHENG_BUILD_COMMIT": build.commit}
     with log.open("a" if again else "w") as out:
-        return subprocess.Popen([sys.executable, "-m", "xingcheng.cli", *command],
-                                cwd=build.path, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([sys.executable, "-m", "xingcheng.cli", *command],
+                                   cwd=build.path, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT)
+    if cores is not None:
+        keep_to(cores, process.pid)
+    return process
 
 
 def stop(process: subprocess.Popen | None) -> None:

@@ -37,7 +37,7 @@ from monitoring.gate_inputs import between, parse
 from monitoring.rollout_report import write_rollout_report
 from simulator.city import build_city
 
-from . import builds
+from . import builds, cores
 from .builds import BuildError
 from .client_metrics import FUNNEL
 from .compatibility import check as compatible
@@ -188,6 +188,7 @@ def rollout(name: str, baseline: str, canary: str, by: str, percents: list[int],
         for mall in malls:
             builds.stop(mall.process)
         builds.stop(payer.process)
+        cores.release()
     return _conclude(scenario, by, percents, malls, steps, report_dir, console)
 
 

@@ -40,7 +40,7 @@ from simulator import campaigns
 from simulator.city import build_city
 from simulator.loader import load
 
-from . import builds, crashes
+from . import builds, cores, crashes
 from .builds import Build, BuildError
 from .crashes import Crash, Crashes, CrashSpecError, Restartable
 from .report import evaluate, write
@@ -139,10 +139,12 @@ class Mall:
     process: subprocess.Popen | None = None
     command: list[str] = field(default_factory=list)
     log: Path = Path()
+    cores: frozenset[int] | None = None   # a core of its own (loadtests/cores.py), or any
 
     def restartable(self) -> Restartable:
         def restart() -> None:
-            self.process = builds.start(self.build, self.command, self.log, again=True)
+            self.process = builds.start(self.build, self.command, self.log, again=True,
+                                        cores=self.cores)
             wait_ready(self.url, self.process, 30)
 
         return Restartable(lambda: crashes.kill(self.process), restart)
@@ -166,11 +168,14 @@ def mall_database(report_dir: Path, side: str, shared: bool) -> Path:
 
 def start_malls(scenario: Scenario, malls: list[Mall], payer: Payer, report_dir: Path,
                 console: Console, faults: dict[str, Path],
-                serve_args: tuple[str, ...] = (), shared_db: bool = False) -> float:
+                serve_args: tuple[str, ...] = (), shared_db: bool = False,
+                pin: bool = True) -> float:
     """The payment sandbox, then each side on its own copy of the city (or, `shared_db`, all
     on one copy, as in a gray release), all on the scenario's simulated clock; returns the
     clock's anchor: the real instant, a little ahead, at which every process's simulated
-    time is the window's start and the load generator sends its first sessions."""
+    time is the window's start and the load generator sends its first sessions.  With `pin`,
+    each mall started gets a core of its own where there are enough, and this process (with
+    the payer and the load generator it starts) keeps to the others until `cores.release()`."""
     window = scenario.spec.window
     clock = f"{window.start.isoformat()}@{window.speed:g}"
     started = [mall for mall in malls if mall.build.kind != "url"]
@@ -183,6 +188,12 @@ def start_malls(scenario: Scenario, malls: list[Mall], payer: Payer, report_dir:
             shutil.copyfile(city_database(scenario, console), db)
             # The campaigns the city's merchants run in this window (flash sales).
             asyncio.run(campaigns.stage(db, scenario.spec.city.seed, window.start, window.end))
+    placement = cores.place([mall.side for mall in started], pin)
+    if placement is not None:
+        cores.keep_to(placement.rest)
+        for mall in started:
+            mall.cores = placement.malls[mall.side]
+        console.print(f"cores: {placement.describe()} (--no-pin shares them)")
     since = time.time() + STARTUP_LEAD_S
     if started:
         port = free_port()
@@ -202,7 +213,7 @@ def start_malls(scenario: Scenario, malls: list[Mall], payer: Payer, report_dir:
                                              port, clock, since, faults.get(mall.side),
                                              (payer.url, payer.keys)), *serve_args]
         mall.log = report_dir / f"mall-{mall.side}.log"
-        mall.process = builds.start(mall.build, mall.command, mall.log)
+        mall.process = builds.start(mall.build, mall.command, mall.log, cores=mall.cores)
         mall.url = f"http://127.0.0.1:{port}"
     for mall in malls:
         ready = wait_ready(mall.url, mall.process, 30 if mall.process else 10)
@@ -233,7 +244,7 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
         baseline: str | None = None, canary: str | None = None, canary_share: float = 0.5,
         canary_faults: Path | None = None, prometheus: bool = False,
         kills: tuple[str, ...] = (), rate_factor: float = 1.0,
-        serve_args: tuple[str, ...] = ()) -> int:
+        serve_args: tuple[str, ...] = (), pin: bool = True) -> int:
     console = console or Console()
     try:
         scenario = load_scenario(name)
@@ -267,7 +278,8 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
         for mall in malls:
             console.print(f"{mall.side}: {mall.build.describe()}"
                           + (f", faults {faults[mall.side]}" if mall.side in faults else ""))
-        since = start_malls(scenario, malls, payer, report_dir, console, faults, serve_args)
+        since = start_malls(scenario, malls, payer, report_dir, console, faults, serve_args,
+                            pin=pin)
         chaos = Crashes(schedule, since, {
             process.side: process.restartable() for process in (*malls, payer)
             if process.process is not None})
@@ -281,6 +293,8 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
         for mall in malls:
             builds.stop(mall.process)
         builds.stop(payer.process)
+        cores.release()
+    verdict["facts"]["cores"] = {mall.side: sorted(mall.cores) for mall in malls if mall.cores}
     _verify_sides(verdict, malls, report_dir)
     console.print(f"report: {report_dir}/report.html (summary.md, verdict.json)")
     return _conclude(scenario, verdict, console)

@@ -4,6 +4,7 @@ through the API the way an operator and a merchant would."""
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -21,6 +22,31 @@ from paysandbox.app import create_app as create_payer
 from .api import Api
 
 WULI = (28.1960, 112.9770)  # 五一广场
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--full", action="store_true",
+                     help="run the slow tier too (real Locust runs, Chromium, Prometheus, "
+                          "crash rounds): what .ci/run runs")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`pytest` is the fast tier a developer runs after every change; a test marked slow is
+    skipped there, with the command that runs it, not dropped."""
+    if config.getoption("--full"):
+        return
+    later = pytest.mark.skip(reason="slow tier: `pytest --full` runs it")
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(later)
+
+
+@pytest.fixture(scope="session")
+def env(tmp_path_factory) -> dict:
+    """The environment of `xingcheng` subprocesses: one city cache for the whole session, so
+    each preset city is generated once, by the first run that needs it."""
+    cache = tmp_path_factory.mktemp("cache")
+    return {**os.environ, "XINGCHENG_CACHE": str(cache)}
 
 
 @dataclass

@@ -4,7 +4,6 @@ highest rate held, the step that broke and why, in capacity.json and a self-cont
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -13,13 +12,12 @@ from pathlib import Path
 from .test_run import SHORT
 
 
-def search(tmp_path: Path, p95_ms: float, *args: str) -> tuple[int, str, dict]:
+def search(tmp_path: Path, env: dict, p95_ms: float, *args: str) -> tuple[int, str, dict]:
     """The capacity search on the run tests' short late-night window, whose SLO is its
     http_5xx threshold and a p95 of order creation under `p95_ms`."""
     scenario = tmp_path / f"cap-{p95_ms:g}.toml"
     scenario.write_text(SHORT.format(name="cap", extra=(
         f'"http_req_duration{{name:create_order}}" = ["p(95)<{p95_ms:g}"]')), encoding="utf-8")
-    env = {**os.environ, "XINGCHENG_CACHE": str(tmp_path / "cache")}
     done = subprocess.run([sys.executable, "-m", "xingcheng.cli", "capacity", str(scenario),
                            "--reports", str(tmp_path / "reports"), *args], env=env,
                           capture_output=True, text=True, timeout=300)
@@ -29,8 +27,8 @@ def search(tmp_path: Path, p95_ms: float, *args: str) -> tuple[int, str, dict]:
     return done.returncode, done.stdout + done.stderr, result
 
 
-def test_steps_that_hold_give_the_highest_rate_and_a_self_contained_plot(tmp_path):
-    code, output, result = search(tmp_path, 5000, "--growth", "2", "--steps", "2")
+def test_steps_that_hold_give_the_highest_rate_and_a_self_contained_plot(tmp_path, env):
+    code, output, result = search(tmp_path, env, 5000, "--growth", "2", "--steps", "2")
     assert code == 0, output[-3000:]
     first, second = result["steps"]
     assert first["held"] and second["held"]
@@ -42,18 +40,18 @@ def test_steps_that_hold_give_the_highest_rate_and_a_self_contained_plot(tmp_pat
     assert not re.search(r"<script[^>]+src=", page)   # offline: the script is in the page
 
 
-def test_a_broken_slo_is_named_and_no_capacity_is_claimed(tmp_path):
-    code, output, result = search(tmp_path, 0.001, "--steps", "3")
+def test_a_broken_slo_is_named_and_no_capacity_is_claimed(tmp_path, env):
+    code, output, result = search(tmp_path, env, 0.001, "--steps", "3")
     assert code == 1, output[-3000:]
     assert len(result["steps"]) == 1 and not result["steps"][0]["held"]
     assert result["capacity_sessions_per_s"] is None
     assert "http_req_duration{name:create_order}: p(95)<0.001" in result["stopped_because"]
 
 
-def test_a_step_that_turned_customers_away_did_not_hold(tmp_path):
+def test_a_step_that_turned_customers_away_did_not_hold(tmp_path, env):
     # A mall told to shed at the slightest wait (0.1 ms over 1 ms) keeps its admitted
     # latency low by refusing requests: that is past its capacity, not within it.
-    code, output, result = search(tmp_path, 5000, "--steps", "2",
+    code, output, result = search(tmp_path, env, 5000, "--steps", "2",
                                   "--serve-arg=--shed-target-ms=0.1",
                                   "--serve-arg=--shed-interval-ms=1")
     assert code == 1, output[-3000:]

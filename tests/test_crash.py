@@ -6,7 +6,6 @@ charged twice."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 
 from loadtests.crashes import payments_agree
@@ -32,10 +31,9 @@ drain_seconds = 5
 """
 
 
-def test_killing_the_mall_and_the_payer_mid_peak_loses_no_payment(tmp_path):
+def test_killing_the_mall_and_the_payer_mid_peak_loses_no_payment(tmp_path, env):
     scenario = tmp_path / "crash.toml"
     scenario.write_text(CRASH, encoding="utf-8")
-    env = {**os.environ, "XINGCHENG_CACHE": str(tmp_path / "cache")}
     result = xingcheng(["run", str(scenario), "--reports", str(tmp_path / "reports"),
                         "--kill", "baseline@8", "--kill", "payer@16+1"], env, tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import os
 import subprocess
 import time
 import urllib.request
@@ -18,7 +19,7 @@ from loadtests.sides import CANARY, side_of
 from monitoring.promql_source import query as instant
 
 from .test_cli import free_port
-from .test_run import env, xingcheng  # noqa: F401  (env is a fixture)
+from .test_run import xingcheng
 
 ROOT = Path(__file__).resolve().parent.parent
 SLOW_ORDERS = ROOT / "scenarios" / "faults" / "slow-orders.toml"
@@ -59,7 +60,7 @@ def test_builds_resolve_a_checkout_a_git_ref_and_a_url(tmp_path):
                    check=True)
 
 
-def _paired(tmp_path: Path, env: dict, *extra: str, scenario: str = "smoke"):  # noqa: F811
+def _paired(tmp_path: Path, env: dict, *extra: str, scenario: str = "smoke"):
     reports = tmp_path / "reports"
     result = xingcheng(["run", scenario, "--baseline", ".", "--canary", ".", "--reports",
                         str(reports), *extra], env, ROOT)
@@ -69,7 +70,7 @@ def _paired(tmp_path: Path, env: dict, *extra: str, scenario: str = "smoke"):  #
     return result, verdict, folders[0] if folders else None
 
 
-def test_the_same_build_on_both_sides_is_promoted(tmp_path, env):  # noqa: F811
+def test_the_same_build_on_both_sides_is_promoted(tmp_path, env):
     result, verdict, folder = _paired(tmp_path, env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     last = result.stdout.strip().splitlines()[-1]
@@ -86,6 +87,10 @@ def test_the_same_build_on_both_sides_is_promoted(tmp_path, env):  # noqa: F811
     with gzip.open(folder / "requests.csv.gz", "rt", encoding="utf-8") as rows:
         sides = {r["side"] for r in csv.DictReader(rows)}
     assert sides == {"baseline", "canary"}
+    # A core for each mall and one for the load, or none pinned.
+    cores = sorted(os.sched_getaffinity(0))
+    assert verdict["facts"]["cores"] == ({"baseline": cores[:1], "canary": cores[1:2]}
+                                         if len(cores) >= 3 else {})
     for side in ("baseline", "canary"):
         assert (folder / f"mall-{side}.prom").exists()
         assert verdict["sides"][side]["funnel"]["paid"] > 0
@@ -108,7 +113,7 @@ def test_the_same_build_on_both_sides_is_promoted(tmp_path, env):  # noqa: F811
 
 
 def test_a_canary_with_slow_order_creation_is_rolled_back_also_through_prometheus(
-        tmp_path, env):  # noqa: F811
+        tmp_path, env):
     """The rehearsal of a slow canary, with a real Prometheus scraping both malls and the load:
     the gate names create_order, and judged again through PromQL (during the run, and later
     from the stored TSDB served anew) it classifies every metric alike."""
@@ -156,7 +161,7 @@ def test_a_canary_with_slow_order_creation_is_rolled_back_also_through_prometheu
         server.wait(timeout=15)
 
 
-def test_a_run_too_short_to_judge_is_held(tmp_path, env):  # noqa: F811
+def test_a_run_too_short_to_judge_is_held(tmp_path, env):
     scenario = tmp_path / "blink.toml"
     scenario.write_text("""name = "blink"
 [window]
@@ -175,7 +180,7 @@ drain_seconds = 3
     assert any(m["classification"] == "inconclusive" for m in verdict["gate"]["metrics"])
 
 
-def test_misused_builds_are_exit_2(tmp_path, env):  # noqa: F811
+def test_misused_builds_are_exit_2(tmp_path, env):
     result = xingcheng(["run", "smoke", "--canary", "no-such-ref-anywhere", "--reports",
                         str(tmp_path)], env, ROOT)
     assert result.returncode == 2 and "no directory, URL or git ref" in result.stdout

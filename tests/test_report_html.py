@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from .phones import FULL_PHONE
-from .test_run import SHORT, env, xingcheng  # noqa: F401  (env is a fixture)
+from .test_run import SHORT, xingcheng
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory, env) -> dict[str, Path]:  # noqa: F811
+def reports(tmp_path_factory, env) -> dict[str, Path]:
     """One real short run of each kind."""
     folder = tmp_path_factory.mktemp("report-html")
     scenario = folder / "short.toml"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .test_run import env, xingcheng  # noqa: F401  (env is a fixture)
+from .test_run import xingcheng
 
 ROOT = Path(__file__).resolve().parent.parent
 # A canary that breaks one catalogue page in five: the first step must see it.
@@ -21,7 +21,7 @@ status = 500
 """
 
 
-def _rollout(tmp_path: Path, env: dict, *extra: str):  # noqa: F811
+def _rollout(tmp_path: Path, env: dict, *extra: str):
     reports = tmp_path / "reports"
     result = xingcheng(["rollout", "--baseline", ".", "--canary", ".", "--scenario", "smoke",
                         "--reports", str(reports), *extra], env, ROOT)
@@ -31,7 +31,7 @@ def _rollout(tmp_path: Path, env: dict, *extra: str):  # noqa: F811
     return result, found, folders[-1] if folders else None
 
 
-def test_two_identical_builds_are_promoted_to_the_whole_city(tmp_path, env):  # noqa: F811
+def test_two_identical_builds_are_promoted_to_the_whole_city(tmp_path, env):
     result, found, folder = _rollout(tmp_path, env, "--by", "share", "--steps", "50,100")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert found["outcome"] == "promoted" and found["reached"] == 100, found["steps"]
@@ -45,7 +45,7 @@ def test_two_identical_builds_are_promoted_to_the_whole_city(tmp_path, env):  # 
     assert (folder / "report.html").read_text().count("<table") >= 2
 
 
-def test_a_faulty_canary_is_rolled_back_at_the_first_step(tmp_path, env):  # noqa: F811
+def test_a_faulty_canary_is_rolled_back_at_the_first_step(tmp_path, env):
     faults = tmp_path / "broken-catalogue.toml"
     faults.write_text(BROKEN_CATALOGUE)
     result, found, _ = _rollout(tmp_path, env, "--by", "store", "--steps", "50,100",

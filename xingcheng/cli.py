@@ -327,10 +327,13 @@ def token(db_path: Path, operator: bool, name: str, as_json: bool) -> None:
 @click.option("--serve-arg", "serve_args", multiple=True, metavar="ARG",
               help="One more argument for every mall the run starts (repeatable), e.g. "
                    "--serve-arg=--no-shedding for an experiment without shedding.")
+@click.option("--pin/--no-pin", default=True, show_default=True,
+              help="Give each mall started a core of its own, and the load, payer and harness "
+                   "the others, where the machine has enough cores; --no-pin shares them.")
 def run(scenario: str, target: str | None, reports: Path, loadgen_port: int,
         baseline: str | None, canary: str | None, canary_share: float,
         canary_faults: Path | None, prometheus: bool, kills: tuple[str, ...],
-        rate_factor: float, serve_args: tuple[str, ...]) -> None:
+        rate_factor: float, serve_args: tuple[str, ...], pin: bool) -> None:
     """Run a scenario (a shipped name such as smoke, or a file).
 
     Single run: exit 0 pass, 1 fail.  Paired run (--canary): exit 0 promote, 1 rollback,
@@ -340,7 +343,7 @@ def run(scenario: str, target: str | None, reports: Path, loadgen_port: int,
     sys.exit(run_scenario(scenario, target, reports, loadgen_port=loadgen_port,
                           baseline=baseline, canary=canary, canary_share=canary_share,
                           canary_faults=canary_faults, prometheus=prometheus, kills=kills,
-                          rate_factor=rate_factor, serve_args=serve_args))
+                          rate_factor=rate_factor, serve_args=serve_args, pin=pin))
 
 
 @main.command()
