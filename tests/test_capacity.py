@@ -9,7 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from .test_faults import SHIPPED
 from .test_run import SHORT
+
+HEAVY = SHIPPED / "heavy.toml"
 
 
 def search(tmp_path: Path, env: dict, p95_ms: float, *args: str) -> tuple[int, str, dict]:
@@ -27,6 +32,7 @@ def search(tmp_path: Path, env: dict, p95_ms: float, *args: str) -> tuple[int, s
     return done.returncode, done.stdout + done.stderr, result
 
 
+@pytest.mark.slow  # real Locust runs, step by step
 def test_steps_that_hold_give_the_highest_rate_and_a_self_contained_plot(tmp_path, env):
     code, output, result = search(tmp_path, env, 5000, "--growth", "2", "--steps", "2")
     assert code == 0, output[-3000:]
@@ -40,6 +46,7 @@ def test_steps_that_hold_give_the_highest_rate_and_a_self_contained_plot(tmp_pat
     assert not re.search(r"<script[^>]+src=", page)   # offline: the script is in the page
 
 
+@pytest.mark.slow  # real Locust runs, step by step
 def test_a_broken_slo_is_named_and_no_capacity_is_claimed(tmp_path, env):
     code, output, result = search(tmp_path, env, 0.001, "--steps", "3")
     assert code == 1, output[-3000:]
@@ -48,12 +55,16 @@ def test_a_broken_slo_is_named_and_no_capacity_is_claimed(tmp_path, env):
     assert "http_req_duration{name:create_order}: p(95)<0.001" in result["stopped_because"]
 
 
+@pytest.mark.slow  # real Locust runs, step by step
 def test_a_step_that_turned_customers_away_did_not_hold(tmp_path, env):
     # A mall told to shed at the slightest wait (0.1 ms over 1 ms) keeps its admitted
-    # latency low by refusing requests: that is past its capacity, not within it.
+    # latency low by refusing requests: that is past its capacity, not within it.  Its hot
+    # routes cost more CPU (the heavy profile), so that its loop is busy enough to count a
+    # wait as a queue, on a core of its own too.
     code, output, result = search(tmp_path, env, 5000, "--steps", "2",
                                   "--serve-arg=--shed-target-ms=0.1",
-                                  "--serve-arg=--shed-interval-ms=1")
+                                  "--serve-arg=--shed-interval-ms=1",
+                                  f"--serve-arg=--faults={HEAVY}")
     assert code == 1, output[-3000:]
     step = result["steps"][0]
     assert not step["held"] and step["shed_share"] > 0.01

@@ -8,6 +8,8 @@ import subprocess
 import time
 from datetime import datetime
 
+import pytest
+
 from mall.clock import SHANGHAI, Clock
 
 from .test_cli import XINGCHENG, call, serving
@@ -21,6 +23,7 @@ def simulated_now(base: str) -> tuple[datetime, str]:
     return datetime.fromisoformat(ready["clock"].rsplit("@", 1)[0]), ready["clock_anchor"]
 
 
+@pytest.mark.slow  # processes started, stopped or killed
 def test_a_restarted_mall_resumes_simulated_time_instead_of_going_back(tmp_path):
     db, speed = tmp_path / "mall.db", 60
     with serving(db, "--clock", f"{START}@{speed}") as base:
@@ -36,6 +39,7 @@ def test_a_restarted_mall_resumes_simulated_time_instead_of_going_back(tmp_path)
     assert after_kill > again
 
 
+@pytest.mark.slow  # processes started, stopped or killed
 def test_a_restarted_payer_resumes_simulated_time_too(tmp_path):
     """The payment sandbox keeps its anchor with its own database, so WeChat's retry
     schedule (on simulated time) goes on where it was."""
@@ -61,6 +65,7 @@ def test_another_simulation_on_the_same_database_starts_anew_and_says_so(tmp_pat
     assert "simulated time restarts" in (tmp_path / "serve.log").read_text()
 
 
+@pytest.mark.slow  # processes started, stopped or killed
 def test_processes_given_one_anchor_read_the_same_simulated_instant(tmp_path):
     """Two malls on two databases (a baseline and a canary), anchored 100 real seconds ago:
     both read start + 100 s x speed, and so does a Clock built from the same anchor (the

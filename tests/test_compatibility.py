@@ -8,6 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from loadtests.compatibility import Break, compare_migrations
 
 from .test_cli import XINGCHENG
@@ -34,6 +36,7 @@ def compat(baseline: Path, canary: Path) -> subprocess.CompletedProcess:
                            str(canary)], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow  # migrates two databases
 def test_a_build_against_itself_is_compatible(tmp_path):
     done = compat(ROOT, checkout_copy(tmp_path / "same"))
     assert done.returncode == 0, done.stdout + done.stderr

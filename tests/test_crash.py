@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import pytest
+
 from loadtests.crashes import payments_agree
 
 from .test_run import xingcheng
@@ -31,6 +33,7 @@ drain_seconds = 5
 """
 
 
+@pytest.mark.slow  # a real run with crashes
 def test_killing_the_mall_and_the_payer_mid_peak_loses_no_payment(tmp_path, env):
     scenario = tmp_path / "crash.toml"
     scenario.write_text(CRASH, encoding="utf-8")

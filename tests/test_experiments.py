@@ -251,6 +251,7 @@ def test_a_known_conversion_lift_is_found_and_an_a_a_is_not(tmp_path):
         assert effect["verdict"] == "no difference shown" and effect["p_value"] > 0.05
 
 
+@pytest.mark.slow  # one CLI process per case
 def test_a_narrower_level_gives_a_narrower_interval_and_one_experiment_can_be_chosen(tmp_path):
     write_sessions(tmp_path, {"wechat_pay": 0.20, "wechat_pay_points": 0.22}, 1000)
     widths = {}
@@ -277,6 +278,7 @@ def test_too_few_sessions_are_inconclusive_not_guessed(tmp_path):
     assert "inconclusive" in done.stdout
 
 
+@pytest.mark.slow  # one CLI process per case
 def test_a_folder_that_cannot_be_reported_is_exit_2_saying_why(tmp_path):
     missing = run_report(tmp_path / "nowhere")
     assert missing.returncode == 2 and "is not a folder" in missing.stderr

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 
+import pytest
+
 from mall.risk_control import SHIPPED
 from mall.verification import verify
 
@@ -174,6 +176,7 @@ async def test_2000_concurrent_buyers_for_100_units_make_exactly_100_orders(mall
     assert all(finding.holds for finding in await verify(mall.config.db_path))
 
 
+@pytest.mark.slow  # processes started, stopped or killed
 async def test_two_processes_share_the_stock_and_both_learn_it_is_sold_out(start_mall):
     here = await start_mall()
     shop = await open_shop(here, stock=150)

@@ -57,6 +57,7 @@ def _data(base: str, payer: str, operator: str) -> dict:
     return {"customer": customer, "operator": operator, "merchant": merchant}
 
 
+@pytest.mark.slow  # schemathesis over every operation
 @pytest.mark.skipif(SCHEMATHESIS is None, reason="schemathesis is a test dependency")
 def test_schemathesis_finds_no_server_error_and_no_schema_break(tmp_path):
     db = tmp_path / "fuzz.db"

@@ -166,6 +166,7 @@ def test_the_same_build_is_promoted_with_every_number_shown():
     assert sum(line.startswith("| latency:") for line in markdown(judged)) == 3
 
 
+@pytest.mark.slow  # thousands of simulated A/A decisions
 def test_false_rollbacks_stay_within_alpha_for_the_whole_decision():
     """200 seeded A/A runs of a 10-metric family on the boundary of every null hypothesis
     (tolerances 0): rollbacks at most alpha plus three binomial standard deviations."""
@@ -425,6 +426,7 @@ def xingcheng_gate(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow  # CLI processes
 def test_xingcheng_gate_judges_a_recorded_folder_again(tmp_path):
     slow = _report_folder(tmp_path / "slow", run_of(10, canary=Build(
         slower={"create_order": 1.4})))
@@ -444,6 +446,7 @@ def test_xingcheng_gate_judges_a_recorded_folder_again(tmp_path):
     assert held.returncode == 3 and "HOLD" in held.stdout
 
 
+@pytest.mark.slow  # CLI processes
 def test_xingcheng_gate_on_a_folder_it_cannot_judge_is_exit_2(tmp_path):
     single = _report_folder(tmp_path / "single", {"baseline": run_of(1)["baseline"]},
                             mode="single")

@@ -107,6 +107,7 @@ async def test_a_district_sends_its_stores_to_the_canary(gray):
     assert rules.body["canary_stores"] == [inside.store_id]
 
 
+@pytest.mark.slow  # a router process per engine, thousands of customers
 async def test_a_share_of_customers_holds_within_two_points_and_sticks(gray):
     _baseline, _canary, start = gray
     router = await start(Rules(share=0.25))

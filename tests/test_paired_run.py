@@ -70,6 +70,7 @@ def _paired(tmp_path: Path, env: dict, *extra: str, scenario: str = "smoke"):
     return result, verdict, folders[0] if folders else None
 
 
+@pytest.mark.slow  # a real paired run
 def test_the_same_build_on_both_sides_is_promoted(tmp_path, env):
     result, verdict, folder = _paired(tmp_path, env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -112,6 +113,7 @@ def test_the_same_build_on_both_sides_is_promoted(tmp_path, env):
     assert single.returncode == 2
 
 
+@pytest.mark.slow  # a real paired run
 def test_a_canary_with_slow_order_creation_is_rolled_back_also_through_prometheus(
         tmp_path, env):
     """The rehearsal of a slow canary, with a real Prometheus scraping both malls and the load:
@@ -161,6 +163,7 @@ def test_a_canary_with_slow_order_creation_is_rolled_back_also_through_prometheu
         server.wait(timeout=15)
 
 
+@pytest.mark.slow  # a real paired run
 def test_a_run_too_short_to_judge_is_held(tmp_path, env):
     scenario = tmp_path / "blink.toml"
     scenario.write_text("""name = "blink"
@@ -180,6 +183,7 @@ drain_seconds = 3
     assert any(m["classification"] == "inconclusive" for m in verdict["gate"]["metrics"])
 
 
+@pytest.mark.slow  # one `xingcheng run` per misuse
 def test_misused_builds_are_exit_2(tmp_path, env):
     result = xingcheng(["run", "smoke", "--canary", "no-such-ref-anywhere", "--reports",
                         str(tmp_path)], env, ROOT)

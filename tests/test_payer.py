@@ -12,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from mall.wechatpay import Keyring
 
 from .conftest import open_shop, order_body
@@ -73,6 +75,7 @@ def operator_token(db: Path) -> str:
                           capture_output=True, text=True, check=True, timeout=60).stdout.strip()
 
 
+@pytest.mark.slow  # processes started, stopped or killed
 def test_a_notification_owed_survives_a_killed_payer(tmp_path):
     keys, payer_db, payer_port = str(tmp_path / "keys.json"), tmp_path / "payer.db", free_port()
     payer_args, mall_port = ("--keys", keys, *CLOCK), free_port()
@@ -100,6 +103,7 @@ def test_a_notification_owed_survives_a_killed_payer(tmp_path):
         assert metric(base, 'mall_orders_total{change="paid"}') == 1
 
 
+@pytest.mark.slow  # processes started, stopped or killed
 def test_a_mall_killed_before_its_notification_gets_it_on_a_retry(tmp_path):
     keys, mall_db, mall_port = str(tmp_path / "keys.json"), tmp_path / "mall.db", free_port()
     with serving(tmp_path / "payer.db", "--keys", keys, *CLOCK, command="paysandbox") as payer:

@@ -14,6 +14,8 @@ import subprocess
 import time
 from datetime import datetime, timedelta
 
+import pytest
+
 from mall.clock import SHANGHAI, Clock
 from mall.privacy import mask_log_handlers, mask_phone
 
@@ -34,6 +36,7 @@ def assert_no_personal_data(text: str, where: str) -> None:
         assert secret not in text, f"{secret!r} reached {where}"
 
 
+@pytest.mark.slow  # CLI and server processes
 def test_phone_name_and_address_never_reach_logs_merchants_or_errors(tmp_path):
     """A real `xingcheng serve`: a customer logs in, adds an address and has a delivery order
     paid, dispatched and delivered; the store's staff look at every view they have.  The log
@@ -321,6 +324,7 @@ async def test_purge_anonymizes_inactive_customers_and_keeps_the_statistics(star
     assert abs(cutoff - (datetime.now(SHANGHAI) - timedelta(days=365))) < timedelta(minutes=5)
 
 
+@pytest.mark.slow  # CLI and server processes
 def test_purge_refuses_bad_arguments_with_exit_2(tmp_path):
     db = tmp_path / "m.db"
     db.write_bytes(b"")

@@ -20,9 +20,11 @@ from monitoring.promql_source import instant_samples, query, wait_scraped
 
 from .test_cli import call, serving
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("prometheus") is None,
-    reason="no `prometheus` on PATH (.ci/run installs Debian's prometheus package)")
+pytestmark = [
+    pytest.mark.slow,  # a real Prometheus server
+    pytest.mark.skipif(
+        shutil.which("prometheus") is None,
+        reason="no `prometheus` on PATH (.ci/run installs Debian's prometheus package)")]
 
 RUN = "probe-run"
 # The canary: every store listing 200 ms slower (one latency bucket, (0.15 s, 0.25 s]),

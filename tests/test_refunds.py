@@ -9,6 +9,8 @@ import json
 import sqlite3
 import time
 
+import pytest
+
 from mall.verification import verify
 
 from .conftest import Clock, open_shop, order_body, paid_order
@@ -189,6 +191,7 @@ async def test_refund_misuse_is_refused_naming_the_reason(mall, shop):
     assert unknown.status == 400 and unknown.error["field"] == "status"
 
 
+@pytest.mark.slow  # seven simulated days
 async def test_after_seven_days_goods_handed_over_are_not_refunded(start_mall):
     # 86,400x: a simulated day is a real second.
     mall = await start_mall(clock=Clock.parse("2026-11-27T12:00+08:00@86400"),

@@ -16,8 +16,10 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason="Debian's chromium is missing (.ci/run installs it)")
+pytestmark = [
+    pytest.mark.slow,  # two real runs, then Chromium
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason="Debian's chromium is missing (.ci/run installs it)")]
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from .test_run import xingcheng
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +33,7 @@ def _rollout(tmp_path: Path, env: dict, *extra: str):
     return result, found, folders[-1] if folders else None
 
 
+@pytest.mark.slow  # a real rollout
 def test_two_identical_builds_are_promoted_to_the_whole_city(tmp_path, env):
     result, found, folder = _rollout(tmp_path, env, "--by", "share", "--steps", "50,100")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -45,6 +48,7 @@ def test_two_identical_builds_are_promoted_to_the_whole_city(tmp_path, env):
     assert (folder / "report.html").read_text().count("<table") >= 2
 
 
+@pytest.mark.slow  # a real rollout
 def test_a_faulty_canary_is_rolled_back_at_the_first_step(tmp_path, env):
     faults = tmp_path / "broken-catalogue.toml"
     faults.write_text(BROKEN_CATALOGUE)

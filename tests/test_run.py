@@ -61,6 +61,7 @@ def impossible_run(tmp_path_factory, env) -> tuple[subprocess.CompletedProcess, 
     return result, next((tmp_path / "reports").iterdir())
 
 
+@pytest.mark.slow  # a real run
 def test_an_impossible_threshold_fails_the_run_and_is_named(impossible_run):
     result, report = impossible_run
     assert result.returncode == 1, result.stdout + result.stderr
@@ -97,6 +98,7 @@ def test_an_impossible_threshold_fails_the_run_and_is_named(impossible_run):
             assert not FULL_PHONE.search(path.read_text()), path.name
 
 
+@pytest.mark.slow  # a real run
 def test_xingcheng_experiment_reports_the_arms_of_a_real_run(impossible_run, env, tmp_path):
     _, report = impossible_run
     with gzip.open(report / "sessions.csv.gz", "rt") as sessions:
@@ -129,6 +131,7 @@ def first_created_orders(db: Path, speed: float) -> list[float]:
     return [(datetime.fromisoformat(s) - start).total_seconds() / speed for s in stamps]
 
 
+@pytest.mark.slow  # a real run
 def test_run_against_a_running_mall_with_target(tmp_path, env):
     # The city cache is filled by the previous run, or made here on first use.
     scenario = tmp_path / "target.toml"
@@ -154,6 +157,7 @@ def test_run_against_a_running_mall_with_target(tmp_path, env):
     assert result.returncode == 2 and "has no payer" in result.stdout, result.stdout
 
 
+@pytest.mark.slow  # one `xingcheng run` per misuse
 def test_misuse_is_exit_2(tmp_path, env):
     result = xingcheng(["run", "no-such-scenario"], env, tmp_path)
     assert result.returncode == 2 and "no scenario named" in result.stdout
