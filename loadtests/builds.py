@@ -7,6 +7,7 @@ import path, on the database and clock the harness hands it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -112,7 +113,9 @@ def start(build: Build, command: list[str], log: Path, again: bool = False,
                                    cwd=build.path, env=env, stdout=out,
                                    stderr=subprocess.STDOUT)
     if cores is not None:
-        keep_to(cores, process.pid)
+        # One that died at once is reported by the wait for it to answer, with its log.
+        with contextlib.suppress(ProcessLookupError):
+            keep_to(cores, process.pid)
     return process
 
 
