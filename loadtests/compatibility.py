@@ -7,19 +7,33 @@ Each break names what broke; any break fails the rollout before it starts.
 
 Each build's document is made by its own code (a subprocess on its checkout, or fetched from
 its URL); each build's schema by applying its own migration files to an empty SQLite
-database, so SQLite itself reads the DDL."""
+database, so SQLite itself reads the DDL, and, for a build that runs on PostgreSQL too, its
+migrations as its own code gives them for PostgreSQL to a scratch database on the server
+(`XINGCHENG_POSTGRES`, the local one by default), so PostgreSQL reads them.  A change only to a
+migration's comments is no rewrite."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import re
 import sqlite3
 import subprocess
 import sys
 import urllib.request
 from dataclasses import dataclass
 
+import asyncpg
+
+from mall.storage import postgres_databases
+
 from .builds import Build, BuildError
 
+POSTGRES_SERVER = os.environ.get("XINGCHENG_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+_POSTGRESQL_MIGRATIONS = (
+    "import json; from mall.storage.database import migrations;"
+    " print(json.dumps([[name, sql] for _, name, sql in migrations('postgresql')]))")
 _DOCUMENT = ("import json; from mall import openapi, __version__; from mall.routes import ROUTES;"
              " print(json.dumps(openapi.build(ROUTES, __version__)))")
 _NARROWING = {"maxLength": min, "maxItems": min, "maximum": min, "exclusiveMaximum": min,
@@ -59,10 +73,25 @@ def migrations_of(build: Build) -> dict[str, str]:
             for p in sorted((build.path / "mall" / "migrations").glob("*.sql"))}
 
 
+def postgresql_migrations_of(build: Build) -> dict[str, str] | None:
+    """The build's migrations in PostgreSQL's SQL, as its own code gives them; None for a
+    build from before PostgreSQL."""
+    assert build.path is not None
+    done = subprocess.run([sys.executable, "-c", _POSTGRESQL_MIGRATIONS], cwd=build.path,
+                          env={"PYTHONPATH": str(build.path)}, capture_output=True, text=True,
+                          timeout=60)
+    return dict(json.loads(done.stdout)) if done.returncode == 0 else None
+
+
 def check(baseline: Build, canary: Build) -> list[Break]:
     breaks = compare_documents(document_of(baseline), document_of(canary))
     if baseline.path is not None and canary.path is not None:
         breaks += compare_migrations(migrations_of(baseline), migrations_of(canary))
+        new = postgresql_migrations_of(canary)
+        if new is not None:
+            on_postgresql = compare_postgresql_migrations(
+                postgresql_migrations_of(baseline) or {}, new, POSTGRES_SERVER)
+            breaks += [found for found in on_postgresql if found not in breaks]
     return breaks
 
 
@@ -185,13 +214,38 @@ def _types(schema: dict, document: dict) -> set[str]:
 # --- the database ----------------------------------------------------------------------------
 
 def compare_migrations(old: dict[str, str], new: dict[str, str]) -> list[Break]:
+    """Migration files (both engines') rewritten or removed, and the SQLite schema's breaks."""
     breaks = [Break("migration rewritten", name) for name, sql in old.items()
-              if name in new and new[name] != sql]
+              if name in new and _statements(new[name]) != _statements(sql)]
     breaks += [Break("migration rewritten", name, "removed") for name in old if name not in new]
-    before, _ = _schema_after(old)   # the baseline's migrations ran in production already
-    after, failure = _schema_after(new)
+    before, _ = _schema_after(_shared(old))   # the baseline's ran in production already
+    after, failure = _schema_after(_shared(new))
     if failure:
         return [*breaks, Break("migration fails", failure[0], failure[1])]
+    return breaks + _schema_breaks(before, after)
+
+
+def compare_postgresql_migrations(old: dict[str, str], new: dict[str, str],
+                                  server: str) -> list[Break]:
+    """The PostgreSQL schema's breaks (each build's migrations as its code gives them)."""
+    before, _ = asyncio.run(_postgresql_schema_after(old, server)) if old else ({}, None)
+    after, failure = asyncio.run(_postgresql_schema_after(new, server))
+    if failure:
+        return [Break("migration fails", failure[0], f"postgresql: {failure[1]}")]
+    return _schema_breaks(before, after)
+
+
+def _statements(sql: str) -> str:
+    return " ".join(re.sub(r"--[^\n]*", "", sql).split())
+
+
+def _shared(migrations: dict[str, str]) -> dict[str, str]:
+    """The numbered steps SQLite runs (not a step's `.postgresql.sql` part)."""
+    return {name: sql for name, sql in migrations.items() if name.count(".") == 1}
+
+
+def _schema_breaks(before: dict, after: dict) -> list[Break]:
+    breaks = []
     for table, columns in before.items():
         if table not in after:
             breaks.append(Break("dropped table", table))
@@ -203,6 +257,30 @@ def compare_migrations(old: dict[str, str], new: dict[str, str]) -> list[Break]:
             if column not in columns and notnull and default is None:
                 breaks.append(Break("NOT NULL without default", f"{table}.{column}"))
     return breaks
+
+
+async def _postgresql_schema_after(migrations: dict[str, str], server: str
+                                   ) -> tuple[dict, tuple[str, str] | None]:
+    """As `_schema_after`, on a scratch database on the server, dropped after."""
+    url = await postgres_databases.create(server, "compat")
+    try:
+        conn = await asyncpg.connect(url, timeout=10)
+        try:
+            for name, sql in migrations.items():
+                try:
+                    await conn.execute(sql)
+                except asyncpg.PostgresError as exc:
+                    return {}, (name, str(exc))
+            schema: dict[str, dict[str, tuple[bool, object]]] = {}
+            for row in await conn.fetch(
+                    "SELECT table_name, column_name, is_nullable, column_default FROM"
+                    " information_schema.columns WHERE table_schema = current_schema()"):
+                schema.setdefault(row[0], {})[row[1]] = (row[2] == "NO", row[3])
+            return schema, None
+        finally:
+            await conn.close()
+    finally:
+        await postgres_databases.drop(url)
 
 
 def _schema_after(migrations: dict[str, str]

@@ -48,9 +48,9 @@ from .services.pickup import Pickup
 from .services.registry import SERVICES, Services
 from .services.stores import Stores
 from .shedding import LoadShedder
-from .storage import Database
 from .storage import settings as stored_settings
 from .storage.database import Connection
+from .storage.engines import database_for
 from .wechatpay import Keyring
 
 log = logging.getLogger("mall")
@@ -64,7 +64,8 @@ async def open_services(config: MallConfig, metrics: MallMetrics,
     """Open the database and build every service on it (also used by `xingcheng token`)."""
     clock = config.clock
     price = faults.price if faults is not None else stored
-    db = Database(config.db_path, clock, config.read_connections)
+    db = database_for(config.db_path, clock, read_connections=config.read_connections,
+                      pool_size=config.pool_size)
     await db.open()
     if clock.simulated:
         await db.transaction(lambda conn: _anchor_clock(conn, clock, config.resume_clock))

@@ -11,7 +11,8 @@ from .faults import FaultProfile
 
 @dataclass
 class MallConfig:
-    db_path: Path = Path("xingcheng.db")
+    # A SQLite file, or a postgresql:// URL (mall/storage/engines.py).
+    db_path: Path | str = Path("xingcheng.db")
     clock: Clock = field(default_factory=Clock)
     # A simulated clock takes over the anchor stored with the database for the same start and
     # speed, so a restart resumes simulated time; False (an anchor given with --since) stores
@@ -29,6 +30,8 @@ class MallConfig:
     max_body_bytes: int = 64 * 1024
     # Read connections beside the single writer (WAL lets readers run during a write).
     read_connections: int = 2
+    # PostgreSQL: connections in this process's pool (each worker process has its own).
+    pool_size: int = 10
     # Wrong pickup codes an order tolerates before it locks further attempts.
     pickup_code_attempts: int = 5
     # The payer (WeChat Pay, or `xingcheng paysandbox`): its base URL and the keyring of this

@@ -13,6 +13,8 @@ import sqlite3
 from aiohttp import web
 from pydantic import ValidationError
 
+from .storage.database import DatabaseUnavailable
+
 log = logging.getLogger("mall.errors")
 
 
@@ -112,6 +114,12 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return resp
     except json.JSONDecodeError as exc:
         return error_response(400, "invalid_json", f"body is not valid JSON: {exc.msg}", "body")
+    except DatabaseUnavailable as exc:
+        log.warning("database unavailable on %s %s: %s", request.method, request.path, exc)
+        resp = error_response(503, "database_unavailable",
+                              "the database is unavailable; try again shortly")
+        resp.headers["Retry-After"] = "1"
+        return resp
     except sqlite3.OperationalError as exc:
         if "locked" not in str(exc) and "busy" not in str(exc):
             log.exception("database error on %s %s", request.method, request.path)

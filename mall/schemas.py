@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 Id = Annotated[int, Field(gt=0, le=2**62)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
@@ -24,11 +24,23 @@ Latitude = Annotated[float, Field(ge=-90, le=90)]
 Longitude = Annotated[float, Field(ge=-180, le=180)]
 
 
-class Body(BaseModel):
+class _Text(BaseModel):
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        """No text holds a NUL character: PostgreSQL cannot store one, and no name, tag or
+        search needs it; refused here, naming the field, on either engine."""
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(text, str) and "\x00" in text for text in texts):
+            raise ValueError("must not contain a NUL character")
+        return value
+
+
+class Body(_Text):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class Query(BaseModel):
+class Query(_Text):
     # Frozen: one parse of a query string is shared by every request sending it.
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from .storage import invariants
-from .storage.database import open_read_only
+from .storage.engines import read_only
 
 SHOWN_ROWS = 20
 
@@ -30,14 +30,12 @@ class Finding:
         return self.breaches == 0
 
 
-async def verify(db_path: Path, grace_seconds: float = 300.0) -> list[Finding]:
+async def verify(db_path: Path | str, grace_seconds: float = 300.0) -> list[Finding]:
     """Every invariant of the mall at `db_path`.  `grace_seconds` (mall clock) is how late
     the sweeper may be in closing an unpaid order before that counts as a breach."""
-    if not Path(db_path).is_file():
-        raise NotVerifiable(f"{db_path}: no such file")
     try:
-        conn = await open_read_only(db_path)
-    except Exception as exc:  # sqlite3 and aiosqlite both raise several kinds
+        conn = await read_only(db_path)
+    except Exception as exc:  # sqlite3, aiosqlite and asyncpg each raise several kinds
         raise NotVerifiable(f"{db_path}: {exc}") from exc
     try:
         if not await invariants.has_ledger(conn):

@@ -13,7 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mall.clock import Clock
-from mall.storage import Database, stores
+from mall.storage import stores
+from mall.storage.engines import database_for
+from xingcheng.database_option import DATABASE
 
 from . import tables
 from .city import build_city
@@ -22,8 +24,8 @@ from .export import export
 from .loader import CityExists, load, read_manifest
 
 console = Console(stderr=True)
-DB = click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
-                  default="city.db", show_default=True, help="The mall's SQLite file.")
+DB = click.option("--db", "db_path", type=DATABASE, default="city.db", show_default=True,
+                  help="The mall's database: a SQLite file, or a postgresql:// URL.")
 
 
 @click.group()
@@ -59,7 +61,8 @@ def generate(preset: str, seed: int, db_path: Path, stores: int | None, customer
                 bars[table] = progress.add_task(table, total=total)
             progress.update(bars[table], completed=done)
 
-        db_path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(db_path, Path):
+            db_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             counts = asyncio.run(load(built, db_path, on_progress))
         except CityExists as exc:
@@ -108,7 +111,7 @@ def describe(db_path: Path, out_dir: Path | None) -> None:
 
 
 async def _store_facts(db_path: Path) -> tuple[dict[str, int], list[tuple[float, float, str]]]:
-    db = Database(db_path, Clock(), read_connections=1)
+    db = database_for(db_path, Clock(), read_connections=1)
     await db.open()
     try:
         conn = db.reader()

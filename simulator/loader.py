@@ -12,7 +12,8 @@ from pathlib import Path
 from mall import keys
 from mall.clock import SHANGHAI, Clock
 from mall.privacy import Vault
-from mall.storage import Database, bulk, search_index, settings
+from mall.storage import bulk, search_index, settings
+from mall.storage.engines import database_for
 
 from .city import City
 from .members import table_rows as member_rows
@@ -34,7 +35,7 @@ def manifest(city: City) -> dict:
 
 async def read_manifest(db_path: Path) -> dict | None:
     """The manifest of the city loaded into a database, if any."""
-    db = Database(db_path, Clock(), read_connections=1)
+    db = database_for(db_path, Clock(), read_connections=1)
     await db.open()
     try:
         text = await settings.get(db.reader(), CITY_KEY)
@@ -98,7 +99,7 @@ async def load(city: City, db_path: Path,
                ) -> dict[str, int]:
     """Load the city into a new (or empty) mall database; returns rows per table."""
     clock = Clock(FOUNDED, speed=1.0)
-    db = Database(db_path, clock, read_connections=1)
+    db = database_for(db_path, clock, read_connections=1)
     await db.open()
     try:
 
@@ -126,6 +127,7 @@ async def load(city: City, db_path: Path,
             await settings.put(conn, CITY_KEY, json.dumps(manifest(city), ensure_ascii=False))
 
         await db.transaction(insert_all, long=True)
+        await db.after_bulk_load()
     finally:
         await db.close()
     return counts

@@ -7,6 +7,7 @@ import asyncio
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -16,29 +17,36 @@ from mall.app import create_app
 from mall.clock import Clock
 from mall.config import MallConfig
 from mall.services.registry import SERVICES
+from mall.storage import postgres_databases
 from paysandbox.app import PayerConfig
 from paysandbox.app import create_app as create_payer
 
 from .api import Api
 
 WULI = (28.1960, 112.9770)  # 五一广场
+PG_SERVER = os.environ.get("XINGCHENG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--full", action="store_true",
                      help="run the slow tier too (real Locust runs, Chromium, Prometheus, "
                           "crash rounds): what .ci/run runs")
+    parser.addoption("--engine", choices=("sqlite", "postgresql"), default="sqlite",
+                     help="the engine under the tests' malls: a SQLite file each, or a "
+                          f"PostgreSQL database each, created and dropped on {PG_SERVER}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`pytest` is the fast tier a developer runs after every change; a test marked slow is
     skipped there, with the command that runs it, not dropped."""
-    if config.getoption("--full"):
-        return
     later = pytest.mark.skip(reason="slow tier: `pytest --full` runs it")
+    sqlite = pytest.mark.skip(reason="about SQLite itself (its file, its write lock)")
+    on_postgresql = config.getoption("--engine") == "postgresql"
     for item in items:
-        if item.get_closest_marker("slow"):
+        if item.get_closest_marker("slow") and not config.getoption("--full"):
             item.add_marker(later)
+        if on_postgresql and item.get_closest_marker("sqlite_only"):
+            item.add_marker(sqlite)
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +55,24 @@ def env(tmp_path_factory) -> dict:
     each preset city is generated once, by the first run that needs it."""
     cache = tmp_path_factory.mktemp("cache")
     return {**os.environ, "XINGCHENG_CACHE": str(cache)}
+
+
+@pytest.fixture
+async def new_database(request, tmp_path):
+    """Databases for malls, on the engine the run chose (`--engine`): a file in the test's
+    folder, or a PostgreSQL database made for this test and dropped after it."""
+    made: list[str] = []
+
+    async def new(name: str) -> Path | str:
+        if request.config.getoption("--engine") == "sqlite":
+            return tmp_path / f"{name}.db"
+        url = await postgres_databases.create(PG_SERVER, f"test_{name}")
+        made.append(url)
+        return url
+
+    yield new
+    for url in made:
+        await postgres_databases.drop(url)
 
 
 @dataclass
@@ -59,6 +85,12 @@ class Mall:
     @property
     def services(self):
         return self.server.app[SERVICES]
+
+    async def sql(self, statement: str, *params) -> list:
+        """A statement run on the mall's database beside the mall (as an operator's shell
+        would), on either engine: its rows."""
+        return list(await self.services.db.transaction(
+            lambda conn: conn.execute_fetchall(statement, params)))
 
     async def operator_token(self) -> str:
         return (await self.services.accounts.operator_token("ops"))["token"]
@@ -84,7 +116,7 @@ async def start_payer(tmp_path):
 
 
 @pytest.fixture
-async def start_mall(tmp_path, start_payer):
+async def start_mall(tmp_path, start_payer, new_database):
     """Start malls with chosen settings (clock, expiry, ...), each paying through a payment
     sandbox of its own unless `payer=` names one; all stopped at the end."""
     started: list[tuple[TestServer, aiohttp.ClientSession]] = []
@@ -93,7 +125,8 @@ async def start_mall(tmp_path, start_payer):
     no_rules.write_text("# tests of other things place many orders from one account\n")
 
     async def start(payer: TestServer | None = None, **settings) -> Mall:
-        settings.setdefault("db_path", tmp_path / f"mall{len(started)}.db")
+        if "db_path" not in settings:
+            settings["db_path"] = await new_database(f"mall{len(started)}")
         settings.setdefault("risk_rules", no_rules)
         settings.setdefault("expiry_sweep_interval", 0.05)
         # The tests' clients share the mall's event loop, so their own work would count as

@@ -43,15 +43,14 @@ async def crowd(api: Api, size: int, prefix: str) -> list[str]:
     return tokens
 
 
-def flash_rows(db) -> tuple[int, list[tuple[int, int]]]:
-    """(the sale's taken count, (buyer, units) of every order not closed) from the file."""
-    with sqlite3.connect(db) as conn:
-        taken = conn.execute("SELECT taken FROM flash_sales").fetchone()[0]
-        held = conn.execute(
-            "SELECT f.user_id, sum(f.qty) FROM flash_sale_orders f JOIN orders o"
-            " ON o.id = f.order_id WHERE o.status NOT IN ('cancelled', 'expired')"
-            " GROUP BY f.user_id").fetchall()
-    return taken, held
+async def flash_rows(mall) -> tuple[int, list[tuple[int, int]]]:
+    """(the sale's taken count, (buyer, units) of every order not closed) from the database."""
+    taken = (await mall.sql("SELECT taken FROM flash_sales"))[0][0]
+    held = await mall.sql(
+        "SELECT f.user_id, sum(f.qty) FROM flash_sale_orders f JOIN orders o"
+        " ON o.id = f.order_id WHERE o.status NOT IN ('cancelled', 'expired')"
+        " GROUP BY f.user_id")
+    return taken, [tuple(row) for row in held]
 
 
 async def test_a_sale_sells_at_its_price_only_within_its_window(start_mall):
@@ -164,7 +163,7 @@ async def test_2000_concurrent_buyers_for_100_units_make_exactly_100_orders(mall
     assert statuses.count(201) == 100 and set(statuses) == {201, 409}, set(statuses)
     codes = {reply.error["code"] for reply in replies if reply.status == 409}
     assert codes <= {"sold_out", "flash_sale_limit_reached"}, codes
-    taken, held = flash_rows(mall.config.db_path)
+    taken, held = await flash_rows(mall)
     assert taken == 100 and len(held) == 100 and {units for _, units in held} == {1}
     stock = await mall.api.get(f"/api/v1/merchant/stores/{shop.store_id}/inventory/"
                                f"{shop.sku_id}", token=shop.merchant)
@@ -190,7 +189,7 @@ async def test_two_processes_share_the_stock_and_both_learn_it_is_sold_out(start
         statuses = [reply.status for reply in replies]
         assert statuses.count(201) == 100 and set(statuses) == {201, 409}, set(statuses)
         assert {r.error["code"] for r in replies if r.status == 409} == {"sold_out"}
-        taken, held = flash_rows(here.config.db_path)
+        taken, held = await flash_rows(here)
         assert taken == 100 and len(held) == 100
         # Each process answers the crowd's later taps from memory.
         for api in (here.api, there):

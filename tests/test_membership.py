@@ -5,7 +5,6 @@ is refunded; levels by spending; member prices; and a ledger that always adds up
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 
 import pytest
 
@@ -242,8 +241,7 @@ async def test_verify_finds_a_balance_changed_without_its_ledger(mall, shop):
     customer = await mall.api.login("member-8")
     await paid_order(mall, shop, customer)
     await points_hold(mall)
-    with sqlite3.connect(mall.config.db_path) as conn:
-        conn.execute("UPDATE members SET points = points + 5")
+    await mall.sql("UPDATE members SET points = points + 5")
     findings = {f.name: f for f in await verify(mall.config.db_path)}
     assert findings["points_match_ledger"].breaches == 1
     assert findings["points_match_ledger"].rows[0]["breach"] == "balance_not_ledger"
@@ -272,9 +270,8 @@ async def test_an_order_an_older_build_paid_earns_at_the_next_sweep(mall, shop):
     customer = await mall.api.login("member-9")
     placed = await mall.api.post("/api/v1/orders", token=customer, json=order_body(shop))
     order_id = placed.body["order_id"]
-    with sqlite3.connect(mall.config.db_path) as conn:   # what the older build's payment does
-        conn.execute("UPDATE orders SET status = 'paid', paid_at = ?, pickup_code = '123456'"
-                     " WHERE id = ?", (mall.services.clock.stamp(), order_id))
+    await mall.sql("UPDATE orders SET status = 'paid', paid_at = ?, pickup_code = '123456'"
+                   " WHERE id = ?", mall.services.clock.stamp(), order_id)  # an older build's
     for _ in range(300):
         if (await me(mall, customer))["points"]:
             break

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 
 from .conftest import Clock, open_shop, order_body
 
 
 async def stock_row(mall, shop) -> tuple[int, int]:
-    with sqlite3.connect(mall.config.db_path) as conn:
-        return conn.execute("SELECT on_hand, reserved FROM inventory WHERE sku_id = ?",
-                            (shop.sku_id,)).fetchone()
+    rows = await mall.sql("SELECT on_hand, reserved FROM inventory WHERE sku_id = ?",
+                          shop.sku_id)
+    return tuple(rows[0])
 
 
 async def test_300_concurrent_orders_for_10_units_make_exactly_10(mall, shop):
@@ -28,8 +27,7 @@ async def test_300_concurrent_orders_for_10_units_make_exactly_10(mall, shop):
     assert product.body["skus"][0]["available"] == 0
     assert product.body["skus"][0]["stock_state"] == "sold_out"
     assert await stock_row(mall, shop) == (10, 10)
-    with sqlite3.connect(mall.config.db_path) as conn:
-        assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 10
+    assert (await mall.sql("SELECT count(*) FROM orders"))[0][0] == 10
     assert await api.metric("mall_stock_oversold_total") == 0
     assert await api.metric('mall_orders_total{change="created"}') == 10
 
@@ -136,9 +134,8 @@ async def test_the_stock_audit_counts_units_promised_beyond_the_shelf(mall, shop
     await asyncio.sleep(0.2)
     assert await mall.api.metric("mall_stock_oversold_total") == 0
     stamp = mall.services.clock.stamp()
-    with sqlite3.connect(mall.config.db_path) as conn:
-        conn.execute("UPDATE inventory SET on_hand = 1, reserved = 1, updated_at = ?"
-                     " WHERE sku_id = ?", (stamp, shop.sku_id))
+    await mall.sql("UPDATE inventory SET on_hand = 1, reserved = 1, updated_at = ?"
+                   " WHERE sku_id = ?", stamp, shop.sku_id)
     for _ in range(40):
         if await mall.api.metric("mall_stock_oversold_total") == 2:
             break

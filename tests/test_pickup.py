@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from .conftest import paid_order
 
 
@@ -29,9 +27,8 @@ async def test_pickup_flow_with_a_wrong_code_first(mall, shop):
     done = await api.post(f"{base}/orders/{order_id}/pickup", token=shop.merchant,
                           json={"code": code})
     assert done.status == 200 and done.body["status"] == "completed"
-    with sqlite3.connect(mall.config.db_path) as conn:
-        assert conn.execute("SELECT on_hand, reserved FROM inventory WHERE sku_id = ?",
-                            (shop.sku_id,)).fetchone() == (8, 0)
+    assert tuple((await mall.sql("SELECT on_hand, reserved FROM inventory WHERE sku_id = ?",
+                                 shop.sku_id))[0]) == (8, 0)
     today = await api.get(f"{base}/orders", token=shop.merchant)
     assert [o["status"] for o in today.body["items"]] == ["completed"]
     assert (await api.get(f"{base}/pickup-queue", token=shop.merchant)).body["items"] == []
@@ -67,9 +64,8 @@ async def test_stock_sync_cannot_go_below_what_orders_hold(mall, shop):
     bulk = await api.put(path, token=shop.merchant, json={"items": [
         {"sku_id": shop.sku_id, "stock": 20}, {"sku_id": 999999, "stock": 1}]})
     assert bulk.status == 404 and bulk.error["field"] == "items.1.sku_id"
-    with sqlite3.connect(mall.config.db_path) as conn:  # all or none
-        assert conn.execute("SELECT on_hand FROM inventory WHERE sku_id = ?",
-                            (shop.sku_id,)).fetchone() == (4,)
+    assert (await mall.sql("SELECT on_hand FROM inventory WHERE sku_id = ?",  # all or none
+                           shop.sku_id))[0][0] == 4
 
 
 async def test_delivery_orders_go_out_and_arrive(mall, shop):

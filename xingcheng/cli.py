@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from mall.clock import Clock
+from xingcheng.database_option import DATABASE
 
 
 class ClockParam(click.ParamType):
@@ -123,8 +124,10 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
-              default="xingcheng.db", show_default=True, help="SQLite database file.")
+@click.option("--db", "db_path", type=DATABASE, default="xingcheng.db", show_default=True,
+              help="The mall's database: a SQLite file, or a postgresql:// URL.")
+@click.option("--pool-size", type=click.IntRange(1, 500), default=10, show_default=True,
+              help="PostgreSQL: connections in each process's pool.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @clock_options
@@ -151,7 +154,8 @@ def main() -> None:
               help="A/B experiments instead of mall/data/experiments.toml.")
 @click.option("--faults", "faults_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Misbehave on purpose with this fault profile (rehearsals only).")
-def serve(db_path: Path, host: str, port: int, clock: Clock | None, since: float | None,
+def serve(db_path: Path | str, pool_size: int, host: str, port: int, clock: Clock | None,
+          since: float | None,
           payer_url: str | None, payer_keys: Path | None, order_ttl: float,
           no_access_log: bool, shed_target_ms: float, shed_interval_ms: float,
           no_shedding: bool,
@@ -178,8 +182,9 @@ def serve(db_path: Path, host: str, port: int, clock: Clock | None, since: float
     _read_or_refuse(load_rules, risk_rules, RiskRulesError, "risk rules")
     _read_or_refuse(load_membership, membership, MembershipRulesError, "membership file")
     _read_or_refuse(load_experiments, experiments, ExperimentsError, "experiments")
-    config = MallConfig(db_path=db_path, clock=clock, resume_clock=since is None,
-                        order_ttl_seconds=order_ttl, access_log=not no_access_log,
+    config = MallConfig(db_path=db_path, pool_size=pool_size, clock=clock,
+                        resume_clock=since is None, order_ttl_seconds=order_ttl,
+                        access_log=not no_access_log,
                         faults=faults, payer_url=payer_url, payer_keys=payer_keys,
                         shed_target_seconds=None if no_shedding else shed_target_ms / 1000,
                         shed_interval_seconds=shed_interval_ms / 1000, risk_rules=risk_rules,
@@ -296,8 +301,8 @@ def router(baseline: str, canary: str, host: str, port: int, share: float, store
 
 
 @main.command()
-@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
-              default="xingcheng.db", show_default=True, help="The mall's database file.")
+@click.option("--db", "db_path", type=DATABASE, default="xingcheng.db", show_default=True,
+              help="The mall's database: a SQLite file, or a postgresql:// URL.")
 @click.option("--operator", is_flag=True, required=True, help="Issue an operator token.")
 @click.option("--name", default="ops", show_default=True, help="Operator name (audit log).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole session as JSON.")
@@ -354,8 +359,8 @@ def run(scenario: str, target: str | None, reports: Path, loadgen_port: int,
 
 
 @main.command()
-@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
-              default="xingcheng.db", show_default=True, help="The mall's database file.")
+@click.option("--db", "db_path", type=DATABASE, default="xingcheng.db", show_default=True,
+              help="The mall's database: a SQLite file, or a postgresql:// URL.")
 @click.option("--grace", type=click.FloatRange(min=0), default=300, show_default=True,
               help="Mall-clock seconds the sweeper may be late closing an unpaid order.")
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
@@ -509,9 +514,8 @@ def privacy() -> None:
 
 
 @privacy.command()
-@click.option("--db", "db_path", required=True,
-              type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="The mall's database file.")
+@click.option("--db", "db_path", required=True, type=DATABASE,
+              help="The mall's database: a SQLite file, or a postgresql:// URL.")
 @click.option("--older-than", required=True, type=DurationParam(),
               help="Retention period: anonymize customers inactive for longer, e.g. 365d.")
 @click.option("--dry-run", is_flag=True, help="Only count them; write nothing.")

@@ -10,6 +10,7 @@ CREATE TABLE catalogue_versions (
 );
 INSERT INTO catalogue_versions (store_id, version) SELECT id, 1 FROM stores;
 
+-- engine: sqlite (0007.postgresql.sql says it in PostgreSQL's SQL)
 CREATE TRIGGER catalogue_on_stock_insert AFTER INSERT ON inventory BEGIN
     INSERT INTO catalogue_versions VALUES (NEW.store_id, 1)
         ON CONFLICT (store_id) DO UPDATE SET version = version + 1;
@@ -66,3 +67,4 @@ CREATE TRIGGER catalogue_on_scene_delete AFTER DELETE ON product_scenes BEGIN
     UPDATE catalogue_versions SET version = version + 1
         WHERE store_id = (SELECT store_id FROM products WHERE id = OLD.product_id);
 END;
+-- engine: end

@@ -4,6 +4,7 @@
 -- as SQLite's own procedure for such changes asks).  An order holds stock while `closed_at`
 -- is NULL: a refund of goods never picked up releases them and closes the order.  Whether
 -- its goods left the store is `handed_over_at`, kept apart from the status a refund changes.
+-- engine: sqlite (0010.postgresql.sql says it in PostgreSQL's SQL)
 CREATE TABLE orders_rebuilt (
     id              INTEGER PRIMARY KEY,
     user_id         INTEGER NOT NULL REFERENCES users (id),
@@ -34,6 +35,7 @@ ALTER TABLE orders_rebuilt RENAME TO orders;
 CREATE INDEX orders_by_user ON orders (user_id, id);
 CREATE INDEX orders_by_store ON orders (store_id, created_at);
 CREATE INDEX orders_pending ON orders (expires_at) WHERE status = 'pending_payment';
+-- engine: end
 
 -- One row per refund: asked by a customer (or made by the mall for a failed group buy),
 -- decided by the store, paid back by the payer exactly once (its notification or an answer

@@ -52,6 +52,7 @@ ALTER TABLE orders ADD COLUMN points_used INTEGER NOT NULL DEFAULT 0 CHECK (poin
 ALTER TABLE orders ADD COLUMN points_fen INTEGER NOT NULL DEFAULT 0 CHECK (points_fen >= 0);
 
 -- Catalogue pages show member prices: a change to one is a new catalogue version (0007).
+-- engine: sqlite (0012.postgresql.sql says it in PostgreSQL's SQL)
 CREATE TRIGGER catalogue_on_member_price_insert AFTER INSERT ON member_prices BEGIN
     UPDATE catalogue_versions SET version = version + 1 WHERE store_id = NEW.store_id;
 END;
@@ -62,3 +63,4 @@ END;
 CREATE TRIGGER catalogue_on_member_price_delete AFTER DELETE ON member_prices BEGIN
     UPDATE catalogue_versions SET version = version + 1 WHERE store_id = OLD.store_id;
 END;
+-- engine: end

@@ -2,10 +2,12 @@
 -- says how texts are cut).  One FTS5 row per product: its name's and its tags' bigrams, and
 -- their single characters.  The rowid is store_id * 2^32 + product_id, so that counting a
 -- search's matches per store reads the index alone, and one store's matches are a rowid range.
+-- engine: sqlite (PostgreSQL searches by scanning: docs/scale.md)
 CREATE VIRTUAL TABLE product_search USING fts5(
     name_grams, tag_grams, name_chars, tag_chars,
     tokenize = 'unicode61 remove_diacritics 0'
 );
+-- engine: end
 
 -- Bumped by every reindex, in its transaction: what a process remembers of the index (a
 -- word's matches per store) holds while this is unchanged, whichever process reindexed.
@@ -27,6 +29,7 @@ CREATE TABLE search_stale (
 );
 INSERT INTO search_stale (product_id, store_id) SELECT id, store_id FROM products;
 
+-- engine: sqlite
 CREATE TRIGGER search_on_product_insert AFTER INSERT ON products BEGIN
     INSERT OR IGNORE INTO search_stale VALUES (NEW.id, NEW.store_id);
 END;
@@ -48,3 +51,4 @@ CREATE TRIGGER search_on_tag_delete AFTER DELETE ON product_tags BEGIN
     INSERT OR IGNORE INTO search_stale
         SELECT id, store_id FROM products WHERE id = OLD.product_id;
 END;
+-- engine: end

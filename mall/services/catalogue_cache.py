@@ -9,7 +9,9 @@ process's memory would only see its own writes.  The version is read before the 
 queried, so a read that raced a write stores its page under the older version and it is
 never served after the write.  Browsing is most of the traffic and a page costs ~500 us to
 query and serialise; a hit costs one primary-key read of a few microseconds.  Versions read
-in one turn of the event loop are reused within it, until this process commits a write."""
+in one turn of the event loop are reused within it, until this process commits a write.  On
+PostgreSQL the database announces each new version to every process and nothing is read
+(mall/storage/postgresql.py)."""
 
 from __future__ import annotations
 
@@ -38,6 +40,8 @@ class CatalogueCache:
         return None, version
 
     def version(self, store_id: int) -> int | None:
+        if self._db.engine == "postgresql":   # announced to this process: no read at all
+            return self._db.catalogue_version(store_id)
         if self._turn_commits != self._db.commits:   # our own write: read afresh
             self._this_turn.clear()
             self._turn_commits = self._db.commits

@@ -207,8 +207,9 @@ class Discovery:
             box = bounding_box(*at, query.radius_m / 1000)
         where = Where(at, box, district, query.radius_m, query.open_now, self.clock.now())
         version, stale = await search_index.state(conn)
+        # PostgreSQL has no FTS5: it scans (docs/scale.md)
         if text is not None and query.tag is None and search_terms.indexable(text) \
-                and not stale:
+                and not stale and self.db.engine == "sqlite":
             via = "index"
             total, page = await self._ranked_by_index(conn, text, version, where, offset,
                                                       query.limit)

@@ -1,6 +1,6 @@
-"""Bulk loading for a freshly migrated database (the simulated city): plain
-`executemany` over row iterables, with ids chosen by the caller so that the loader's ids
-are the mall's ids.  Call inside one `Database.write()` transaction."""
+"""Bulk loading for a freshly migrated database (the simulated city): rows inserted many at
+once (`executemany`, or COPY on PostgreSQL), with ids chosen by the caller so that the
+loader's ids are the mall's ids.  Call inside one `Database.transaction()`."""
 
 from __future__ import annotations
 
@@ -8,37 +8,33 @@ from collections.abc import Iterable
 
 from .database import Connection
 
-_INSERTS = {
-    "stores": "INSERT INTO stores (id, name, kind, district_code, business_circle, lat, lng,"
-              " opens_at, closes_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    "pickup_points": "INSERT INTO pickup_points (id, store_id, kind, name, lat, lng, created_at)"
-                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
-    "users": "INSERT INTO users (id, openid, role, nickname, phone_masked, phone_enc,"
-             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    "store_staff": "INSERT INTO store_staff (user_id, store_id, created_at) VALUES (?, ?, ?)",
-    "products": "INSERT INTO products (id, store_id, name, description, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-    "product_tags": "INSERT INTO product_tags (product_id, tag) VALUES (?, ?)",
-    "product_scenes": "INSERT INTO product_scenes (product_id, scene) VALUES (?, ?)",
-    "skus": "INSERT INTO skus (id, product_id, spec, price_fen, created_at) VALUES (?, ?, ?, ?, ?)",
-    "inventory": "INSERT INTO inventory (store_id, sku_id, on_hand, reserved, updated_at)"
-                 " VALUES (?, ?, ?, 0, ?)",
-    "members": "INSERT INTO members (user_id, level, points, spent_fen, joined_at, updated_at)"
-               " VALUES (?, ?, ?, ?, ?, ?)",
-    "points_ledger": "INSERT INTO points_ledger (id, user_id, order_id, reason, points,"
-                     " spent_fen, balance, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+_COLUMNS = {
+    "stores": ("id", "name", "kind", "district_code", "business_circle", "lat", "lng",
+               "opens_at", "closes_at", "created_at"),
+    "pickup_points": ("id", "store_id", "kind", "name", "lat", "lng", "created_at"),
+    "users": ("id", "openid", "role", "nickname", "phone_masked", "phone_enc", "created_at"),
+    "store_staff": ("user_id", "store_id", "created_at"),
+    "products": ("id", "store_id", "name", "description", "created_at"),
+    "product_tags": ("product_id", "tag"),
+    "product_scenes": ("product_id", "scene"),
+    "skus": ("id", "product_id", "spec", "price_fen", "created_at"),
+    "inventory": ("store_id", "sku_id", "on_hand", "updated_at"),
+    "members": ("user_id", "level", "points", "spent_fen", "joined_at", "updated_at"),
+    "points_ledger": ("id", "user_id", "order_id", "reason", "points", "spent_fen", "balance",
+                      "at"),
 }
 
-TABLES = tuple(_INSERTS)
+TABLES = tuple(_COLUMNS)
 
 
 async def insert(conn: Connection, table: str, rows: Iterable[tuple]) -> None:
-    """Insert rows (tuples in the column order of `_INSERTS[table]`)."""
-    await conn.executemany(_INSERTS[table], rows)
+    """Insert rows (tuples in the column order of `_COLUMNS[table]`): by COPY on
+    PostgreSQL."""
+    await conn.insert_many(table, _COLUMNS[table], rows)
 
 
 async def count(conn: Connection, table: str) -> int:
-    if table not in _INSERTS:
+    if table not in _COLUMNS:
         raise ValueError(f"unknown table {table}")
     rows = await conn.execute_fetchall(f"SELECT count(*) FROM {table}")
     return rows[0][0]
@@ -68,7 +64,7 @@ async def shelves_of_kind(conn: Connection, kind: str | None) -> list:
         "SELECT s.id AS store_id, s.business_circle, s.opens_at, s.closes_at, k.id AS sku_id,"
         " k.price_fen, i.on_hand - i.reserved AS available FROM stores s"
         " JOIN inventory i ON i.store_id = s.id JOIN skus k ON k.id = i.sku_id"
-        " WHERE ?1 IS NULL OR s.kind = ?1 ORDER BY s.id, k.id", (kind,)))
+        " WHERE CAST(?1 AS TEXT) IS NULL OR s.kind = ?1 ORDER BY s.id, k.id", (kind,)))
 
 
 async def store_places(conn: Connection) -> list:

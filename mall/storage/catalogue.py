@@ -40,18 +40,20 @@ async def insert_product(conn: Connection, *, store_id: int, name: str, descript
                          tags: list[str], scenes: list[str], spec: str, price_fen: int,
                          now: str) -> tuple[int, int]:
     """A product with its first SKU and an empty inventory row at its store."""
-    cur = await conn.execute(
-        "INSERT INTO products (store_id, name, description, created_at) VALUES (?, ?, ?, ?)",
+    rows = await conn.execute_fetchall(
+        "INSERT INTO products (store_id, name, description, created_at) VALUES (?, ?, ?, ?)"
+        " RETURNING id",
         (store_id, name, description, now))
-    product_id = cur.lastrowid
+    product_id = rows[0][0]
     await conn.executemany("INSERT INTO product_tags (product_id, tag) VALUES (?, ?)",
                            [(product_id, tag) for tag in tags])
     await conn.executemany("INSERT INTO product_scenes (product_id, scene) VALUES (?, ?)",
                            [(product_id, scene) for scene in scenes])
-    cur = await conn.execute(
-        "INSERT INTO skus (product_id, spec, price_fen, created_at) VALUES (?, ?, ?, ?)",
+    rows = await conn.execute_fetchall(
+        "INSERT INTO skus (product_id, spec, price_fen, created_at) VALUES (?, ?, ?, ?)"
+        " RETURNING id",
         (product_id, spec, price_fen, now))
-    sku_id = cur.lastrowid
+    sku_id = rows[0][0]
     await conn.execute(
         "INSERT INTO inventory (store_id, sku_id, on_hand, reserved, updated_at)"
         " VALUES (?, ?, 0, 0, ?)", (store_id, sku_id, now))

@@ -24,14 +24,15 @@ async def insert_template(conn: Connection, *, title: str, kind: str, threshold_
                           district_code: str | None, campus: str | None, starts_at: str,
                           ends_at: str, total_qty: int, per_user_limit: int,
                           created_by: int | None, now: str) -> int:
-    cur = await conn.execute(
+    rows = await conn.execute_fetchall(
         "INSERT INTO coupon_templates (title, kind, threshold_fen, discount_fen, percent_off,"
         " cap_fen, scope, store_id, district_code, campus, starts_at, ends_at, total_qty,"
         " per_user_limit, created_by, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " RETURNING id",
         (title, kind, threshold_fen, discount_fen, percent_off, cap_fen, scope, store_id,
          district_code, campus, starts_at, ends_at, total_qty, per_user_limit, created_by, now))
-    return cur.lastrowid
+    return rows[0][0]
 
 
 async def template(conn: Connection, template_id: int) -> Row | None:
@@ -62,10 +63,10 @@ async def claims_of(conn: Connection, template_id: int, user_id: int) -> int:
 
 
 async def insert_coupon(conn: Connection, template_id: int, user_id: int, now: str) -> int:
-    cur = await conn.execute(
+    rows = await conn.execute_fetchall(
         "INSERT INTO user_coupons (template_id, user_id, status, claimed_at)"
-        " VALUES (?, ?, 'available', ?)", (template_id, user_id, now))
-    return cur.lastrowid
+        " VALUES (?, ?, 'available', ?) RETURNING id", (template_id, user_id, now))
+    return rows[0][0]
 
 
 async def coupon(conn: Connection, coupon_id: int) -> Row | None:

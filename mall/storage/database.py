@@ -33,7 +33,7 @@ import asyncio
 import itertools
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
@@ -42,6 +42,7 @@ from typing import Any, Protocol, TypeVar
 import aiosqlite
 
 from ..clock import Clock
+from . import dialect
 
 T = TypeVar("T")
 
@@ -55,6 +56,11 @@ _PRAGMAS = (
 )
 
 
+class DatabaseUnavailable(Exception):
+    """The database cannot take this request now (down, restarting, every connection busy):
+    nothing was written, and the client may try again shortly (503, Retry-After)."""
+
+
 class Connection(Protocol):
     """What storage functions may do with a connection."""
 
@@ -64,6 +70,9 @@ class Connection(Protocol):
                                ) -> Iterable[sqlite3.Row]: ...
 
     async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> Any: ...
+
+    async def insert_many(self, table: str, columns: Sequence[str],
+                          rows: Iterable[tuple]) -> None: ...
 
 
 class SyncConnection:
@@ -84,6 +93,12 @@ class SyncConnection:
                           ) -> sqlite3.Cursor:
         return self._conn.executemany(sql, parameters)
 
+    async def insert_many(self, table: str, columns: Sequence[str],
+                          rows: Iterable[tuple]) -> None:
+        marks = ", ".join("?" * len(columns))
+        self._conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
+                               rows)
+
 
 def _bindable(parameters: Iterable[Any]) -> Any:
     """Named parameters as the mapping they are, positional ones as a tuple."""
@@ -100,13 +115,21 @@ def _run_to_end(coroutine: Coroutine[Any, Any, T]) -> T:
     raise RuntimeError("a transaction body may await only its connection")
 
 
-def migrations() -> list[tuple[int, str, str]]:
-    """(version, name, sql) of every shipped migration, in order."""
+def migrations(engine: str = "sqlite") -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every shipped migration, in order, in the engine's SQL (one
+    numbered list; `NNNN_name.postgresql.sql` beside a step is that step's PostgreSQL part,
+    mall/storage/dialect.py)."""
+    folder = resources.files("mall").joinpath("migrations")
     found = []
-    for entry in resources.files("mall").joinpath("migrations").iterdir():
-        if entry.name.endswith(".sql"):
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql") and entry.name.count(".") == 1:
             version = int(entry.name.split("_", 1)[0])
-            found.append((version, entry.name, entry.read_text(encoding="utf-8")))
+            sql = entry.read_text(encoding="utf-8")
+            if engine == "postgresql":
+                own = folder.joinpath(entry.name.replace(".sql", ".postgresql.sql"))
+                sql = dialect.migration_for_postgresql(
+                    sql, own.read_text(encoding="utf-8") if own.is_file() else None)
+            found.append((version, entry.name, sql))
     return sorted(found)
 
 
@@ -154,6 +177,8 @@ async def open_read_only(path: Path) -> aiosqlite.Connection:
 
 
 class Database:
+    engine = "sqlite"
+
     def __init__(self, path: Path | str, clock: Clock, read_connections: int = 2) -> None:
         self.path = Path(path)
         self.clock = clock
@@ -344,6 +369,9 @@ class Database:
         assert self._writer is not None
         # Fetch its result row: an unfinished statement would block the next COMMIT.
         self._writer.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+
+    async def after_bulk_load(self) -> None:
+        """A row id continues after the largest one by itself."""
 
     def on_loop(self) -> sqlite3.Connection:
         """The loop's read connection itself, for a synchronous read of a few microseconds

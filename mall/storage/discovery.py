@@ -15,28 +15,31 @@ async def scene_offers(conn: Connection, store_ids: list[int], scenes: list[str]
     or `tags` (any product when both are empty), each at its cheapest SKU in stock.
 
     Store ids go in as one JSON array: a city has more stores open at once than SQLite
-    takes parameters.  The cap per store is applied here, so a store with hundreds of
-    matching products costs the caller `per_store` rows, not hundreds."""
+    takes parameters (named: a statement without scenes or tags leaves theirs out).  The cap
+    per store is applied here, so a store with hundreds of matching products costs the
+    caller `per_store` rows, not hundreds."""
     match = ""
     if scenes or tags:
         match = (" AND (EXISTS (SELECT 1 FROM product_scenes s WHERE s.product_id = p.id"
-                 " AND s.scene IN (SELECT value FROM json_each(?2)))"
+                 " AND s.scene IN (SELECT value FROM json_each(:scenes)))"
                  " OR EXISTS (SELECT 1 FROM product_tags t WHERE t.product_id = p.id"
-                 " AND t.tag IN (SELECT value FROM json_each(?3))))")
+                 " AND t.tag IN (SELECT value FROM json_each(:tags))))")
     sql = (
         "WITH offered AS (SELECT p.id AS product_id, p.name AS product_name, p.store_id,"
-        " k.id AS sku_id, min(k.price_fen) AS price_fen"
+        " k.id AS sku_id, k.price_fen, row_number() OVER (PARTITION BY p.id"
+        " ORDER BY k.price_fen, k.id) AS cheapest"
         " FROM products p JOIN skus k ON k.product_id = p.id"
         " JOIN inventory i ON i.store_id = p.store_id AND i.sku_id = k.id"
-        " WHERE p.store_id IN (SELECT value FROM json_each(?1)) AND i.on_hand > i.reserved"
-        f"{match} GROUP BY p.id),"
+        " WHERE p.store_id IN (SELECT CAST(value AS INTEGER) FROM json_each(:stores))"
+        f" AND i.on_hand > i.reserved{match}),"
         " ranked AS (SELECT *, row_number() OVER (PARTITION BY store_id"
-        " ORDER BY price_fen, product_id) AS nth FROM offered)"
+        " ORDER BY price_fen, product_id) AS nth FROM offered WHERE cheapest = 1)"
         " SELECT product_id, product_name, store_id, sku_id, price_fen FROM ranked"
-        " WHERE nth <= ?4"
+        " WHERE nth <= :per_store"
     )
     return list(await conn.execute_fetchall(
-        sql, (json.dumps(store_ids), json.dumps(scenes), json.dumps(tags), per_store)))
+        sql, {"stores": json.dumps(store_ids), "scenes": json.dumps(scenes),
+              "tags": json.dumps(tags), "per_store": per_store}))
 
 
 async def matching_products(conn: Connection, *, text: str | None, tag: str | None,
@@ -49,11 +52,11 @@ async def matching_products(conn: Connection, *, text: str | None, tag: str | No
     and one page shows twenty (`offered` describes those).
 
     instr() rather than LIKE: no wildcard in the customer's text (a `%`) can widen it."""
-    where = ["1"]
+    where = ["1 = 1"]
     params: dict = {"text": text, "tag": tag, "district": district_code}
     if text is not None:
-        where.append("(name_match OR EXISTS (SELECT 1 FROM product_tags t"
-                     " WHERE t.product_id = p.id AND instr(lower(t.tag), :text) > 0))")
+        where.append("(instr(lower(p.name), :text) > 0 OR EXISTS (SELECT 1 FROM product_tags"
+                     " t WHERE t.product_id = p.id AND instr(lower(t.tag), :text) > 0))")
     if tag is not None:
         where.append("EXISTS (SELECT 1 FROM product_tags t WHERE t.product_id = p.id"
                      " AND t.tag = :tag)")
@@ -74,16 +77,18 @@ async def offered(conn: Connection, product_ids: list[int], text: str | None) ->
     """Products as a search result shows them: with their store, tags, cheapest SKU, and
     the first tag holding `text` (so the caller says why without matching again)."""
     return list(await conn.execute_fetchall(
-        "SELECT p.id AS product_id, p.name AS product_name, p.store_id,"
+        "WITH skus_of AS (SELECT p.id AS product_id, k.id AS sku_id, k.price_fen,"
+        " row_number() OVER (PARTITION BY p.id ORDER BY k.price_fen, k.id) AS cheapest,"
+        " sum(coalesce(i.on_hand - i.reserved, 0)) OVER (PARTITION BY p.id) > 0 AS in_stock"
+        " FROM products p JOIN skus k ON k.product_id = p.id"
+        " LEFT JOIN inventory i ON i.store_id = p.store_id AND i.sku_id = k.id"
+        " WHERE p.id IN (SELECT CAST(value AS INTEGER) FROM json_each(?1)))"
+        " SELECT p.id AS product_id, p.name AS product_name, p.store_id,"
         " s.name AS store_name, d.name AS district,"
         " (SELECT group_concat(tag, char(31)) FROM product_tags WHERE product_id = p.id)"
         " AS tags, (SELECT min(tag) FROM product_tags t WHERE t.product_id = p.id"
-        " AND instr(lower(t.tag), ?2) > 0) AS matched_tag,"
-        " k.id AS sku_id, min(k.price_fen) AS price_fen,"
-        " sum(coalesce(i.on_hand - i.reserved, 0)) > 0 AS in_stock"
-        " FROM products p JOIN stores s ON s.id = p.store_id"
-        " JOIN districts d ON d.code = s.district_code"
-        " JOIN skus k ON k.product_id = p.id"
-        " LEFT JOIN inventory i ON i.store_id = p.store_id AND i.sku_id = k.id"
-        " WHERE p.id IN (SELECT value FROM json_each(?1)) GROUP BY p.id",
+        " AND instr(lower(t.tag), ?2) > 0) AS matched_tag, o.sku_id, o.price_fen, o.in_stock"
+        " FROM skus_of o JOIN products p ON p.id = o.product_id"
+        " JOIN stores s ON s.id = p.store_id JOIN districts d ON d.code = s.district_code"
+        " WHERE o.cheapest = 1",
         (json.dumps(product_ids), text)))

@@ -18,13 +18,14 @@ _SALE = (
 async def insert(conn: Connection, *, store_id: int, sku_id: int, title: str, price_fen: int,
                  quantity: int, per_user_limit: int, starts_at: str, ends_at: str,
                  pay_within_seconds: int, created_by: int | None, now: str) -> int:
-    cur = await conn.execute(
+    rows = await conn.execute_fetchall(
         "INSERT INTO flash_sales (store_id, sku_id, title, price_fen, quantity, per_user_limit,"
         " starts_at, ends_at, pay_within_seconds, created_by, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " RETURNING id",
         (store_id, sku_id, title, price_fen, quantity, per_user_limit, starts_at, ends_at,
          pay_within_seconds, created_by, now))
-    return cur.lastrowid
+    return rows[0][0]
 
 
 async def sale(conn: Connection, sale_id: int) -> Row | None:

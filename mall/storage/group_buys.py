@@ -29,13 +29,14 @@ async def insert_campaign(conn: Connection, *, store_id: int, sku_id: int, title
                           group_price_fen: int, group_size: int, time_limit_seconds: int,
                           starts_at: str, ends_at: str, created_by: int | None,
                           now: str) -> int:
-    cur = await conn.execute(
+    rows = await conn.execute_fetchall(
         "INSERT INTO group_buys (store_id, sku_id, title, group_price_fen, group_size,"
         " time_limit_seconds, starts_at, ends_at, created_by, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " RETURNING id",
         (store_id, sku_id, title, group_price_fen, group_size, time_limit_seconds, starts_at,
          ends_at, created_by, now))
-    return cur.lastrowid
+    return rows[0][0]
 
 
 async def campaign(conn: Connection, campaign_id: int) -> Row | None:
@@ -55,11 +56,12 @@ async def campaigns_on(conn: Connection, now: str, store_id: int | None, limit: 
 
 async def insert_group(conn: Connection, campaign_id: int, leader_id: int, share_code: str,
                        opened_at: str, deadline_at: str) -> int:
-    cur = await conn.execute(
+    rows = await conn.execute_fetchall(
         "INSERT INTO buy_groups (group_buy_id, leader_id, share_code, status, opened_at,"
-        " deadline_at) VALUES (?, ?, ?, 'open', ?, ?)",
+        " deadline_at) VALUES (?, ?, ?, 'open', ?, ?)"
+        " RETURNING id",
         (campaign_id, leader_id, share_code, opened_at, deadline_at))
-    return cur.lastrowid
+    return rows[0][0]
 
 
 async def group(conn: Connection, group_id: int) -> Row | None:

@@ -278,7 +278,7 @@ async def points_off_their_ledger(conn: Connection, before: str) -> list[Row]:
         " WHERE m.user_id IS NULL GROUP BY l.user_id"
         " UNION ALL SELECT 'running_balance', user_id, order_id, running, balance FROM"
         " (SELECT user_id, order_id, balance, sum(points) OVER (PARTITION BY user_id"
-        "  ORDER BY id) AS running FROM points_ledger) WHERE running != balance"
+        "  ORDER BY id) AS running FROM points_ledger) AS runs WHERE running != balance"
         " UNION ALL SELECT 'order_points_not_redeemed', o.user_id, o.id, o.points_used,"
         " -coalesce(r.points, 0) FROM orders o LEFT JOIN points_ledger r"
         "  ON r.order_id = o.id AND r.reason = 'redeemed'"
@@ -304,7 +304,7 @@ async def last_activity(conn: Connection) -> str | None:
     rows = await conn.execute_fetchall(
         "SELECT max(at) FROM (SELECT max(created_at) AS at FROM orders"
         " UNION ALL SELECT max(closed_at) FROM orders UNION ALL SELECT max(at)"
-        " FROM inventory_ledger UNION ALL SELECT max(settled_at) FROM payments)")
+        " FROM inventory_ledger UNION ALL SELECT max(settled_at) FROM payments) AS moments")
     return rows[0][0] if rows else None
 
 

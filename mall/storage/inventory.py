@@ -87,5 +87,6 @@ async def oversold_since(conn: Connection, since: str) -> list[Row]:
         " SELECT i.store_id, i.sku_id, i.on_hand,"
         "  (SELECT coalesce(sum(l.qty), 0) FROM order_lines l JOIN orders o ON o.id = l.order_id"
         f"   WHERE l.sku_id = i.sku_id AND o.store_id = i.store_id AND {HOLDS_STOCK})"
-        "  AS held FROM inventory i WHERE i.updated_at >= ?) WHERE held > on_hand", (since,)))
+        "  AS held FROM inventory i WHERE i.updated_at >= ?) AS counted"
+        " WHERE held > on_hand", (since,)))
 

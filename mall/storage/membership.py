@@ -34,7 +34,7 @@ async def move(conn: Connection, user_id: int, *, order_id: int | None, reason: 
         (user_id, level, now, now))
     rows = await conn.execute_fetchall(
         "UPDATE members SET points = points + ?1, spent_fen = spent_fen + ?2, level = ?3,"
-        " updated_at = ?4 WHERE user_id = ?5 AND (?6 IS NULL OR points >= ?6)"
+        " updated_at = ?4 WHERE user_id = ?5 AND (CAST(?6 AS INTEGER) IS NULL OR points >= ?6)"
         " RETURNING points, spent_fen",
         (points, spent_fen, level, now, user_id, at_least))
     if not rows:

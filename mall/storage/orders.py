@@ -19,13 +19,14 @@ _ORDER = (
 async def insert(conn: Connection, *, user_id: int, store_id: int, fulfilment: str,
                  pickup_point_id: int | None, address_id: int | None, total_fen: int,
                  now: str, expires_at: str, points_used: int = 0, points_fen: int = 0) -> int:
-    cur = await conn.execute(
+    rows = await conn.execute_fetchall(
         "INSERT INTO orders (user_id, store_id, status, fulfilment, pickup_point_id, address_id,"
         " total_fen, created_at, expires_at, points_used, points_fen)"
-        " VALUES (?, ?, 'pending_payment', ?, ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, 'pending_payment', ?, ?, ?, ?, ?, ?, ?, ?)"
+        " RETURNING id",
         (user_id, store_id, fulfilment, pickup_point_id, address_id, total_fen, now, expires_at,
          points_used, points_fen))
-    return cur.lastrowid
+    return rows[0][0]
 
 
 async def insert_lines(conn: Connection, order_id: int,

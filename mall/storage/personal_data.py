@@ -40,7 +40,7 @@ async def mark_inactive(conn: Connection, cutoff: str) -> None:
 
 
 async def count_inactive(conn: Connection, cutoff: str) -> int:
-    rows = await conn.execute_fetchall(f"SELECT count(*) FROM ({_INACTIVE})", (cutoff,))
+    rows = await conn.execute_fetchall(f"SELECT count(*) FROM ({_INACTIVE}) AS inactive", (cutoff,))
     return rows[0][0]
 
 

@@ -16,12 +16,13 @@ async def insert(conn: Connection, *, order_id: int, payment_id: int, out_refund
                  now: str) -> int:
     """`status` is `requested` (a customer's, for the store to decide) or `approved` (one the
     mall makes itself, e.g. for a group buy that failed)."""
-    cur = await conn.execute(
+    rows = await conn.execute_fetchall(
         "INSERT INTO refunds (order_id, payment_id, out_refund_no, amount_fen, reason, cause,"
-        " from_status, status, requested_at, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " from_status, status, requested_at, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " RETURNING id",
         (order_id, payment_id, out_refund_no, amount_fen, reason, cause, from_status, status,
          now, now if status == "approved" else None))
-    return cur.lastrowid
+    return rows[0][0]
 
 
 async def for_order(conn: Connection, order_id: int) -> Row | None:

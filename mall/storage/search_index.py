@@ -27,7 +27,7 @@ async def reindex(conn: Connection, product_ids: list[int] | None = None,
     sql = "SELECT product_id, store_id FROM search_stale"
     params: list = []
     if product_ids is not None:
-        sql += " WHERE product_id IN (SELECT value FROM json_each(?))"
+        sql += " WHERE product_id IN (SELECT CAST(value AS INTEGER) FROM json_each(?))"
         params.append(json.dumps(product_ids))
     if batch is not None:
         sql += " LIMIT ?"
@@ -39,7 +39,7 @@ async def reindex(conn: Connection, product_ids: list[int] | None = None,
     current = await conn.execute_fetchall(
         "SELECT p.id, p.store_id, p.name, (SELECT group_concat(tag, char(31)) FROM product_tags"
         " WHERE product_id = p.id) AS tags FROM products p"
-        " WHERE p.id IN (SELECT value FROM json_each(?))", (ids,))
+        " WHERE p.id IN (SELECT CAST(value AS INTEGER) FROM json_each(?))", (ids,))
     gone = [(_rowid(store_id, product_id),) for product_id, store_id in noted]
     gone += [(_rowid(row["store_id"], row["id"]),) for row in current]
     await conn.executemany("DELETE FROM product_search WHERE rowid = ?", gone)
@@ -53,7 +53,7 @@ async def reindex(conn: Connection, product_ids: list[int] | None = None,
         "INSERT INTO product_search (rowid, name_grams, tag_grams, name_chars, tag_chars)"
         " VALUES (?, ?, ?, ?, ?)", rows)
     await conn.execute("DELETE FROM search_stale WHERE product_id IN"
-                       " (SELECT value FROM json_each(?))", (ids,))
+                       " (SELECT CAST(value AS INTEGER) FROM json_each(?))", (ids,))
     await conn.execute("UPDATE search_index_version SET version = version + 1")
     return len(noted)
 
@@ -81,7 +81,7 @@ async def matching_at(conn: Connection, expression: str, store_ids: list[int], o
         where = "rowid BETWEEN ? AND ?"
         params: tuple = (_rowid(store_ids[0], 0), _rowid(store_ids[0], _PRODUCT_BITS))
     else:
-        where = f"rowid >> {_SHIFT} IN (SELECT value FROM json_each(?))"
+        where = f"rowid >> {_SHIFT} IN (SELECT CAST(value AS INTEGER) FROM json_each(?))"
         params = (json.dumps(store_ids),)
     rows = await conn.execute_fetchall(
         f"SELECT rowid >> {_SHIFT}, rowid & {_PRODUCT_BITS} AS product_id FROM product_search"

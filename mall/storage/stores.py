@@ -24,19 +24,20 @@ async def kinds(conn: Connection) -> list[str]:
 async def insert_store(conn: Connection, *, name: str, kind: str, district_code: str,
                        business_circle: str | None, lat: float, lng: float, opens_at: str,
                        closes_at: str, now: str) -> int:
-    cur = await conn.execute(
+    rows = await conn.execute_fetchall(
         "INSERT INTO stores (name, kind, district_code, business_circle, lat, lng, opens_at,"
-        " closes_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " closes_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " RETURNING id",
         (name, kind, district_code, business_circle, lat, lng, opens_at, closes_at, now))
-    return cur.lastrowid
+    return rows[0][0]
 
 
 async def insert_pickup_point(conn: Connection, *, store_id: int, kind: str, name: str,
                               lat: float, lng: float, now: str) -> int:
-    cur = await conn.execute(
+    rows = await conn.execute_fetchall(
         "INSERT INTO pickup_points (store_id, kind, name, lat, lng, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)", (store_id, kind, name, lat, lng, now))
-    return cur.lastrowid
+        " VALUES (?, ?, ?, ?, ?, ?) RETURNING id", (store_id, kind, name, lat, lng, now))
+    return rows[0][0]
 
 
 _COLUMNS = ("SELECT s.id, s.name, s.kind, s.district_code, d.name AS district,"

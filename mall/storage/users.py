@@ -12,7 +12,7 @@ async def by_openid(conn: Connection, openid: str) -> Row | None:
     all a login needs, in one read."""
     rows = await conn.execute_fetchall(
         "SELECT id, openid, role, last_active_at, (SELECT group_concat(store_id) FROM"
-        " (SELECT store_id FROM store_staff WHERE user_id = users.id ORDER BY store_id))"
+        " (SELECT store_id FROM store_staff WHERE user_id = users.id ORDER BY store_id) AS staff)"
         " AS store_ids FROM users WHERE openid = ?", (openid,))
     return rows[0] if rows else None
 
@@ -75,11 +75,12 @@ async def bind_staff(conn: Connection, user_id: int, store_id: int, now: str) ->
 async def insert_address(conn: Connection, user_id: int, district_code: str,
                          contact_masked: str, contact_enc: bytes, lat: float | None,
                          lng: float | None, now: str) -> int:
-    cur = await conn.execute(
+    rows = await conn.execute_fetchall(
         "INSERT INTO addresses (user_id, district_code, contact_masked, contact_enc, lat, lng,"
-        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " RETURNING id",
         (user_id, district_code, contact_masked, contact_enc, lat, lng, now))
-    return cur.lastrowid
+    return rows[0][0]
 
 
 _ADDRESS = ("SELECT a.id, a.district_code, d.name AS district, a.contact_masked, a.lat, a.lng,"

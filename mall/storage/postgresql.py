@@ -1,0 +1,314 @@
+"""The same storage functions over PostgreSQL, through an asyncpg pool.
+
+Where SQLite serialises every write behind one lock, PostgreSQL runs transactions at the same
+time, from every worker process.  Each transaction here runs SERIALIZABLE: PostgreSQL then
+guarantees its outcome is that of some serial order, so every rule that held under SQLite's
+single writer (a check and the write it decides, such as stock >= qty then reserve) holds
+unchanged, and a transaction that would break it is refused with a serialization failure
+and simply run again (bounded, with jittered backoff); docs/scale.md says where each rule
+stands.  Reads outside transactions see the latest commit (READ COMMITTED, one statement at a
+time from the pool).
+
+Nothing waits without bound: taking a pooled connection waits `acquire_timeout` seconds, a
+connection attempt `connect_timeout`; a database that is down, restarting or exhausted
+raises `DatabaseUnavailable`, which the front door answers with 503 and Retry-After.
+
+Catalogue versions (migration 0007) are pushed, not polled: the triggers NOTIFY each new
+version, a listening connection keeps them in memory, and a transaction of this process
+learns the versions it made itself before it returns, so a cached page needs no read."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import asyncpg
+
+from ..clock import Clock
+from .database import DatabaseUnavailable, migrations
+from .dialect import to_postgresql
+
+T = TypeVar("T")
+log = logging.getLogger("mall.postgresql")
+
+SERIALIZATION_RETRIES = 12
+_RETRY = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+# What a database that is away looks like from here: refused or dropped connections, a
+# server shutting down or starting, a pool with nothing free within the timeout.
+_AWAY = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError,
+         asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+         asyncpg.OperatorInterventionError)
+_MIGRATION_LOCK = 0x78696E67   # "xing": one process at a time migrates
+_RETURNS_ROWS = ("SELECT", "WITH", "VALUES")
+
+
+def is_postgresql(target: object) -> bool:
+    return str(target).startswith(("postgresql://", "postgres://"))
+
+
+class PgCursor:
+    """What a storage function reads of an executed statement: its rows and how many
+    rows it changed."""
+
+    def __init__(self, rows: list, rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def fetchone(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list:
+        return self._rows
+
+    def __iter__(self):
+        return iter(self._rows)
+
+
+class PgConnection:
+    """`Connection` over one asyncpg connection (inside a transaction) or over the pool
+    (each statement on whichever connection is free)."""
+
+    def __init__(self, target: asyncpg.Connection | asyncpg.Pool) -> None:
+        self._target = target
+
+    async def execute(self, sql: str, parameters: Iterable[Any] = ()) -> PgCursor:
+        text, names = to_postgresql(sql)
+        args = _arguments(parameters, names)
+        with _away():
+            if text.lstrip().upper().startswith(_RETURNS_ROWS) or " RETURNING " in text.upper():
+                rows = await self._target.fetch(text, *args)
+                return PgCursor(rows, len(rows))
+            status = await self._target.execute(text, *args)
+        count = status.rsplit(" ", 1)[-1]
+        return PgCursor([], int(count) if count.isdigit() else -1)
+
+    async def execute_fetchall(self, sql: str, parameters: Iterable[Any] = ()) -> list:
+        text, names = to_postgresql(sql)
+        with _away():
+            return await self._target.fetch(text, *_arguments(parameters, names))
+
+    async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> None:
+        text, names = to_postgresql(sql)
+        rows = [_arguments(row, names) for row in parameters]
+        if rows:
+            with _away():
+                await self._target.executemany(text, rows)
+
+    async def insert_many(self, table: str, columns: Sequence[str],
+                          rows: Iterable[tuple]) -> None:
+        """Rows in by COPY: the bulk load of a city of a million customers."""
+        with _away():
+            if isinstance(self._target, asyncpg.Pool):
+                async with self._target.acquire() as conn:
+                    await conn.copy_records_to_table(table, records=rows, columns=columns)
+            else:
+                await self._target.copy_records_to_table(table, records=rows, columns=columns)
+
+
+class ReadOnly(PgConnection):
+    """One connection that cannot write (`xingcheng verify`)."""
+
+    @classmethod
+    async def open(cls, url: str) -> ReadOnly:
+        return cls(await asyncpg.connect(url, timeout=10, server_settings={
+            "default_transaction_read_only": "on"}))
+
+    async def close(self) -> None:
+        await self._target.close()
+
+
+def _arguments(parameters: Iterable[Any], names: tuple[str, ...] | None) -> list:
+    if names is not None:
+        assert isinstance(parameters, Mapping)
+        return [parameters[name] for name in names]
+    return list(parameters)
+
+
+@contextlib.contextmanager
+def _away():
+    try:
+        yield
+    except _AWAY as exc:
+        raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+class PgDatabase:
+    """`Database`'s interface over PostgreSQL."""
+
+    engine = "postgresql"
+
+    def __init__(self, url: str, clock: Clock, pool_size: int = 10, *,
+                 acquire_timeout: float = 1.0, connect_timeout: float = 2.0) -> None:
+        self.path = url   # what logs print: the URL names the database as a path does a file
+        self.url = url
+        self.clock = clock
+        self.pool_size = pool_size
+        self.acquire_timeout = acquire_timeout
+        self.connect_timeout = connect_timeout
+        self.commits = 0
+        self.retries = 0          # serialization failures run again, for the metrics
+        self._pool: asyncpg.Pool | None = None
+        self._versions = CatalogueVersions(url, connect_timeout)
+
+    async def open(self) -> None:
+        self._pool = await asyncpg.create_pool(
+            self.url, min_size=min(2, self.pool_size), max_size=self.pool_size,
+            timeout=self.connect_timeout, server_settings={"application_name": "xingcheng"})
+        async with self._pool.acquire() as conn:
+            await _migrate(conn, self.clock)
+        await self._versions.start()
+
+    async def close(self) -> None:
+        await self._versions.stop()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @contextlib.asynccontextmanager
+    async def _connection(self):
+        assert self._pool is not None, "database is not open"
+        try:
+            conn = await self._pool.acquire(timeout=self.acquire_timeout)
+        except _AWAY as exc:
+            raise DatabaseUnavailable(f"no database connection: {type(exc).__name__}") from exc
+        try:
+            yield conn
+        finally:
+            await self._pool.release(conn)
+
+    async def transaction(self, body: Callable[[PgConnection], Awaitable[T]], *,
+                          long: bool = False) -> T:
+        """Run `body` in one SERIALIZABLE transaction, again (up to SERIALIZATION_RETRIES
+        times) when PostgreSQL refuses it for a concurrent one; `long` is SQLite's concern."""
+        for attempt in range(SERIALIZATION_RETRIES):
+            try:
+                async with self._connection() as conn:
+                    with _away():
+                        async with conn.transaction(isolation="serializable"):
+                            result = await body(PgConnection(conn))
+                            made = await conn.fetchval(
+                                "SELECT current_setting('mall.catalogue', true)")
+                self.commits += 1
+                self._versions.learn(made)
+                return result
+            except _RETRY:
+                self.retries += 1
+                await asyncio.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))
+        raise DatabaseUnavailable("too many concurrent transactions on the same rows")
+
+    def reader(self) -> PgConnection:
+        assert self._pool is not None, "database is not open"
+        return PgConnection(self._pool)
+
+    def scan_reader(self) -> PgConnection:
+        return self.reader()
+
+    def catalogue_version(self, store_id: int) -> int | None:
+        return self._versions.get(store_id)
+
+    async def checkpoint(self, truncate: bool = False) -> None:
+        """PostgreSQL checkpoints by itself; `truncate` (after personal data was erased)
+        vacuums the tables that held it, so no dead row version keeps the old values."""
+        if truncate:
+            async with self._connection() as conn:
+                with _away():
+                    await conn.execute("VACUUM users, addresses, idempotency_keys")
+
+    async def after_bulk_load(self) -> None:
+        """Identity columns continue after the ids a bulk load chose."""
+        async with self._connection() as conn:
+            tables = await conn.fetch(
+                "SELECT table_name FROM information_schema.columns WHERE column_name = 'id'"
+                " AND is_identity = 'YES' AND table_schema = current_schema()")
+            for (table,) in tables:
+                await conn.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                    f" coalesce((SELECT max(id) FROM {table}), 0) + 1, false)")
+
+
+async def _migrate(conn: asyncpg.Connection, clock: Clock) -> list[str]:
+    """Every migration not yet recorded, all in one transaction under an advisory lock, so
+    that workers starting together on an empty database migrate it once."""
+    applied = []
+    async with conn.transaction():
+        await conn.execute(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+        await conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER"
+                           " PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+        done = {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, name, sql in migrations("postgresql"):
+            if version in done:
+                continue
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_migrations VALUES ($1, $2, $3)",
+                               version, name, clock.stamp())
+            applied.append(name)
+    return applied
+
+
+class CatalogueVersions:
+    """Every store's catalogue version, as the database announces them (LISTEN catalogue).
+    While the listening connection is down nothing is known (every page is read afresh);
+    when it is back, every version is read again."""
+
+    def __init__(self, url: str, connect_timeout: float) -> None:
+        self._url = url
+        self._timeout = connect_timeout
+        self._known: dict[int, int] = {}
+        self._live = False
+        self._conn: asyncpg.Connection | None = None
+        self._keeper: asyncio.Task | None = None
+
+    def get(self, store_id: int) -> int | None:
+        return self._known.get(store_id, 0) if self._live else None
+
+    def learn(self, announced: str | None) -> None:
+        """Versions from 'store:version store:version ...' (what a transaction made)."""
+        if not announced or not self._live:
+            return
+        for pair in announced.split():
+            store, _, version = pair.partition(":")
+            store_id, number = int(store), int(version)
+            if number > self._known.get(store_id, 0):
+                self._known[store_id] = number
+
+    def _heard(self, _conn, _pid, _channel, payload: str) -> None:
+        self.learn(payload)
+
+    def _lost(self, _conn) -> None:
+        self._live = False   # announcements may be missed from now on: know nothing
+
+    async def start(self) -> None:
+        await self._connect()
+        self._keeper = asyncio.create_task(self._keep())
+
+    async def _connect(self) -> None:
+        conn = await asyncpg.connect(self._url, timeout=self._timeout)
+        conn.add_termination_listener(self._lost)
+        await conn.add_listener("catalogue", self._heard)
+        rows = await conn.fetch("SELECT store_id, version FROM catalogue_versions")
+        self._known = {row[0]: row[1] for row in rows}
+        self._conn, self._live = conn, True
+
+    async def _keep(self) -> None:
+        """Reconnect the listener whenever it is lost (a database restart)."""
+        while True:
+            await asyncio.sleep(0.2)
+            if self._conn is not None and not self._conn.is_closed():
+                continue
+            self._live = False
+            with contextlib.suppress(*_AWAY, asyncpg.PostgresError):
+                await self._connect()
+
+    async def stop(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+        if self._conn is not None:
+            with contextlib.suppress(*_AWAY):
+                await self._conn.close(timeout=2)
+        self._live = False
