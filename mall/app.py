@@ -65,7 +65,7 @@ async def open_services(config: MallConfig, metrics: MallMetrics,
     clock = config.clock
     price = faults.price if faults is not None else stored
     db = database_for(config.db_path, clock, read_connections=config.read_connections,
-                      pool_size=config.pool_size)
+                      pool_size=config.pool_size, pool_timeout=config.pool_timeout_seconds)
     await db.open()
     if clock.simulated:
         await db.transaction(lambda conn: _anchor_clock(conn, clock, config.resume_clock))

@@ -30,8 +30,11 @@ class MallConfig:
     max_body_bytes: int = 64 * 1024
     # Read connections beside the single writer (WAL lets readers run during a write).
     read_connections: int = 2
-    # PostgreSQL: connections in this process's pool (each worker process has its own).
+    # PostgreSQL: connections in this process's pool (each worker process has its own), and
+    # how long a request waits for one before it is answered 503 (a pool run dry by slow
+    # queries must not hold clients for a driver's 30 s or more).
     pool_size: int = 10
+    pool_timeout_seconds: float = 5.0
     # Wrong pickup codes an order tolerates before it locks further attempts.
     pickup_code_attempts: int = 5
     # The payer (WeChat Pay, or `xingcheng paysandbox`): its base URL and the keyring of this

@@ -3,7 +3,16 @@ malls (a baseline and a canary, or tests) can live in one process without clashi
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 # Fine below 50 ms, where the mall's routes live when it is healthy (a p95 of 4 ms and one of
 # 9 ms must not read alike), coarse above, up to the 10 s a mini-program gives up at.
@@ -78,10 +87,10 @@ class MallMetrics:
         self.queue_delay = Gauge(
             "mall_queue_delay_seconds", "How late the event loop last ran a timer: what a "
             "request arriving now waits before its handler starts (load shedding's signal)",
-            registry=r)
+            registry=r, multiprocess_mode="livemax")
         self.requests_in_flight = Gauge("mall_requests_in_flight",
                                         "Requests being handled (admitted, not yet answered)",
-                                        registry=r)
+                                        registry=r, multiprocess_mode="livesum")
         self.risk_rejections = Counter("mall_risk_rejections",
                                        "Requests refused with 429 by a risk-control rule",
                                        ["rule"], registry=r)
@@ -89,7 +98,17 @@ class MallMetrics:
             "mall_experiment_exposures", "Arms of A/B experiments told to customers "
             "(GET /api/v1/me/experiments)", ["experiment", "arm"], registry=r)
         self.build_info = Gauge("mall_build_info", "This build, and the fault profile it runs",
-                                ["version", "commit", "faults"], registry=r)
+                                ["version", "commit", "faults"], registry=r,
+                                multiprocess_mode="livemax")
+
+    def exposition(self) -> bytes:
+        """The text /metrics answers: this registry's, or, when worker processes share the
+        port (mall/workers.py), every live and past worker's, summed."""
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return generate_latest(self.registry)
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined)
+        return generate_latest(combined)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         # The labelled children once per (method, route, status): `labels()` checks and

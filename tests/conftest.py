@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
+import subprocess
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -18,6 +22,7 @@ from mall.clock import Clock
 from mall.config import MallConfig
 from mall.services.registry import SERVICES
 from mall.storage import postgres_databases
+from mall.storage.engines import read_only
 from paysandbox.app import PayerConfig
 from paysandbox.app import create_app as create_payer
 
@@ -63,8 +68,8 @@ async def new_database(request, tmp_path):
     folder, or a PostgreSQL database made for this test and dropped after it."""
     made: list[str] = []
 
-    async def new(name: str) -> Path | str:
-        if request.config.getoption("--engine") == "sqlite":
+    async def new(name: str, engine: str | None = None) -> Path | str:
+        if (engine or request.config.getoption("--engine")) == "sqlite":
             return tmp_path / f"{name}.db"
         url = await postgres_databases.create(PG_SERVER, f"test_{name}")
         made.append(url)
@@ -75,12 +80,80 @@ async def new_database(request, tmp_path):
         await postgres_databases.drop(url)
 
 
+async def rows_of(target: Path | str, sql: str, *params) -> list[tuple]:
+    """Rows of a statement on a mall's database, read beside the mall (or after it), on
+    either engine."""
+    conn = await read_only(target)
+    try:
+        return [tuple(row) for row in await conn.execute_fetchall(sql, params)]
+    finally:
+        await conn.close()
+
+
+def stored_bytes(target: Path | str) -> bytes:
+    """Everything the database keeps, as stored: a SQLite file with its WAL, or what
+    pg_dump reads out of a PostgreSQL database."""
+    if isinstance(target, Path):
+        return b"".join(path.read_bytes() for path in sorted(target.parent.glob(target.name + "*"))
+                        if not path.name.endswith("-shm"))   # (an index of the WAL, no data)
+    dump = subprocess.run(["pg_dump", "--data-only", target], capture_output=True,
+                          check=True, timeout=60).stdout
+    # less the \restrict lines, whose key is new at every dump
+    return b"\n".join(line for line in dump.split(b"\n") if b"restrict " not in line[:12])
+
+
+@pytest.fixture(scope="session")
+def session_databases():
+    """PostgreSQL databases kept for the whole session (snapshots copied by several tests),
+    dropped at its end."""
+    kept: list[str] = []
+    yield kept
+    for url in kept:
+        asyncio.run(postgres_databases.drop(url))
+
+
+@pytest.fixture
+async def copy_database(tmp_path):
+    """Copies of a mall's database to break on purpose: a file copied by SQLite's backup, or
+    a PostgreSQL database made from it as a template; the copies are dropped after the test."""
+    made: list[str] = []
+
+    async def copy(source: Path | str, name: str) -> Path | str:
+        if isinstance(source, Path):
+            target = tmp_path / f"{name}.db"
+            with closing(sqlite3.connect(source)) as data, closing(sqlite3.connect(target)) as to:
+                data.backup(to)
+            return target
+        url = await postgres_databases.create(postgres_databases.split(source)[0], name,
+                                              template=source)
+        made.append(url)
+        return url
+
+    yield copy
+    for url in made:
+        await postgres_databases.drop(url)
+
+
+async def execute_on(target: Path | str, statement: str) -> None:
+    """A statement written straight into a database no mall is serving."""
+    if isinstance(target, Path):
+        with closing(sqlite3.connect(target)) as conn, conn:
+            conn.execute(statement)
+        return
+    conn = await asyncpg.connect(target)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
 @dataclass
 class Mall:
     api: Api
     server: TestServer
     config: MallConfig
     payer: Api   # the payment sandbox this mall's customers pay through
+    payer_db: Path
 
     @property
     def services(self):
@@ -106,6 +179,7 @@ async def start_payer(tmp_path):
         settings.setdefault("keys_path", tmp_path / "payment-keys.json")
         server = TestServer(create_payer(PayerConfig(**settings)), host="127.0.0.1",
                             port=port)
+        server.db_path = settings["db_path"]   # the payer's own books: always SQLite
         await server.start_server()
         started.append(server)
         return server
@@ -142,7 +216,7 @@ async def start_mall(tmp_path, start_payer, new_database):
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=400))
         started.append((server, session))
         return Mall(Api(str(server.make_url("/")), session), server, config,
-                    Api(str(payer.make_url("/")), session))
+                    Api(str(payer.make_url("/")), session), payer.db_path)
 
     yield start
     for server, session in started:

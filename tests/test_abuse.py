@@ -150,8 +150,9 @@ async def test_injection_and_oversized_values_in_every_text_field(mall, shop):
         reply = await api.post("/api/v1/orders", token=tokens["customer"], json=junk)
         assert 400 <= reply.status < 500, reply.body
     assert cases > 100
-    rows = await mall.services.db.reader().execute_fetchall("PRAGMA integrity_check")
-    assert rows[0][0] == "ok"
+    if mall.services.db.engine == "sqlite":   # PostgreSQL checks its pages itself
+        rows = await mall.services.db.reader().execute_fetchall("PRAGMA integrity_check")
+        assert rows[0][0] == "ok"
     # Stored as text, read back as the same text.
     stores = await api.get("/api/v1/stores", params={"district": "天心区", "limit": 50})
     names = {store["name"] for store in stores.body["items"]}

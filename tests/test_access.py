@@ -9,7 +9,7 @@ import pytest
 from mall.auth import TokenSigner
 from mall.errors import Unauthorized
 
-from .conftest import open_shop, order_body
+from .conftest import open_shop, order_body, stored_bytes
 
 
 async def test_customer_a_cannot_see_customer_b_order(mall, shop):
@@ -37,8 +37,7 @@ async def test_customer_addresses_are_private_and_masked(mall):
     path = f"/api/v1/me/addresses/{made.body['id']}"
     assert (await api.get(path, token=alice)).status == 200
     assert (await api.get(path, token=bob)).status == 404
-    with open(mall.config.db_path, "rb") as db:
-        raw = db.read()
+    raw = stored_bytes(mall.config.db_path)
     assert b"13812345678" not in raw and "刘晓明".encode() not in raw
 
 

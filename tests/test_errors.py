@@ -202,6 +202,7 @@ async def test_no_request_in_this_module_produced_a_5xx(mall, shop):
 
 
 @pytest.mark.slow  # waits out the busy timeout
+@pytest.mark.sqlite_only
 async def test_a_write_blocked_past_the_busy_timeout_is_a_503_to_try_again(mall, shop):
     """Another process holding SQLite's write lock for longer than the 5 s busy timeout: the
     order is not made, and the client is told to try again, not shown a 500."""

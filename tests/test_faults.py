@@ -5,7 +5,6 @@ profile refused by `xingcheng serve`, and no change at all without a profile."""
 from __future__ import annotations
 
 import os
-import sqlite3
 import statistics
 import subprocess
 import time
@@ -34,9 +33,8 @@ def profile(seed: int = 3, **faults) -> FaultProfile:
     return FaultProfile.model_validate({"name": "rehearsal", "seed": seed, **faults})
 
 
-def count_rows(mall: Mall, table: str) -> int:
-    with sqlite3.connect(f"file:{mall.config.db_path}?mode=ro", uri=True) as db:
-        return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+async def count_rows(mall: Mall, table: str) -> int:
+    return (await mall.sql(f"SELECT count(*) FROM {table}"))[0][0]
 
 
 def read_text(url: str) -> str:
@@ -101,7 +99,7 @@ async def test_injected_errors_land_at_their_rate_and_write_nothing(start_mall):
     assert refused[0].body == {"error": {"code": "injected_fault", "field": None,
                                          "message": "fault profile rehearsal: injected error"}}
     # A refused order left no trace: no order row, no reserved stock, not counted.
-    assert count_rows(mall, "orders") == len(created)
+    assert await count_rows(mall, "orders") == len(created)
     level = await mall.api.get(f"/api/v1/merchant/stores/{shop.store_id}/inventory/"
                                f"{shop.sku_id}", token=shop.merchant)
     assert level.body["available"] == stock - len(created)
@@ -126,7 +124,7 @@ async def test_a_refused_payment_writes_no_payment_and_a_rehearsal_replays(start
                                                token=customer))
         statuses.append([r.status for r in replies])
         assert set(statuses[-1]) == {201, 502}
-        assert count_rows(mall, "payments") == statuses[-1].count(201)
+        assert await count_rows(mall, "payments") == statuses[-1].count(201)
     assert statuses[0] == statuses[1] and statuses[0] != statuses[2]
 
 

@@ -212,6 +212,7 @@ async def test_two_processes_share_the_stock_and_both_learn_it_is_sold_out(start
     assert all(finding.holds for finding in await verify(here.config.db_path))
 
 
+@pytest.mark.sqlite_only
 async def test_sold_out_is_answered_without_the_database(mall, shop):
     sale = await start_sale(mall, shop, quantity=1)
     winner, loser = await mall.api.login("winner"), await mall.api.login("loser")

@@ -4,12 +4,10 @@ error messages), a copy for its owner, deletion, and the purge of inactive accou
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import io
 import json
 import logging
-import sqlite3
 import subprocess
 import time
 from datetime import datetime, timedelta
@@ -19,7 +17,7 @@ import pytest
 from mall.clock import SHANGHAI, Clock
 from mall.privacy import mask_log_handlers, mask_phone
 
-from .conftest import open_shop, order_body, paid_order
+from .conftest import open_shop, order_body, paid_order, rows_of, stored_bytes
 from .test_cli import XINGCHENG, call, serving
 
 PHONE = "13975318642"
@@ -182,11 +180,6 @@ async def test_my_data_is_mine_decrypted_and_nobody_elses(mall, shop):
     assert (await mall.api.get("/api/v1/me/data")).status == 401
 
 
-def _rows(db, sql: str, *params) -> list[tuple]:
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        return conn.execute(sql, params).fetchall()
-
-
 async def test_deleting_my_account(start_mall):
     """Refused while an order is under way; then the personal data leaves the database (the
     file's bytes included), the order and its total stay, old tokens stop working, a repeat
@@ -208,15 +201,15 @@ async def test_deleting_my_account(start_mall):
     assert "pending_payment" in refused.error["message"]
     assert (await api.delete("/api/v1/me", token=shop.merchant)).error["code"] == "staff_account"
     assert (await api.post(f"/api/v1/orders/{order_id}/cancel", token=token)).status == 200
-    sealed = dict(_rows(db, "SELECT id, contact_enc FROM addresses"))
-    masked = [row[0] for row in _rows(db, "SELECT contact_masked FROM addresses")]
-    (user_id,) = _rows(db, "SELECT id FROM users WHERE openid = 'erase-me'")[0]
+    sealed = dict(await rows_of(db, "SELECT id, contact_enc FROM addresses"))
+    masked = [row[0] for row in await rows_of(db, "SELECT contact_masked FROM addresses")]
+    (user_id,) = (await rows_of(db, "SELECT id FROM users WHERE openid = 'erase-me'"))[0]
 
     deleted = await api.delete("/api/v1/me", token=token)
     assert deleted.status == 200, deleted.body
     assert deleted.body["user_id"] == user_id and deleted.body["orders_kept"] == 1
     # The mall still runs: its file and WAL no longer hold the ciphertexts or masked forms.
-    raw = b"".join(path.read_bytes() for path in db.parent.glob(db.name + "*"))
+    raw = stored_bytes(db)
     assert len(raw) > 4096 and b"erase-me" not in raw
     for blob in sealed.values():
         assert blob not in raw
@@ -228,19 +221,19 @@ async def test_deleting_my_account(start_mall):
         gone = await api.get(path, token=token)
         assert gone.status == 401 and gone.error["code"] == "account_deleted", path
 
-    assert _rows(db, "SELECT openid, nickname, phone_masked, phone_enc, deleted_at FROM users"
-                     " WHERE id = ?", user_id) == [(f"deleted:{user_id}", None, None, None,
-                                                    deleted.body["deleted_at"])]
-    assert _rows(db, "SELECT id, district_code, contact_masked, contact_enc, lat, lng"
+    assert await rows_of(db, "SELECT openid, nickname, phone_masked, phone_enc, deleted_at"
+                         " FROM users WHERE id = ?", user_id) == [
+        (f"deleted:{user_id}", None, None, None, deleted.body["deleted_at"])]
+    assert await rows_of(db, "SELECT id, district_code, contact_masked, contact_enc, lat, lng"
                      " FROM addresses") == [(used, "430104", "", b"", None, None)]
     assert set(sealed) == {used, unused}     # the unused address went, the used one stayed
-    assert _rows(db, "SELECT count(*) FROM idempotency_keys") == [(0,)]
-    assert _rows(db, "SELECT id, user_id, total_fen, status FROM orders") \
+    assert await rows_of(db, "SELECT count(*) FROM idempotency_keys") == [(0,)]
+    assert await rows_of(db, "SELECT id, user_id, total_fen, status FROM orders") \
         == [(order_id, user_id, 2 * shop.price_fen, "cancelled")]
     staff_view = await api.get(f"/api/v1/merchant/stores/{shop.store_id}/orders/{order_id}",
                                token=shop.merchant)
     assert staff_view.body["total_fen"] == 2 * shop.price_fen
-    audit = _rows(db, "SELECT actor_id, actor_role, target_id, detail FROM audit_log"
+    audit = await rows_of(db, "SELECT actor_id, actor_role, target_id, detail FROM audit_log"
                       " WHERE action = 'account.delete'")
     assert len(audit) == 1 and audit[0][:3] == (user_id, "customer", str(user_id))
     assert json.loads(audit[0][3]) == {"accounts": 1, "addresses_removed": 1,
@@ -282,15 +275,15 @@ async def test_purge_anonymizes_inactive_customers_and_keeps_the_statistics(star
     waiting = await old.api.login("waiting")
     await paid_order(old, shop, waiting)
     await old.server.close()
-    statistics = _rows(db, _STATISTICS)
+    statistics = await rows_of(db, _STATISTICS)
     assert sum(row[3] for row in statistics) == 2
 
-    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    before = hashlib.sha256(stored_bytes(db)).hexdigest()
     dry = _purge(db, "--older-than", "365d", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.startswith("dry run: 2 customer account(s)")
-    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
-    assert _rows(db, "SELECT count(*) FROM users WHERE deleted_at IS NOT NULL") == [(0,)]
+    assert hashlib.sha256(stored_bytes(db)).hexdigest() == before
+    assert await rows_of(db, "SELECT count(*) FROM users WHERE deleted_at IS NOT NULL") == [(0,)]
 
     now = await start_mall(db_path=db)
     recent = await now.api.login("recent")
@@ -307,15 +300,15 @@ async def test_purge_anonymizes_inactive_customers_and_keeps_the_statistics(star
     assert (await now.api.get("/api/v1/orders", token=recent)).status == 200
     assert (await now.api.get("/api/v1/orders", token=waiting)).status == 200
 
-    assert _rows(db, _STATISTICS) == statistics
-    assert _rows(db, "SELECT openid FROM users WHERE deleted_at IS NOT NULL ORDER BY id") \
-        == [(f"deleted:{user_id}",) for (user_id,) in _rows(
+    assert await rows_of(db, _STATISTICS) == statistics
+    assert await rows_of(db, "SELECT openid FROM users WHERE deleted_at IS NOT NULL ORDER BY id") \
+        == [(f"deleted:{user_id}",) for (user_id,) in await rows_of(
             db, "SELECT id FROM users WHERE deleted_at IS NOT NULL ORDER BY id")]
-    kept = {row[0] for row in _rows(db, "SELECT openid FROM users")}
+    kept = {row[0] for row in await rows_of(db, "SELECT openid FROM users")}
     assert {"merchant-1", "waiting", "recent", "operator:ops"} <= kept
     assert not {"idle", "bought"} & kept
-    assert _rows(db, "SELECT count(*) FROM addresses") == [(0,)]
-    audit = _rows(db, "SELECT a.actor_role, u.openid, a.detail FROM audit_log a"
+    assert await rows_of(db, "SELECT count(*) FROM addresses") == [(0,)]
+    audit = await rows_of(db, "SELECT a.actor_role, u.openid, a.detail FROM audit_log a"
                       " JOIN users u ON u.id = a.actor_id WHERE a.action = 'privacy.purge'")
     assert [row[:2] for row in audit] == [("operator", "operator:dpo")]
     detail = json.loads(audit[0][2])

@@ -46,8 +46,8 @@ async def stock(mall, shop) -> dict:
 
 
 def payer_rows(mall, sql: str) -> list:
-    """Rows of the payment sandbox's own books (its SQLite file beside the mall's)."""
-    with sqlite3.connect(mall.config.db_path.parent / "payer0.db") as conn:
+    """Rows of the payment sandbox's own books (its own SQLite file)."""
+    with sqlite3.connect(mall.payer_db) as conn:
         return conn.execute(sql).fetchall()
 
 

@@ -4,14 +4,13 @@ this process, one a real `xingcheng serve` process, on the same SQLite file."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 
 from mall.clock import Clock
-from mall.storage import Database
+from mall.storage.engines import database_for
 from mall.verification import verify
 
 from .api import Api
-from .conftest import open_shop, order_body
+from .conftest import open_shop, order_body, rows_of
 from .test_cli import serving
 
 
@@ -99,13 +98,13 @@ async def test_two_processes_racing_for_the_last_units_never_oversell(start_mall
     assert not breaches, breaches
 
 
-async def test_malls_starting_at_once_on_a_new_database_migrate_it_once(tmp_path):
+async def test_malls_starting_at_once_on_a_new_database_migrate_it_once(new_database):
     for attempt in range(5):
-        path = tmp_path / f"fresh-{attempt}.db"
-        malls = [Database(path, Clock()) for _ in range(4)]
+        target = await new_database(f"fresh{attempt}")
+        malls = [database_for(target, Clock()) for _ in range(4)]
         await asyncio.gather(*(db.open() for db in malls))
         for db in malls:
             await db.close()
-        with sqlite3.connect(path) as conn:
-            versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations")]
+        versions = [row[0] for row in await rows_of(target, "SELECT version FROM"
+                                                            " schema_migrations")]
         assert versions == sorted(set(versions)) and len(versions) >= 6

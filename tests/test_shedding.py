@@ -65,7 +65,8 @@ async def test_a_standing_queue_is_shed_and_what_is_admitted_stays_fast(start_ma
 
 
 async def test_without_shedding_everyone_waits(start_mall):
-    mall = await start_mall(faults=HEAVY, shed_target_seconds=None)
+    # (nor does a PostgreSQL pool's wait refuse anyone: that limit is tested on its own)
+    mall = await start_mall(faults=HEAVY, shed_target_seconds=None, pool_timeout_seconds=60)
     shop = await open_shop(mall, stock=1000)
     admitted, shed, _, _ = await burst(mall, f"/api/v1/stores/{shop.store_id}/products", 120)
     assert not shed and max(admitted) > 2.0

@@ -6,20 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from .conftest import open_shop, order_body, paid_order
+from mall.storage import postgres_databases
+
+from .conftest import execute_on, open_shop, order_body, paid_order, rows_of
 from .test_cli import XINGCHENG
 from .test_coupons import issue_coupon
 from .test_flash_sales import start_sale
 from .test_refunds import ask, decide, order_status
 
 
-def verify(db: Path) -> tuple[int, dict[str, dict]]:
+def verify(db: Path | str) -> tuple[int, dict[str, dict]]:
     done = subprocess.run([*XINGCHENG, "verify", "--db", str(db), "--json"],
                           capture_output=True, text=True, timeout=60)
     findings = {f["name"]: f for f in json.loads(done.stdout)} if done.stdout.strip() else {}
@@ -98,22 +99,31 @@ async def orders_in_every_state(mall) -> dict[str, int]:
 
 # The snapshot's bytes and order ids, made by the first test that asks (it takes seconds:
 # an order has to expire) and copied for each after it, since each may break its copy.
-_SNAPSHOT: list[tuple[bytes, dict[str, int]]] = []
+_SNAPSHOT: list[tuple[Path | str, dict[str, int]]] = []
 
 
 @pytest.fixture
-async def verified_file(start_mall, tmp_path) -> tuple[Path, dict[str, int]]:
+async def verified_file(start_mall, copy_database, tmp_path_factory, session_databases
+                        ) -> tuple[Path | str, dict[str, int]]:
     """A snapshot of a mall with orders in every state, one of them expired by the sweeper
     (TTL 1.5 s: it is made first and waited for; the unpaid one is made last)."""
-    copy = tmp_path / "snapshot.db"
     if not _SNAPSHOT:
-        _SNAPSHOT.append(await _snapshot(start_mall, copy))
-    data, states = _SNAPSHOT[0]
-    copy.write_bytes(data)
-    return copy, dict(states)
+        mall, states = await _snapshot(start_mall)
+        await mall.server.close()   # nothing connected: a template may be copied
+        source = mall.config.db_path
+        if isinstance(source, Path):
+            kept = (await copy_database(source, "snapshot")).replace(
+                tmp_path_factory.mktemp("snapshot") / "snapshot.db")
+        else:
+            kept = await postgres_databases.create(postgres_databases.split(source)[0],
+                                                   "snapshot", template=source)
+            session_databases.append(kept)
+        _SNAPSHOT.append((kept, states))
+    snapshot, states = _SNAPSHOT[0]
+    return await copy_database(snapshot, "verified"), dict(states)
 
 
-async def _snapshot(start_mall, copy: Path) -> tuple[bytes, dict[str, int]]:
+async def _snapshot(start_mall):
     mall = await start_mall(order_ttl_seconds=1.5)
     shop = await open_shop(mall, stock=5, name="过期测试店")
     customer = await mall.api.login("late")
@@ -125,10 +135,7 @@ async def _snapshot(start_mall, copy: Path) -> tuple[bytes, dict[str, int]]:
             break
         await asyncio.sleep(0.05)
     assert view.body["status"] == "expired"
-    states = {**await orders_in_every_state(mall), "expired": expiring}
-    with sqlite3.connect(mall.config.db_path) as source, sqlite3.connect(copy) as target:
-        source.backup(target)
-    return copy.read_bytes(), states
+    return mall, {**await orders_in_every_state(mall), "expired": expiring}
 
 
 async def test_a_mall_with_orders_in_every_state_verifies_clean(verified_file):
@@ -136,8 +143,7 @@ async def test_a_mall_with_orders_in_every_state_verifies_clean(verified_file):
     code, findings = verify(db)
     assert code == 0, {k: v for k, v in findings.items() if v["breaches"]}
     assert len(findings) == 12 and all(f["breaches"] == 0 for f in findings.values())
-    with sqlite3.connect(db) as conn:
-        reasons = {row[0] for row in conn.execute("SELECT reason FROM inventory_ledger")}
+    reasons = {row[0] for row in await rows_of(db, "SELECT reason FROM inventory_ledger")}
     assert reasons >= {"stock_set", "reserve", "release", "hand_over"}
 
 
@@ -187,14 +193,11 @@ BREAKS = {
 
 
 @pytest.mark.parametrize("case", sorted(BREAKS))
-async def test_each_broken_invariant_is_named_with_its_rows(verified_file, tmp_path, case):
+async def test_each_broken_invariant_is_named_with_its_rows(verified_file, case):
     db, states = verified_file
     invariant, sql, column, which = BREAKS[case]
-    broken = tmp_path / f"{case}.db"
-    with sqlite3.connect(db) as source, sqlite3.connect(broken) as target:
-        source.backup(target)
-        target.execute(sql.format(**states))
-    code, findings = verify(broken)
+    await execute_on(db, sql.format(**states))
+    code, findings = verify(db)
     assert code == 1
     assert findings[invariant]["breaches"] >= 1
     assert states[which] in [row[column] for row in findings[invariant]["rows"]]

@@ -128,6 +128,8 @@ def main() -> None:
               help="The mall's database: a SQLite file, or a postgresql:// URL.")
 @click.option("--pool-size", type=click.IntRange(1, 500), default=10, show_default=True,
               help="PostgreSQL: connections in each process's pool.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes serving the port (SO_REUSEPORT), restarted when one dies.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @clock_options
@@ -154,7 +156,8 @@ def main() -> None:
               help="A/B experiments instead of mall/data/experiments.toml.")
 @click.option("--faults", "faults_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Misbehave on purpose with this fault profile (rehearsals only).")
-def serve(db_path: Path | str, pool_size: int, host: str, port: int, clock: Clock | None,
+def serve(db_path: Path | str, pool_size: int, workers: int, host: str, port: int,
+          clock: Clock | None,
           since: float | None,
           payer_url: str | None, payer_keys: Path | None, order_ttl: float,
           no_access_log: bool, shed_target_ms: float, shed_interval_ms: float,
@@ -167,6 +170,8 @@ def serve(db_path: Path | str, pool_size: int, host: str, port: int, clock: Cloc
         raise click.UsageError("--payer and --payer-keys go together")
     if shed_interval_ms < shed_target_ms:
         raise click.UsageError("--shed-interval-ms must be at least --shed-target-ms")
+    from mall import workers as worker_processes
+    metrics_folder = worker_processes.prepare_metrics_folder() if workers > 1 else None
     from aiohttp import web
 
     from mall.access_log import JsonAccessLogger
@@ -189,9 +194,20 @@ def serve(db_path: Path | str, pool_size: int, host: str, port: int, clock: Cloc
                         shed_target_seconds=None if no_shedding else shed_target_ms / 1000,
                         shed_interval_seconds=shed_interval_ms / 1000, risk_rules=risk_rules,
                         membership=membership, experiments=experiments)
-    web.run_app(create_app(config), host=host, port=port, print=None, backlog=LISTEN_BACKLOG,
-                access_log_class=JsonAccessLogger,
-                access_log=logging.getLogger("mall.access") if config.access_log else None)
+
+    def run_mall(_worker: int = 0) -> None:
+        web.run_app(create_app(config), host=host, port=port, print=None,
+                    backlog=LISTEN_BACKLOG, reuse_port=workers > 1,
+                    access_log_class=JsonAccessLogger,
+                    access_log=logging.getLogger("mall.access") if config.access_log else None)
+
+    if workers == 1:
+        run_mall()
+        return
+    try:
+        worker_processes.supervise(workers, run_mall)
+    finally:
+        worker_processes.remove_metrics_folder(metrics_folder)
 
 
 def _read_or_refuse(load, path: Path | None, error: type[Exception], what: str):

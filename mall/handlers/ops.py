@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..openapi import OPENAPI
 from . import reply, services
@@ -20,7 +22,8 @@ async def readyz(request: web.Request) -> web.Response:
         rows = await svc.db.reader().execute_fetchall("SELECT max(version) FROM schema_migrations")
     except Exception as exc:  # any database failure means not ready, never a 500
         return reply({"status": "unavailable", "reason": type(exc).__name__}, 503)
-    return reply({"status": "ready", "schema_version": rows[0][0],
+    return reply({"status": "ready", "schema_version": rows[0][0], "engine": svc.db.engine,
+                  "pid": os.getpid(),   # which worker answered (serve --workers)
                   "clock": svc.clock.describe(),
                   "clock_anchor": svc.clock.anchor() if svc.clock.simulated else None,
                   "payer": svc.config.payer_url})
@@ -31,5 +34,5 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(services(request).metrics.registry)
+    body = services(request).metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

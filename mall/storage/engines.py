@@ -13,9 +13,9 @@ AnyDatabase = Database | PgDatabase
 
 
 def database_for(target: Path | str, clock: Clock, *, read_connections: int = 2,
-                 pool_size: int = 10) -> AnyDatabase:
+                 pool_size: int = 10, pool_timeout: float = 5.0) -> AnyDatabase:
     if is_postgresql(target):
-        return PgDatabase(str(target), clock, pool_size)
+        return PgDatabase(str(target), clock, pool_size, acquire_timeout=pool_timeout)
     return Database(target, clock, read_connections)
 
 

@@ -60,8 +60,8 @@ async def anonymize_marked(conn: Connection, now: str) -> dict[str, int]:
         f"DELETE FROM addresses WHERE user_id IN ({_MARKED}) AND id NOT IN (SELECT address_id"
         f" FROM orders WHERE user_id IN ({_MARKED}) AND address_id IS NOT NULL)")
     kept = await conn.execute(
-        "UPDATE addresses SET contact_masked = '', contact_enc = x'', lat = NULL, lng = NULL"
-        f" WHERE user_id IN ({_MARKED})")
+        "UPDATE addresses SET contact_masked = '', contact_enc = ?, lat = NULL, lng = NULL"
+        f" WHERE user_id IN ({_MARKED})", (b"",))
     counts = {"accounts": users.rowcount, "addresses_removed": removed.rowcount,
               "addresses_anonymized": kept.rowcount}
     await conn.execute("DELETE FROM temp.anonymize_ids")

@@ -142,7 +142,7 @@ class PgDatabase:
     engine = "postgresql"
 
     def __init__(self, url: str, clock: Clock, pool_size: int = 10, *,
-                 acquire_timeout: float = 1.0, connect_timeout: float = 2.0) -> None:
+                 acquire_timeout: float = 5.0, connect_timeout: float = 5.0) -> None:
         self.path = url   # what logs print: the URL names the database as a path does a file
         self.url = url
         self.clock = clock
@@ -155,8 +155,10 @@ class PgDatabase:
         self._versions = CatalogueVersions(url, connect_timeout)
 
     async def open(self) -> None:
+        # Every connection opened at start: none is opened under load, when a busy loop
+        # could stretch its handshake past the connect timeout.
         self._pool = await asyncpg.create_pool(
-            self.url, min_size=min(2, self.pool_size), max_size=self.pool_size,
+            self.url, min_size=self.pool_size, max_size=self.pool_size,
             timeout=self.connect_timeout, server_settings={"application_name": "xingcheng"})
         async with self._pool.acquire() as conn:
             await _migrate(conn, self.clock)

@@ -32,4 +32,4 @@ async def put(conn: Connection, key: str, value: str) -> None:
 async def increment(conn: Connection, key: str) -> None:
     """Count one more of something (a counter others poll to notice a change)."""
     await conn.execute("INSERT INTO settings (key, value) VALUES (?, '1') ON CONFLICT (key)"
-                       " DO UPDATE SET value = CAST(value AS INTEGER) + 1", (key,))
+                       " DO UPDATE SET value = CAST(settings.value AS INTEGER) + 1", (key,))
