@@ -84,14 +84,15 @@ def supports(build: Build, option: str) -> bool:
         encoding="utf-8")
 
 
-def mall_command(build: Build, db: Path, port: int, clock: str, since: float,
+def mall_command(build: Build, db: Path | str, port: int, clock: str, since: float,
                  faults: Path | None = None, payer: tuple[str, Path] | None = None
                  ) -> list[str]:
     """`xingcheng serve` for this build on the harness's database and clock.  Its simulated
     clock is anchored at `since`, the run's one anchor, and it takes payments through `payer`
     (URL, keyring), where the build knows how (older builds start their clock when they start
     and pay in the mall, as they always did)."""
-    command = ["serve", "--db", str(db.resolve()), "--port", str(port), "--clock", clock]
+    where = str(db.resolve()) if isinstance(db, Path) else db
+    command = ["serve", "--db", where, "--port", str(port), "--clock", clock]
     if supports(build, "--since"):
         command += ["--since", f"{since:.3f}"]
     if payer is not None and supports(build, "--payer"):

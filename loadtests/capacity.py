@@ -21,6 +21,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from .databases import LOCAL_SERVER, Databases
 from .run import HARNESS, flatten, run
 from .scenario import ScenarioError, load_scenario
 
@@ -84,7 +85,8 @@ def _shed_share(prom: Path) -> float:
 
 
 def capacity(name: str, reports: Path, console: Console, start: float = 1.0,
-             growth: float = 1.5, steps: int = 8, serve_args: tuple[str, ...] = ()) -> int:
+             growth: float = 1.5, steps: int = 8, serve_args: tuple[str, ...] = (),
+             engine: str = "sqlite", server: str = LOCAL_SERVER) -> int:
     """Step the rate up until the SLO breaks; writes capacity.json and capacity.html.
     Exit 0 when a capacity was found, 1 when not even the first step held, 2 on a harness
     error (the search cannot say)."""
@@ -101,7 +103,7 @@ def capacity(name: str, reports: Path, console: Console, start: float = 1.0,
         console.print(f"step {number + 1}: {scenario.name} at x{factor:g} the arrival rate")
         before = set(folder.iterdir())
         code = run(name, reports=folder, console=Console(quiet=True), rate_factor=factor,
-                   serve_args=serve_args)
+                   serve_args=serve_args, databases=Databases(engine, server))
         made = sorted(set(folder.iterdir()) - before)
         if code == HARNESS or not made or not (made[-1] / "verdict.json").exists():
             console.print(f"[red]harness error[/red] at x{factor:g}; see {folder}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import sqlite3
 import subprocess
@@ -30,7 +29,6 @@ from mall.storage import postgres_databases
 
 from .builds import Build, BuildError
 
-POSTGRES_SERVER = os.environ.get("XINGCHENG_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 _POSTGRESQL_MIGRATIONS = (
     "import json; from mall.storage.database import migrations;"
     " print(json.dumps([[name, sql] for _, name, sql in migrations('postgresql')]))")
@@ -90,7 +88,7 @@ def check(baseline: Build, canary: Build) -> list[Break]:
         new = postgresql_migrations_of(canary)
         if new is not None:
             on_postgresql = compare_postgresql_migrations(
-                postgresql_migrations_of(baseline) or {}, new, POSTGRES_SERVER)
+                postgresql_migrations_of(baseline) or {}, new, postgres_databases.LOCAL_SERVER)
             breaks += [found for found in on_postgresql if found not in breaks]
     return breaks
 

@@ -3,23 +3,31 @@ process of the run with SIGKILL at a moment of the load (real seconds after the 
 anchor) and starts it again, with the same command on the same port and database, after it
 has been down a while (2 s unless `+SECONDS`).  The run then shows what a crash costs: which
 requests failed while something was down (connection errors apart), and whether any failed
-outside those windows, which a crash-safe mall never lets happen."""
+outside those windows, which a crash-safe mall never lets happen.  `postgres@SECONDS` (runs on
+`--engine postgresql` against the local server) stops the PostgreSQL cluster as a crash
+does (`pg_ctlcluster ... stop -m immediate`: no checkpoint, recovery at start) and starts it
+again: the malls answer 503 meanwhile and their pools reconnect by themselves."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import gzip
 import re
 import signal
 import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TARGETS = ("baseline", "canary", "payer")
-_SPEC = re.compile(r"^(baseline|canary|payer)@([0-9]+(?:\.[0-9]+)?)(?:\+([0-9]+(?:\.[0-9]+)?))?$")
+from mall.storage.engines import read_only
+
+TARGETS = ("baseline", "canary", "payer", "postgres")
+_SPEC = re.compile(r"^(baseline|canary|payer|postgres)@([0-9]+(?:\.[0-9]+)?)"
+                   r"(?:\+([0-9]+(?:\.[0-9]+)?))?$")
 # Seconds after a restarted process answers /readyz during which clients may still fail:
 # journeys already past their request when it came back, keep-alive connections redialled.
 GRACE_S = 1.0
@@ -96,6 +104,25 @@ class Crashes:
                 for c in self.crashes]
 
 
+def postgres_cluster(cluster: tuple[str, str] = ("15", "main")) -> Restartable:
+    """The local PostgreSQL cluster as a process the schedule may crash."""
+    def stop() -> None:
+        subprocess.run(["pg_ctlcluster", *cluster, "stop", "-m", "immediate"], check=True,
+                       capture_output=True, timeout=60)
+
+    def start() -> None:
+        subprocess.run(["pg_ctlcluster", *cluster, "start"], check=True, capture_output=True,
+                       timeout=120)
+        for _ in range(300):
+            if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"],
+                              timeout=10).returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("PostgreSQL did not accept connections within 30 s")
+
+    return Restartable(stop, start)
+
+
 def kill(process) -> None:
     if process is not None and process.poll() is None:
         process.send_signal(signal.SIGKILL)
@@ -105,7 +132,8 @@ def kill(process) -> None:
 def client_errors(requests_csv: Path, crashes: list[Crash]) -> dict:
     """What clients saw: failed requests inside a window when a process was down (from its
     kill to GRACE_S after it answered again; connection errors counted apart), and outside.
-    A mall's crash touches that side's requests; the payer's touches every side's."""
+    A mall's crash touches that side's requests; the payer's and the database's every
+    side's."""
     windows = [(c.target, c.killed_s, (c.back_s or float("inf")) + GRACE_S)
                for c in crashes if c.killed_s is not None]
     seen = {"requests": 0, "connection_errors": 0, "failed_while_down": 0,
@@ -116,7 +144,7 @@ def client_errors(requests_csv: Path, crashes: list[Crash]) -> dict:
             if row["failed"] != "1":
                 continue
             t, side = float(row["t_s"]), row["side"]
-            if any(start <= t <= end and target in (side, "payer")
+            if any(start <= t <= end and target in (side, "payer", "postgres")
                    for target, start, end in windows):
                 seen["failed_while_down"] += 1
                 seen["connection_errors"] += row["status"] == "0"
@@ -132,22 +160,29 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-def payments_agree(mall_db: Path, payer_db: Path) -> dict:
-    """The mall and the payer on every payment, read from their files: charged at the payer
-    but not settled in the mall (lost), settled but not charged, amounts that differ, and
-    orders settled twice."""
-    def read(db: Path, sql: str) -> dict[str, tuple]:
-        with sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True) as conn:
-            return {row[0]: row[1:] for row in conn.execute(sql)}
+def payments_agree(mall_db: Path | str, payer_db: Path) -> dict:
+    """The mall and the payer on every payment, read from their databases: charged at the
+    payer but not settled in the mall (lost), settled but not charged, amounts that differ,
+    and orders settled twice."""
+    async def read_mall() -> tuple[list, int]:
+        conn = await read_only(mall_db)
+        try:
+            rows = await conn.execute_fetchall(
+                "SELECT out_trade_no, status, amount_fen FROM payments")
+            twice = await conn.execute_fetchall(
+                "SELECT count(*) FROM (SELECT order_id FROM payments WHERE status ="
+                " 'succeeded' GROUP BY order_id HAVING count(*) > 1) AS settled")
+            return list(rows), twice[0][0]
+        finally:
+            await conn.close()
 
-    mall = read(mall_db, "SELECT out_trade_no, status, amount_fen FROM payments")
-    payer = read(payer_db, "SELECT out_trade_no, trade_state, amount_fen FROM transactions")
+    rows, twice = asyncio.run(read_mall())
+    mall = {row[0]: tuple(row[1:]) for row in rows}
+    with sqlite3.connect(f"{payer_db.resolve().as_uri()}?mode=ro", uri=True) as conn:
+        payer = {row[0]: row[1:] for row in conn.execute(
+            "SELECT out_trade_no, trade_state, amount_fen FROM transactions")}
     charged = {k for k, (state, _) in payer.items() if state == "SUCCESS"}
     settled = {k for k, (status, _) in mall.items() if status == "succeeded"}
-    with sqlite3.connect(f"{mall_db.resolve().as_uri()}?mode=ro", uri=True) as conn:
-        twice = conn.execute("SELECT count(*) FROM (SELECT order_id FROM payments WHERE"
-                             " status = 'succeeded' GROUP BY order_id HAVING count(*) > 1)"
-                             ).fetchone()[0]
     return {"charged": len(charged), "lost": len(charged - settled),
             "not_charged": len(settled - charged),
             "amount_differs": sum(payer[k][1] != mall[k][1] for k in charged & settled),

@@ -41,8 +41,8 @@ from . import builds, cores
 from .builds import BuildError
 from .client_metrics import FUNNEL
 from .compatibility import check as compatible
+from .databases import CACHE, Databases
 from .run import (
-    CACHE,
     HARNESS,
     HARNESS_BUILD,
     HarnessError,
@@ -51,7 +51,6 @@ from .run import (
     fetch,
     free_port,
     locust_command,
-    mall_database,
     start_malls,
 )
 from .scenario import Scenario, ScenarioError, load_scenario
@@ -138,7 +137,9 @@ class RouterProcess:
 
 
 def rollout(name: str, baseline: str, canary: str, by: str, percents: list[int],
-            reports: Path, console: Console, canary_faults: Path | None = None) -> int:
+            reports: Path, console: Console, canary_faults: Path | None = None,
+            databases: Databases | None = None) -> int:
+    databases = databases or Databases()
     try:
         scenario = load_scenario(name)
         if by not in BY:
@@ -174,7 +175,7 @@ def rollout(name: str, baseline: str, canary: str, by: str, percents: list[int],
         store.district for store in build_city(scenario.preset, scenario.spec.city.seed).stores]
     try:
         since = start_malls(scenario, malls, payer, report_dir, console, faults,
-                            shared_db=True)
+                            shared_db=True, databases=databases)
         router = RouterProcess(report_dir, malls[0].url, malls[1].url)
         steps = _drive(scenario, by, percents, districts, malls, payer, router, report_dir,
                        console, since)
@@ -189,7 +190,11 @@ def rollout(name: str, baseline: str, canary: str, by: str, percents: list[int],
             builds.stop(mall.process)
         builds.stop(payer.process)
         cores.release()
-    return _conclude(scenario, by, percents, malls, steps, report_dir, console)
+    try:
+        return _conclude(scenario, by, percents, malls, steps, report_dir, console,
+                         databases.of(BASELINE))
+    finally:
+        databases.drop()
 
 
 def _readings(loadgen_url: str, malls: list[Mall]) -> list:
@@ -317,13 +322,16 @@ def _describe(rules: dict) -> str:
 
 
 def _conclude(scenario: Scenario, by: str, percents: list[int], malls: list[Mall],
-              steps: list[Step], report_dir: Path, console: Console) -> int:
+              steps: list[Step], report_dir: Path, console: Console,
+              database: Path | str | None) -> int:
     rolled = next((s for s in steps if s.verdict == "rollback"), None)
     reached = steps[-1].percent
     outcome = ("rolled back" if rolled else "promoted" if reached == 100 and steps[-1].verdict
                in ("served", "promote") else "held")
     try:
-        findings = asyncio.run(verify(mall_database(report_dir, BASELINE, True)))
+        if database is None:
+            raise NotVerifiable("no database was made")
+        findings = asyncio.run(verify(database))
         checked = {"verified": True, "holds": all(f.holds for f in findings),
                    "invariants": [asdict(f) for f in findings]}
     except NotVerifiable as exc:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -38,18 +36,17 @@ from monitoring.prometheus_server import PrometheusError, PrometheusServer
 from monitoring.promql_source import instant_samples
 from simulator import campaigns
 from simulator.city import build_city
-from simulator.loader import load
 
 from . import builds, cores, crashes
 from .builds import Build, BuildError
 from .crashes import Crash, Crashes, CrashSpecError, Restartable
+from .databases import CACHE, Databases
 from .report import evaluate, write
 from .scenario import Scenario, ScenarioError, load_scenario
 from .sides import BASELINE, CANARY
 from .summary import Observed
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-CACHE = Path(os.environ.get("XINGCHENG_CACHE", ".xingcheng-cache"))
 # Real seconds from starting the payer to the clock anchor: the payer, then the malls, then
 # the load generator (it builds the city's schedule) get ready one after the other; the
 # first sessions wait for the anchor, so the malls' clocks and the load's agree from the start.
@@ -87,20 +84,6 @@ def flatten(text: str) -> dict[str, float]:
 
 def scrape(url: str) -> dict[str, float]:
     return flatten(fetch(url))
-
-
-def city_database(scenario: Scenario, console: Console) -> Path:
-    """The scenario's city as a pristine database, generated once per preset and seed."""
-    spec = scenario.spec.city
-    cached = CACHE / "cities" / f"{spec.preset}-{spec.seed}.db"
-    if not cached.exists():
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_suffix(".partial")
-        partial.unlink(missing_ok=True)
-        with console.status(f"generating the {spec.preset} city (seed {spec.seed})"):
-            asyncio.run(load(build_city(scenario.preset, spec.seed), partial))
-        partial.rename(cached)
-    return cached
 
 
 def wait_ready(base: str, process: subprocess.Popen | None, seconds: float = 30) -> dict:
@@ -161,15 +144,10 @@ class Payer(Mall):
     sides: tuple[str, ...] = ()    # the sides whose build takes payments through it
 
 
-def mall_database(report_dir: Path, side: str, shared: bool) -> Path:
-    """A side's database in the report folder: its own copy, or the one both serve."""
-    return report_dir / ("mall.db" if shared else f"mall-{side}.db")
-
-
 def start_malls(scenario: Scenario, malls: list[Mall], payer: Payer, report_dir: Path,
                 console: Console, faults: dict[str, Path],
                 serve_args: tuple[str, ...] = (), shared_db: bool = False,
-                pin: bool = True) -> float:
+                pin: bool = True, databases: Databases | None = None) -> float:
     """The payment sandbox, then each side on its own copy of the city (or, `shared_db`, all
     on one copy, as in a gray release), all on the scenario's simulated clock; returns the
     clock's anchor: the real instant, a little ahead, at which every process's simulated
@@ -182,10 +160,10 @@ def start_malls(scenario: Scenario, malls: list[Mall], payer: Payer, report_dir:
     for mall in malls:
         if mall.build.kind == "url":
             mall.url = mall.build.url or ""
+    databases = databases if databases is not None else Databases()
     for mall in started:   # the city first: building it may take a while
-        db = mall_database(report_dir, mall.side, shared_db)
-        if not db.exists():
-            shutil.copyfile(city_database(scenario, console), db)
+        db, fresh = databases.for_side(scenario, console, report_dir, mall.side, shared_db)
+        if fresh:
             # The campaigns the city's merchants run in this window (flash sales).
             asyncio.run(campaigns.stage(db, scenario.spec.city.seed, window.start, window.end))
     placement = cores.place([mall.side for mall in started], pin)
@@ -208,8 +186,7 @@ def start_malls(scenario: Scenario, malls: list[Mall], payer: Payer, report_dir:
                             if builds.supports(mall.build, "--payer"))
     for mall in started:
         port = free_port()
-        mall.command = [*builds.mall_command(mall.build,
-                                             mall_database(report_dir, mall.side, shared_db),
+        mall.command = [*builds.mall_command(mall.build, databases.of(mall.side),
                                              port, clock, since, faults.get(mall.side),
                                              (payer.url, payer.keys)), *serve_args]
         mall.log = report_dir / f"mall-{mall.side}.log"
@@ -244,8 +221,10 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
         baseline: str | None = None, canary: str | None = None, canary_share: float = 0.5,
         canary_faults: Path | None = None, prometheus: bool = False,
         kills: tuple[str, ...] = (), rate_factor: float = 1.0,
-        serve_args: tuple[str, ...] = (), pin: bool = True) -> int:
+        serve_args: tuple[str, ...] = (), pin: bool = True,
+        databases: Databases | None = None) -> int:
     console = console or Console()
+    databases = databases or Databases()
     try:
         scenario = load_scenario(name)
         schedule = [Crash.parse(spec) for spec in kills]
@@ -279,10 +258,12 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
             console.print(f"{mall.side}: {mall.build.describe()}"
                           + (f", faults {faults[mall.side]}" if mall.side in faults else ""))
         since = start_malls(scenario, malls, payer, report_dir, console, faults, serve_args,
-                            pin=pin)
-        chaos = Crashes(schedule, since, {
-            process.side: process.restartable() for process in (*malls, payer)
-            if process.process is not None})
+                            pin=pin, databases=databases)
+        restartable = {process.side: process.restartable() for process in (*malls, payer)
+                       if process.process is not None}
+        if databases.engine == "postgresql":
+            restartable["postgres"] = crashes.postgres_cluster()
+        chaos = Crashes(schedule, since, restartable)
         verdict = _drive(scenario, malls, report_dir, console, loadgen_port or free_port(),
                          canary_share, faults, prometheus, since, payer, chaos, rate_factor)
     except (HarnessError, PrometheusError, CrashSpecError) as exc:
@@ -295,21 +276,30 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
         builds.stop(payer.process)
         cores.release()
     verdict["facts"]["cores"] = {mall.side: sorted(mall.cores) for mall in malls if mall.cores}
-    _verify_sides(verdict, malls, report_dir)
+    verdict["facts"]["engine"] = databases.engine
+    try:
+        _verify_sides(verdict, malls, report_dir, databases)
+    finally:
+        databases.drop()
     console.print(f"report: {report_dir}/report.html (summary.md, verdict.json)")
     return _conclude(scenario, verdict, console)
 
 
-def _verify_sides(verdict: dict, malls: list[Mall], report_dir: Path) -> None:
-    """`xingcheng verify` on each side's database once its mall has stopped, into
+def _verify_sides(verdict: dict, malls: list[Mall], report_dir: Path,
+                  databases: Databases) -> None:
+    """`xingcheng verify` on each side's database once its mall has stopped, and, after a
+    crash rehearsal, whether the mall and the payer agree on every payment, into
     verdict.json (a mall already running elsewhere has no database here to verify)."""
     for mall in malls:
         side = verdict["sides"][mall.side]
-        if mall.process is None:
+        db = databases.of(mall.side)
+        if mall.process is None or db is None:
             side["verify"] = {"verified": False, "why": "external mall: no database here"}
             continue
+        if "crashes" in verdict["facts"] and (report_dir / "paysandbox.db").exists():
+            side["payments"] = crashes.payments_agree(db, report_dir / "paysandbox.db")
         try:
-            findings = asyncio.run(verify(report_dir / f"mall-{mall.side}.db"))
+            findings = asyncio.run(verify(db))
         except NotVerifiable as exc:
             side["verify"] = {"verified": False, "why": str(exc)}
             continue

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from mall.clock import SHANGHAI, Clock
 from mall.opening_hours import is_open
-from mall.storage import Database, bulk, coupons, flash_sales, group_buys, membership
+from mall.storage import bulk, coupons, flash_sales, group_buys, membership
 from mall.storage.database import Connection
+from mall.storage.engines import database_for
 
 from . import tables
 from .loader import FOUNDED
@@ -186,11 +187,11 @@ async def _member_prices(conn: Connection, stamp, seed: int) -> int:
     return made
 
 
-async def stage(db_path: Path, seed: int, start: datetime, end: datetime) -> Staged:
+async def stage(db_path: Path | str, seed: int, start: datetime, end: datetime) -> Staged:
     """Write the window's campaigns into the city's database at `db_path` (once: a database
     that holds flash sales, coupons or group buys already is left as it is); returns how
     many of each were written."""
-    db = Database(db_path, Clock(FOUNDED, speed=1.0), read_connections=1)
+    db = database_for(db_path, Clock(FOUNDED, speed=1.0), read_connections=1)
     await db.open()
     try:
         async def write(conn: Connection) -> Staged:

@@ -29,7 +29,7 @@ from paysandbox.app import create_app as create_payer
 from .api import Api
 
 WULI = (28.1960, 112.9770)  # 五一广场
-PG_SERVER = os.environ.get("XINGCHENG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+PG_SERVER = postgres_databases.LOCAL_SERVER
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from mall.clock import Clock
-from xingcheng.database_option import DATABASE
+from xingcheng.database_option import DATABASE, engine_options
 
 
 class ClockParam(click.ParamType):
@@ -358,20 +358,24 @@ def token(db_path: Path, operator: bool, name: str, as_json: bool) -> None:
 @click.option("--pin/--no-pin", default=True, show_default=True,
               help="Give each mall started a core of its own, and the load, payer and harness "
                    "the others, where the machine has enough cores; --no-pin shares them.")
+@engine_options
 def run(scenario: str, target: str | None, reports: Path, loadgen_port: int,
         baseline: str | None, canary: str | None, canary_share: float,
         canary_faults: Path | None, prometheus: bool, kills: tuple[str, ...],
-        rate_factor: float, serve_args: tuple[str, ...], pin: bool) -> None:
+        rate_factor: float, serve_args: tuple[str, ...], pin: bool, engine: str,
+        postgres_server: str) -> None:
     """Run a scenario (a shipped name such as smoke, or a file).
 
     Single run: exit 0 pass, 1 fail.  Paired run (--canary): exit 0 promote, 1 rollback,
     3 hold.  Exit 2 on a harness error."""
+    from loadtests.databases import Databases
     from loadtests.run import run as run_scenario
 
     sys.exit(run_scenario(scenario, target, reports, loadgen_port=loadgen_port,
                           baseline=baseline, canary=canary, canary_share=canary_share,
                           canary_faults=canary_faults, prometheus=prometheus, kills=kills,
-                          rate_factor=rate_factor, serve_args=serve_args, pin=pin))
+                          rate_factor=rate_factor, serve_args=serve_args, pin=pin,
+                          databases=Databases(engine, postgres_server)))
 
 
 @main.command()
@@ -421,8 +425,9 @@ def verify(db_path: Path, grace: float, as_json: bool) -> None:
 @click.option("--serve-arg", "serve_args", multiple=True, metavar="ARG",
               help="One more argument for the mall of every step (repeatable), e.g. "
                    "--serve-arg=--faults=scenarios/faults/heavy.toml.")
+@engine_options
 def capacity(scenario: str, reports: Path, start: float, growth: float, steps: int,
-             serve_args: tuple[str, ...]) -> None:
+             serve_args: tuple[str, ...], engine: str, postgres_server: str) -> None:
     """容量评估: raise the scenario's arrival rate step by step until its SLO (latency and
     error thresholds) breaks; report the highest sessions/s held.  Exit 0 found, 1 not even
     the first step held, 2 harness error."""
@@ -430,7 +435,8 @@ def capacity(scenario: str, reports: Path, start: float, growth: float, steps: i
 
     from loadtests.capacity import capacity as search
 
-    sys.exit(search(scenario, reports, Console(), start, growth, steps, serve_args))
+    sys.exit(search(scenario, reports, Console(), start, growth, steps, serve_args, engine,
+                    postgres_server))
 
 
 @main.command()
@@ -447,8 +453,10 @@ def capacity(scenario: str, reports: Path, start: float, growth: float, steps: i
               help="Start the canary with this fault profile (a rehearsal).")
 @click.option("--reports", type=click.Path(file_okay=False, path_type=Path),
               default="reports", show_default=True)
+@engine_options
 def rollout(baseline: str, canary: str, scenario: str, by: str, steps: str,
-            canary_faults: Path | None, reports: Path) -> None:
+            canary_faults: Path | None, reports: Path, engine: str,
+            postgres_server: str) -> None:
     """灰度发布: both builds on one database behind the gray router, the scenario's load
     through it, the canary's part widened step by step while the release gate promotes,
     or all traffic back to the baseline at once when it says rollback.  Exit 0 promoted,
@@ -462,8 +470,10 @@ def rollout(baseline: str, canary: str, scenario: str, by: str, steps: str,
     except ValueError as exc:
         raise click.BadParameter("comma-separated whole percentages, e.g. 5,25,50,100",
                                  param_hint="--steps") from exc
+    from loadtests.databases import Databases
+
     sys.exit(run_rollout(scenario, baseline, canary, by, percents, reports, Console(),
-                         canary_faults))
+                         canary_faults, Databases(engine, postgres_server)))
 
 
 @main.command()

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from mall.storage.engines import target_of
+from mall.storage.postgres_databases import LOCAL_SERVER
 
 
 class DatabaseTarget(click.ParamType):
@@ -18,3 +19,15 @@ class DatabaseTarget(click.ParamType):
 
 
 DATABASE = DatabaseTarget()
+
+
+def engine_options(command):
+    """`--engine` and `--postgres` of the commands that start malls for a run."""
+    command = click.option(
+        "--postgres", "postgres_server", default=LOCAL_SERVER, show_default=True,
+        metavar="URL", help="The PostgreSQL server where --engine postgresql makes (and "
+        "drops) each side's database.")(command)
+    return click.option(
+        "--engine", type=click.Choice(["sqlite", "postgresql"]), default="sqlite",
+        show_default=True, help="Each side's database: a SQLite file in the report folder, "
+        "or a PostgreSQL database copied from the cached city.")(command)

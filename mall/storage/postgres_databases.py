@@ -4,12 +4,15 @@ rather than loaded again)."""
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 
 import asyncpg
 
 _NAME = re.compile(r"[a-z0-9_]{1,63}")
+# The server runs, tests and compat make their databases on: this machine's, unless told.
+LOCAL_SERVER = os.environ.get("XINGCHENG_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 
 
 def split(url: str) -> tuple[str, str]:
@@ -32,6 +35,13 @@ async def create(server: str, label: str, template: str | None = None) -> str:
     copy = f" TEMPLATE {_checked(split(template)[1])}" if template else ""
     await _on_server(server, f"CREATE DATABASE {name}{copy}")
     return f"{server.rstrip('/')}/{name}"
+
+
+async def rename(url: str, name: str) -> str:
+    """The database under a new name (a load finished under a temporary one); its URL."""
+    server, old = split(url)
+    await _on_server(server, f"ALTER DATABASE {_checked(old)} RENAME TO {_checked(name)}")
+    return f"{server}/{name}"
 
 
 async def drop(url: str) -> None:
