@@ -182,6 +182,7 @@ def rollout(name: str, baseline: str, canary: str, by: str, percents: list[int],
     except HarnessError as exc:
         console.print(f"[red]harness error:[/red] {exc}")
         console.print(f"report folder: {report_dir}")
+        databases.drop()
         return HARNESS
     finally:
         if router is not None:

@@ -269,6 +269,7 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
     except (HarnessError, PrometheusError, CrashSpecError) as exc:
         console.print(f"[red]harness error:[/red] {exc}")
         console.print(f"report folder: {report_dir}")
+        databases.drop()
         return HARNESS
     finally:
         for mall in malls:

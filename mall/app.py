@@ -47,6 +47,7 @@ from .services.personal_data import PersonalData
 from .services.pickup import Pickup
 from .services.registry import SERVICES, Services
 from .services.stores import Stores
+from .shared_limits import SharedWindows
 from .shedding import LoadShedder
 from .storage import settings as stored_settings
 from .storage.database import Connection
@@ -184,7 +185,12 @@ def create_app(config: MallConfig | None = None) -> web.Application:
     if faults is not None:
         app[FAULTS] = faults
     app[openapi.OPENAPI] = openapi.build(ROUTES, __version__)
-    setup_routes(app, RiskControl(load_rules(config.risk_rules or SHIPPED_RULES), metrics))
+    shared = (SharedWindows(config.redis_url, metrics, config.redis_prefix)
+              if config.redis_url else None)
+    setup_routes(app, RiskControl(load_rules(config.risk_rules or SHIPPED_RULES), metrics,
+                                  shared))
+    if shared is not None:
+        app.on_cleanup.append(lambda _app: shared.close())
     if config.access_log:
         app.cleanup_ctx.append(access_log_context)
     app.cleanup_ctx.append(_resources)

@@ -57,6 +57,10 @@ class MallConfig:
     shed_interval_seconds: float = 0.2
     # Risk-control rules (rate limits per account and address); None: the shipped ones.
     risk_rules: Path | None = None
+    # Redis for risk-control windows every process shares (mall/shared_limits.py); None:
+    # each process counts its own.  The prefix keeps one mall's keys from another's.
+    redis_url: str | None = None
+    redis_prefix: str = "xingcheng:risk"
     # Membership levels, points and their worth; None: the shipped mall/data/membership.toml.
     membership: Path | None = None
     # A/B experiments' definitions; None: the shipped ones (mall/data/experiments.toml).

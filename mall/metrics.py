@@ -94,6 +94,9 @@ class MallMetrics:
         self.risk_rejections = Counter("mall_risk_rejections",
                                        "Requests refused with 429 by a risk-control rule",
                                        ["rule"], registry=r)
+        self.risk_store_errors = Counter(
+            "mall_risk_store_errors", "Requests admitted unjudged because the shared "
+            "risk-control store (Redis) did not answer", registry=r)
         self.experiment_exposures = Counter(
             "mall_experiment_exposures", "Arms of A/B experiments told to customers "
             "(GET /api/v1/me/experiments)", ["experiment", "arm"], registry=r)

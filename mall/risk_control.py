@@ -5,7 +5,10 @@ Each rule counts a key's requests in a sliding window of real seconds, kept as t
 its last `limit` admissions (a deque per key: O(1) per request); the request that would be
 one too many is refused with 429 and `Retry-After` (when the oldest admission leaves the
 window), before its handler runs, and counted by rule.  Keys idle for a whole window are
-dropped, so memory follows the keys active in the last window, not all keys ever seen."""
+dropped, so memory follows the keys active in the last window, not all keys ever seen.
+Those windows are this process's own; with `--redis URL` every process (the workers of
+`serve --workers N`, the instances behind a balancer) counts in one set of windows in Redis
+instead (mall/shared_limits.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from .config_files import load_toml
 from .errors import TooManyRequests
 from .metrics import MallMetrics
+from .shared_limits import SharedWindows
 
 SHIPPED = Path(__file__).with_name("data") / "risk_rules.toml"
 SWEEP_EVERY = 1024   # requests between sweeps of idle keys
@@ -86,14 +90,23 @@ class _Window:
 
 
 class RiskControl:
-    def __init__(self, rules: RiskRules, metrics: MallMetrics) -> None:
+    def __init__(self, rules: RiskRules, metrics: MallMetrics,
+                 shared: SharedWindows | None = None) -> None:
         self.rules = rules
+        self.shared = shared
         self.exempt = frozenset(rules.exempt_addresses)
         self.metrics = metrics
         self._by_route: dict[str, list[_Window]] = {}
         for rule in rules.rule:
             self._by_route.setdefault(rule.route, []).append(_Window(rule))
         self._since_sweep = 0
+
+    def _refuse(self, rule: Rule, wait: float) -> None:
+        self.metrics.risk_rejections.labels(rule.name).inc()
+        raise TooManyRequests(
+            "rate_limited", f"too many requests ({rule.name}: {rule.limit} per "
+            f"{rule.window_seconds:g} s); retry later",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))})
 
     def watches(self, route: str) -> bool:
         return route in self._by_route
@@ -106,9 +119,9 @@ class RiskControl:
                 return first
         return request.remote
 
-    def admit(self, route: str, request: web.Request, account: int | None) -> None:
-        """Count this request under each rule of its route, or refuse it with 429."""
-        now = time.monotonic()
+    async def admit(self, route: str, request: web.Request, account: int | None) -> None:
+        """Count this request under each rule of its route, or refuse it with 429: in this
+        process's memory, or, with a shared store (`--redis`), in it for every process."""
         address = self.address(request)
         keyed = []
         for window in self._by_route[route]:
@@ -116,14 +129,18 @@ class RiskControl:
                 None if address in self.exempt else address)
             if key is not None:
                 keyed.append((window, key))
+        if not keyed:
+            return
+        if self.shared is not None:
+            refused = await self.shared.admit([(w.rule, key) for w, key in keyed])
+            if refused is not None:
+                self._refuse(*refused)
+            return
+        now = time.monotonic()
         for window, key in keyed:   # all rules judged before any counts: a refusal by one
             wait = window.wait(key, now)   # rule does not use up another's allowance
             if wait:
-                self.metrics.risk_rejections.labels(window.rule.name).inc()
-                raise TooManyRequests(
-                    "rate_limited", f"too many requests ({window.rule.name}: "
-                    f"{window.rule.limit} per {window.rule.window_seconds:g} s); retry later",
-                    headers={"Retry-After": str(max(1, math.ceil(wait)))})
+                self._refuse(window.rule, wait)
         for window, key in keyed:
             window.count(key, now)
         self._since_sweep += 1

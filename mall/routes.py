@@ -258,7 +258,7 @@ def guarded(route: Route, risk: RiskControl) -> Handler:
 
     async def handler(request: web.Request) -> web.StreamResponse:
         if route.access == "public":
-            risk.admit(key, request, None)
+            await risk.admit(key, request, None)
             return await route.handler(request)
         svc = request.app[SERVICES]
         token = bearer_token(request.headers.get("Authorization"))
@@ -274,7 +274,7 @@ def guarded(route: Route, risk: RiskControl) -> Handler:
             await svc.accounts.require_store_access(principal,
                                                     validation.path_id(request, "store_id"))
         if watched:
-            risk.admit(key, request, principal.user_id)
+            await risk.admit(key, request, principal.user_id)
         request[PRINCIPAL] = principal
         return await route.handler(request)
 

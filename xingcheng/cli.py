@@ -130,6 +130,9 @@ def main() -> None:
               help="PostgreSQL: connections in each process's pool.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Processes serving the port (SO_REUSEPORT), restarted when one dies.")
+@click.option("--redis", "redis_url", metavar="URL",
+              help="Share risk-control limits among processes through Redis (e.g. "
+                   "redis://127.0.0.1:6379/0); without it each process keeps its own.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @clock_options
@@ -156,7 +159,8 @@ def main() -> None:
               help="A/B experiments instead of mall/data/experiments.toml.")
 @click.option("--faults", "faults_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Misbehave on purpose with this fault profile (rehearsals only).")
-def serve(db_path: Path | str, pool_size: int, workers: int, host: str, port: int,
+def serve(db_path: Path | str, pool_size: int, workers: int, redis_url: str | None,
+          host: str, port: int,
           clock: Clock | None,
           since: float | None,
           payer_url: str | None, payer_keys: Path | None, order_ttl: float,
@@ -187,7 +191,7 @@ def serve(db_path: Path | str, pool_size: int, workers: int, host: str, port: in
     _read_or_refuse(load_rules, risk_rules, RiskRulesError, "risk rules")
     _read_or_refuse(load_membership, membership, MembershipRulesError, "membership file")
     _read_or_refuse(load_experiments, experiments, ExperimentsError, "experiments")
-    config = MallConfig(db_path=db_path, pool_size=pool_size, clock=clock,
+    config = MallConfig(db_path=db_path, pool_size=pool_size, redis_url=redis_url, clock=clock,
                         resume_clock=since is None, order_ttl_seconds=order_ttl,
                         access_log=not no_access_log,
                         faults=faults, payer_url=payer_url, payer_keys=payer_keys,

@@ -1,13 +1,19 @@
--- 0007 in PostgreSQL: one trigger function stands for SQLite's per-table triggers.  A row
--- names its store itself (inventory, products, member prices) or through its product (SKUs,
--- tags, scenes).  Every new version is also announced (NOTIFY catalogue 'store:version') at
--- commit, so each mall process keeps its page cache exact without reading the version on
--- every request (mall/services/catalogue_cache.py).
+-- 0007 in PostgreSQL: versions are announced, not kept in rows.  A change to what a store's
+-- page shows takes a new number from one sequence and announces it at commit (NOTIFY
+-- catalogue 'store:version'); each mall process keeps the numbers it hears in memory
+-- (mall/storage/postgresql.py), and hears its own transactions' through a transaction-local
+-- setting before they return.  No row is updated, so concurrent orders at one store do not
+-- queue (and, SERIALIZABLE, fail) on a version row as they would on catalogue_versions.
+-- A row names its store itself (inventory, products, member prices) or through its product
+-- (SKUs, tags, scenes).
+CREATE SEQUENCE catalogue_version_numbers;
+
 CREATE FUNCTION catalogue_touch() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     touched jsonb[] := ARRAY[]::jsonb[];
     r jsonb;
     store bigint;
+    number bigint;
 BEGIN
     IF TG_OP <> 'DELETE' THEN touched := touched || to_jsonb(NEW); END IF;
     IF TG_OP <> 'INSERT' THEN touched := touched || to_jsonb(OLD); END IF;
@@ -23,24 +29,15 @@ BEGIN
             SELECT p.store_id INTO store FROM products p WHERE p.id = (r ->> 'product_id')::bigint;
         END IF;
         IF store IS NOT NULL THEN
-            INSERT INTO catalogue_versions VALUES (store, 1)
-                ON CONFLICT (store_id) DO UPDATE SET version = catalogue_versions.version + 1;
+            number := nextval('catalogue_version_numbers');
+            PERFORM pg_notify('catalogue', store || ':' || number);
+            PERFORM set_config('mall.catalogue', coalesce(current_setting('mall.catalogue', true),
+                               '') || store || ':' || number || ' ', true);
         END IF;
     END LOOP;
     RETURN NULL;
 END $$;
 
-CREATE FUNCTION catalogue_announce() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('catalogue', NEW.store_id || ':' || NEW.version);
-    -- and to the transaction's own process, which reads it before it commits
-    PERFORM set_config('mall.catalogue', coalesce(current_setting('mall.catalogue', true), '')
-                       || NEW.store_id || ':' || NEW.version || ' ', true);
-    RETURN NULL;
-END $$;
-
-CREATE TRIGGER catalogue_announce AFTER INSERT OR UPDATE ON catalogue_versions
-    FOR EACH ROW EXECUTE FUNCTION catalogue_announce();
 CREATE TRIGGER catalogue_on_stock AFTER INSERT OR DELETE OR UPDATE OF on_hand, reserved
     ON inventory FOR EACH ROW EXECUTE FUNCTION catalogue_touch();
 CREATE TRIGGER catalogue_on_product AFTER INSERT OR UPDATE OR DELETE ON products

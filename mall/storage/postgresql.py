@@ -157,8 +157,13 @@ class PgDatabase:
     async def open(self) -> None:
         # Every connection opened at start: none is opened under load, when a busy loop
         # could stretch its handshake past the connect timeout.
+        # Kept open for good, and handed back as they are: asyncpg's default reset (a round
+        # trip of UNLISTEN, RESET ALL...) after every pooled read would double its cost, and
+        # the mall leaves nothing on a pooled connection (its settings are transaction-local,
+        # its advisory lock transaction-scoped, its LISTEN on a connection of its own).
         self._pool = await asyncpg.create_pool(
             self.url, min_size=self.pool_size, max_size=self.pool_size,
+            max_inactive_connection_lifetime=0, reset=_as_it_is, statement_cache_size=1024,
             timeout=self.connect_timeout, server_settings={"application_name": "xingcheng"})
         async with self._pool.acquire() as conn:
             await _migrate(conn, self.clock)
@@ -232,6 +237,10 @@ class PgDatabase:
                     f" coalesce((SELECT max(id) FROM {table}), 0) + 1, false)")
 
 
+async def _as_it_is(_conn: asyncpg.Connection) -> None:
+    """A pooled connection needs no reset (see `PgDatabase.open`)."""
+
+
 async def _migrate(conn: asyncpg.Connection, clock: Clock) -> list[str]:
     """Every migration not yet recorded, all in one transaction under an advisory lock, so
     that workers starting together on an empty database migrate it once."""
@@ -252,20 +261,23 @@ async def _migrate(conn: asyncpg.Connection, clock: Clock) -> list[str]:
 
 
 class CatalogueVersions:
-    """Every store's catalogue version, as the database announces them (LISTEN catalogue).
-    While the listening connection is down nothing is known (every page is read afresh);
-    when it is back, every version is read again."""
+    """Every store's catalogue version, as the database announces them (LISTEN catalogue;
+    migration 0007's PostgreSQL part).  A store not heard of since the listener connected is
+    at the version `_epoch`, a number the sequence gave just after LISTEN began, so below any
+    change announced since.  While the listener is down nothing is known (every page is read
+    afresh); when it is back, a new epoch outdates everything cached before."""
 
     def __init__(self, url: str, connect_timeout: float) -> None:
         self._url = url
         self._timeout = connect_timeout
         self._known: dict[int, int] = {}
+        self._epoch = 0
         self._live = False
         self._conn: asyncpg.Connection | None = None
         self._keeper: asyncio.Task | None = None
 
     def get(self, store_id: int) -> int | None:
-        return self._known.get(store_id, 0) if self._live else None
+        return self._known.get(store_id, self._epoch) if self._live else None
 
     def learn(self, announced: str | None) -> None:
         """Versions from 'store:version store:version ...' (what a transaction made)."""
@@ -291,8 +303,8 @@ class CatalogueVersions:
         conn = await asyncpg.connect(self._url, timeout=self._timeout)
         conn.add_termination_listener(self._lost)
         await conn.add_listener("catalogue", self._heard)
-        rows = await conn.fetch("SELECT store_id, version FROM catalogue_versions")
-        self._known = {row[0]: row[1] for row in rows}
+        self._known = {}
+        self._epoch = await conn.fetchval("SELECT nextval('catalogue_version_numbers')")
         self._conn, self._live = conn, True
 
     async def _keep(self) -> None:
