@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from mall.clock import Clock
-from xingcheng.database_option import DATABASE, engine_options
+from xingcheng.database_option import DATABASE, EXISTING_DATABASE, engine_options
 
 
 class ClockParam(click.ParamType):
@@ -544,7 +544,7 @@ def privacy() -> None:
 
 
 @privacy.command()
-@click.option("--db", "db_path", required=True, type=DATABASE,
+@click.option("--db", "db_path", required=True, type=EXISTING_DATABASE,
               help="The mall's database: a SQLite file, or a postgresql:// URL.")
 @click.option("--older-than", required=True, type=DurationParam(),
               help="Retention period: anonymize customers inactive for longer, e.g. 365d.")

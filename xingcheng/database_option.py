@@ -14,11 +14,18 @@ from mall.storage.postgres_databases import LOCAL_SERVER
 class DatabaseTarget(click.ParamType):
     name = "FILE|URL"
 
+    def __init__(self, exists: bool = False) -> None:
+        self.exists = exists   # a file must be there already (not made anew, empty)
+
     def convert(self, value, param, ctx) -> Path | str:
-        return value if isinstance(value, Path) else target_of(str(value))
+        target = value if isinstance(value, Path) else target_of(str(value))
+        if self.exists and isinstance(target, Path) and not target.is_file():
+            self.fail(f"File '{target}' does not exist.", param, ctx)
+        return target
 
 
 DATABASE = DatabaseTarget()
+EXISTING_DATABASE = DatabaseTarget(exists=True)
 
 
 def engine_options(command):
