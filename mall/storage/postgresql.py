@@ -263,9 +263,10 @@ async def _migrate(conn: asyncpg.Connection, clock: Clock) -> list[str]:
 class CatalogueVersions:
     """Every store's catalogue version, as the database announces them (LISTEN catalogue;
     migration 0007's PostgreSQL part).  A store not heard of since the listener connected is
-    at the version `_epoch`, a number the sequence gave just after LISTEN began, so below any
-    change announced since.  While the listener is down nothing is known (every page is read
-    afresh); when it is back, a new epoch outdates everything cached before."""
+    at the version `_epoch`: a negative number, unlike any the sequence gives, so the first
+    change announced for it outdates what was cached under it; each reconnection takes a new
+    one, outdating everything cached before.  While the listener is down nothing is known
+    (every page is read afresh).  Nothing here writes, not even a sequence."""
 
     def __init__(self, url: str, connect_timeout: float) -> None:
         self._url = url
@@ -303,8 +304,7 @@ class CatalogueVersions:
         conn = await asyncpg.connect(self._url, timeout=self._timeout)
         conn.add_termination_listener(self._lost)
         await conn.add_listener("catalogue", self._heard)
-        self._known = {}
-        self._epoch = await conn.fetchval("SELECT nextval('catalogue_version_numbers')")
+        self._known, self._epoch = {}, self._epoch - 1
         self._conn, self._live = conn, True
 
     async def _keep(self) -> None:
