@@ -111,14 +111,17 @@ async def test_the_refund_notification_repeated_is_applied_once(mall, shop):
     assert {reply.status for reply in replies} == {204}
     assert (await stock(mall, shop))["reserved"] == 0          # released once, not six times
     assert (await stock(mall, shop))["on_hand"] == 10
-    assert await mall.api.metric(
-        'mall_refund_settlements_total{how="notification",outcome="applied"}') == 1
+    # Settled once: by the payer's own notification, or (a slow outbox) by the mall's query,
+    # whichever came first; every copy after it is a duplicate.
+    settled = [await mall.api.metric(f'mall_refund_settlements_total{{how="{how}",'
+                                     'outcome="applied"}') for how in ("notification", "query")]
+    assert sum(settled) == 1, settled
     # Another notification of the same refund (a new id) changes nothing either.
     envelope = json.loads(bytes(body))
     again = await send(mall, signed(mall, json.dumps({**envelope, "id": "again"}).encode()))
     assert again.status == 204
     assert await mall.api.metric(
-        'mall_refund_settlements_total{how="notification",outcome="duplicate"}') == 5 + 1
+        'mall_refund_settlements_total{how="notification",outcome="duplicate"}') >= 5 + 1
     assert all(f.holds for f in await verify(mall.config.db_path))
 
 
