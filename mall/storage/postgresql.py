@@ -150,7 +150,6 @@ class PgDatabase:
         self.acquire_timeout = acquire_timeout
         self.connect_timeout = connect_timeout
         self.commits = 0
-        self.retries = 0          # serialization failures run again, for the metrics
         self._pool: asyncpg.Pool | None = None
         self._versions = CatalogueVersions(url, connect_timeout)
 
@@ -203,7 +202,6 @@ class PgDatabase:
                 self._versions.learn(made)
                 return result
             except _RETRY:
-                self.retries += 1
                 await asyncio.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))
         raise DatabaseUnavailable("too many concurrent transactions on the same rows")
 
