@@ -17,13 +17,20 @@ async def prepared_notification(mall, shop, customer: str, result: str = "succes
                                 delay_ms: int = 60_000) -> tuple[int, dict]:
     """An order and the signed notification the sandbox payer sends for it (delivery is
     delayed so the test controls every arrival)."""
-    api = mall.api
-    order = await api.post("/api/v1/orders", token=customer, json=order_body(shop))
-    pay = await api.post(f"/api/v1/orders/{order.body['order_id']}/pay", token=customer)
+    order = await mall.api.post("/api/v1/orders", token=customer, json=order_body(shop))
+    return order.body["order_id"], await held_notification(
+        mall, customer, order.body["order_id"], result, delay_ms)
+
+
+async def held_notification(mall, customer: str, order_id: int, result: str = "success",
+                            delay_ms: int = 60_000) -> dict:
+    """The signed notification of paying this order, held back by the payer for the test
+    to deliver."""
+    pay = await mall.api.post(f"/api/v1/orders/{order_id}/pay", token=customer)
     done = await mall.payer.post(f"/sandbox/payments/{pay.body['prepay_id']}/complete",
                                  json={"result": result, "delay_ms": delay_ms})
     assert done.status == 202, done.body
-    return order.body["order_id"], done.body["notification"]
+    return done.body["notification"]
 
 
 def keyring(mall) -> wechatpay.Keyring:

@@ -9,12 +9,16 @@ import asyncio
 import aiohttp
 import pytest
 
+from mall.member_levels import SHIPPED, load_membership
+from mall.verification import verify
+
 from .api import Api
 from .conftest import open_shop, order_body
 from .test_cli import serving
 from .test_coupons import issue_coupon
 from .test_flash_sales import buy, crowd, start_sale
-from .test_payments import NOTIFY, prepared_notification
+from .test_group_buys import join, open_group, start_group_buy
+from .test_payments import NOTIFY, held_notification, prepared_notification
 
 pytestmark = pytest.mark.slow
 
@@ -83,6 +87,58 @@ async def test_500_customers_claiming_50_coupons_claim_50(workers):
     assert [reply.status for reply in replies].count(201) == 50
     assert (await here.sql("SELECT count(*) FROM user_coupons"))[0][0] == 50
     assert (await here.sql("SELECT claimed FROM coupon_templates"))[0][0] == 50
+
+
+async def test_one_customer_tapping_claim_20_times_gets_only_their_limit(workers):
+    here, there = workers
+    shop = await open_shop(here)
+    template = await issue_coupon(here, shop, total_qty=50, per_user_limit=2)
+    customer = await there.login("eager")
+    replies = await asyncio.gather(*(
+        there.post(f"/api/v1/coupons/{template['template_id']}/claim", token=customer)
+        for _ in range(20)))
+    statuses = [reply.status for reply in replies]
+    assert statuses.count(201) == 2 and statuses.count(409) == 18, statuses
+    assert {reply.error["code"] for reply in replies if reply.status == 409} == {
+        "coupon_limit_reached"}
+    assert (await here.sql("SELECT claimed FROM coupon_templates"))[0][0] == 2
+
+
+async def test_a_group_whose_members_all_pay_at_once_succeeds(workers):
+    here, there = workers
+    shop = await open_shop(here, stock=20)
+    campaign = await start_group_buy(here, shop, group_size=5)
+    members = [await here.api.login(f"member-{n}") for n in range(5)]
+    opened = await open_group(here, members[0], campaign)
+    group_id = opened.body["group"]["group_id"]
+    orders = [opened.body["order_id"]]
+    for member in members[1:]:
+        orders.append((await join(here, member, group_id)).body["order_id"])
+    notes = [await held_notification(here, member, order_id)
+             for member, order_id in zip(members, orders, strict=True)]
+    replies = await asyncio.gather(*(
+        there.post(NOTIFY, data=note["body"].encode(), headers=note["headers"])
+        for note in notes))
+    assert {reply.status for reply in replies} == {204}
+    group = (await there.get(f"/api/v1/groups/{group_id}")).body
+    assert group["status"] == "succeeded" and group["paid"] == 5, group
+    assert all(f.holds for f in await verify(here.config.db_path))
+
+
+async def test_a_member_paying_six_orders_at_once_earns_for_each(workers):
+    here, there = workers
+    shop = await open_shop(here, stock=20)
+    customer = await here.api.login("regular")
+    notes = [(await prepared_notification(here, shop, customer))[1] for _ in range(6)]
+    replies = await asyncio.gather(*(
+        there.post(NOTIFY, data=note["body"].encode(), headers=note["headers"])
+        for note in notes))
+    assert {reply.status for reply in replies} == {204}
+    spent, level, points = (await here.sql("SELECT spent_fen, level, points FROM members"))[0]
+    assert spent == 6 * shop.price_fen
+    assert level == load_membership(SHIPPED).level_for(spent).key
+    assert points == (await here.sql("SELECT sum(points) FROM points_ledger"))[0][0] > 0
+    assert all(f.holds for f in await verify(here.config.db_path))
 
 
 async def test_one_idempotency_key_makes_one_order(workers):

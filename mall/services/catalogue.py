@@ -112,7 +112,7 @@ class Catalogue:
             levels = []
             for index, (sku_id, stock) in enumerate(items):
                 field = "sku_id" if len(items) == 1 else f"items.{index}.sku_id"
-                current = await inventory.level(conn, store_id, sku_id)
+                current = await inventory.hold(conn, store_id, sku_id, now)
                 if current is None:
                     raise NotFound("sku at this store", field)
                 row = await inventory.set_on_hand(conn, store_id, sku_id, stock, now)

@@ -142,6 +142,7 @@ class Coupons:
         now = self.clock.stamp()
 
         async def claim(conn: Connection) -> int:
+            await conn.lock("customer", principal.user_id)   # their claims counted, then one more
             template = await coupons.template(conn, template_id)
             if template is None:
                 raise NotFound("coupon template", "template_id")

@@ -119,6 +119,7 @@ class GroupBuys:
         joined: list[int] = []
 
         async def take(conn: Connection, order_id: int, stamp: str) -> None:
+            await conn.lock("group", group_id)   # its members counted, then one more
             now = await group_buys.group(conn, group_id)
             if now["status"] != "open" or now["deadline_at"] <= stamp:
                 raise Conflict("group_closed", f"this group is {now['status']}"
@@ -146,6 +147,7 @@ class GroupBuys:
         failed = 0
         for group_id in due:
             async def fail(conn: Connection, group_id: int = group_id) -> list[int]:
+                await conn.lock("group", group_id)   # no member joins while it fails
                 if not await group_buys.fail(conn, group_id, stamp):
                     return []
                 to_refund = []

@@ -136,6 +136,9 @@ class Membership:
         return fen
 
     async def _spent(self, conn: Connection, user_id: int) -> int:
+        """What the member has spent, read under their lock: the level a move sets follows
+        from it, so no concurrent move may change it before this transaction ends."""
+        await conn.lock("member", user_id)
         row = await membership.member(conn, user_id)
         return row["spent_fen"] if row else 0
 

@@ -119,6 +119,9 @@ class Orders:
         total = subtotal - discount - points_fen
 
         async def place(conn) -> dict:
+            # One of a customer's orders at a time: the key, their coupon, their points and
+            # a campaign's per-customer limit are read before they are written.
+            await conn.lock("customer", principal.user_id)
             # The order row first, so each reservation's ledger row names it; a line out of
             # stock rolls the whole transaction back, order row included.
             order_id = await orders.insert(
@@ -133,7 +136,8 @@ class Orders:
                 raise _KeyTaken
             if offer is not None:  # before the shelf: a sold-out sale says so, not "no stock"
                 await offer.take(conn, order_id, stamp)
-            for index, line in enumerate(data.lines):
+            # Rows locked in one order (by SKU) everywhere, so two baskets never deadlock.
+            for index, line in sorted(enumerate(data.lines), key=lambda item: item[1].sku_id):
                 if not await inventory.reserve(conn, data.store_id, line.sku_id, line.qty,
                                                order_id, stamp):
                     self.metrics.out_of_stock.inc()

@@ -98,6 +98,7 @@ class Payments:
         stamp = self.clock.stamp()
 
         async def record(conn):
+            await conn.lock("order", order["id"])   # one open payment per order
             current = await orders.order(conn, order["id"])
             self._payable(current)
             open_now = await payments.open_for_order(conn, order["id"])

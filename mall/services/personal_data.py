@@ -80,6 +80,7 @@ class PersonalData:
         user_id = principal.user_id
 
         async def erase(conn: Connection) -> dict:
+            await conn.lock("customer", user_id)   # no order of theirs starts meanwhile
             user = await users.profile(conn, user_id)
             if user is None:
                 raise Unauthorized("account_deleted", "this account does not exist",

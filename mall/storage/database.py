@@ -74,6 +74,22 @@ class Connection(Protocol):
     async def insert_many(self, table: str, columns: Sequence[str],
                           rows: Iterable[tuple]) -> None: ...
 
+    async def lock(self, scope: str, key: int) -> None:
+        """Inside a transaction: hold the lock `scope`:`key` until it ends, so transactions
+        that take the same lock run one after the other (see `LOCK_SCOPES`)."""
+
+
+# What a transaction body may lock, each for the rules that read before they write (a
+# per-customer limit counted, then a row inserted): under SQLite's single writer every
+# transaction runs alone anyway, so these cost nothing there; PostgreSQL runs transactions
+# at once and takes each as a transaction-scoped advisory lock (docs/scale.md).
+LOCK_SCOPES = {
+    "customer": 1,   # a customer's orders, claims and limits: one at a time
+    "member": 2,     # a member's level and points, computed from their spending
+    "order": 3,      # an order's payment attempts
+    "group": 4,      # a group buy's members and completion
+}
+
 
 class SyncConnection:
     """A sqlite3 connection behind awaitable methods that never suspend, so a body written
@@ -98,6 +114,10 @@ class SyncConnection:
         marks = ", ".join("?" * len(columns))
         self._conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
                                rows)
+
+    async def lock(self, scope: str, key: int) -> None:
+        """Nothing to take: this connection's transactions hold SQLite's only write lock."""
+        assert scope in LOCK_SCOPES, scope
 
 
 def _bindable(parameters: Iterable[Any]) -> Any:

@@ -99,14 +99,19 @@ async def insert_member(conn: Connection, group_id: int, order_id: int, user_id:
 
 async def complete_if_full(conn: Connection, order_id: int, now: str) -> int | None:
     """After a member's payment: the group succeeds if it is open and enough members have
-    paid; returns its id then."""
+    paid; returns its id then.  The count runs under the group's lock: two members paying
+    at once each count the other's payment, once it is committed, instead of neither."""
+    rows = await conn.execute_fetchall(
+        "SELECT group_id FROM group_members WHERE order_id = ?", (order_id,))
+    if not rows:
+        return None
+    await conn.lock("group", rows[0][0])
     rows = await conn.execute_fetchall(
         "UPDATE buy_groups SET status = 'succeeded', closed_at = ?1 WHERE status = 'open'"
-        " AND id = (SELECT group_id FROM group_members WHERE order_id = ?2)"
-        " AND (SELECT count(*) FROM group_members m JOIN orders o ON o.id = m.order_id"
-        "  WHERE m.group_id = buy_groups.id AND o.paid_at IS NOT NULL)"
+        " AND id = ?2 AND (SELECT count(*) FROM group_members m JOIN orders o"
+        "  ON o.id = m.order_id WHERE m.group_id = buy_groups.id AND o.paid_at IS NOT NULL)"
         "  >= (SELECT group_size FROM group_buys WHERE id = buy_groups.group_buy_id)"
-        " RETURNING id", (now, order_id))
+        " RETURNING id", (now, rows[0][0]))
     return rows[0][0] if rows else None
 
 

@@ -17,6 +17,17 @@ async def level(conn: Connection, store_id: int, sku_id: int) -> Row | None:
     return rows[0] if rows else None
 
 
+async def hold(conn: Connection, store_id: int, sku_id: int, now: str) -> Row | None:
+    """`level`, with the row held by this transaction until it ends (an update that changes
+    only its time: both engines lock a row they update), so a decision taken from the level
+    (a stock sync and its ledger delta) is not undone by a concurrent reservation."""
+    rows = await conn.execute_fetchall(
+        "UPDATE inventory SET updated_at = ? WHERE store_id = ? AND sku_id = ?"
+        " RETURNING sku_id, on_hand, reserved, on_hand - reserved AS available, updated_at",
+        (now, store_id, sku_id))
+    return rows[0] if rows else None
+
+
 async def _ledger(conn: Connection, store_id: int, sku_id: int, on_hand_delta: int,
                   reserved_delta: int, reason: str, order_id: int | None, now: str) -> None:
     await conn.execute(

@@ -1,0 +1,3 @@
+-- 0014: catalogue changes are told to the session that makes them (PostgreSQL only:
+-- 0014_catalogue_notices.postgresql.sql).  SQLite keeps its versions in rows (0007) and
+-- changes nothing here.
