@@ -28,4 +28,4 @@ async def list_products(request: web.Request) -> web.Response:
 async def get_product(request: web.Request) -> web.Response:
     store_id = validation.path_id(request, "store_id")
     product_id = validation.path_id(request, "product_id")
-    return reply(await services(request).catalogue.product(store_id, product_id))
+    return reply_bytes(await services(request).catalogue.product_page(store_id, product_id))

@@ -91,6 +91,16 @@ class Catalogue:
         return {"items": items,
                 "next_cursor": encode_cursor(items[-1]["product_id"]) if full else None}
 
+    async def product_page(self, store_id: int, product_id: int) -> bytes:
+        """A product's page as JSON bytes, cached as the catalogue pages are: a product is
+        opened about as often as a store's list, and changes with it."""
+        key = ("product", product_id)
+        page, version = self.cache.lookup(store_id, key)
+        if page is None:
+            page = dumps(await self.product(store_id, product_id)).encode()
+            self.cache.put(store_id, key, version, page)
+        return page
+
     async def product(self, store_id: int, product_id: int) -> dict:
         rows = await catalogue.product(self.db.reader(), store_id, product_id)
         if not rows:
