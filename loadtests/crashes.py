@@ -25,6 +25,8 @@ from pathlib import Path
 
 from mall.storage.engines import read_only
 
+from . import cores
+
 TARGETS = ("baseline", "canary", "payer", "postgres")
 _SPEC = re.compile(r"^(baseline|canary|payer|postgres)@([0-9]+(?:\.[0-9]+)?)"
                    r"(?:\+([0-9]+(?:\.[0-9]+)?))?$")
@@ -111,8 +113,12 @@ def postgres_cluster(cluster: tuple[str, str] = ("15", "main")) -> Restartable:
                        capture_output=True, timeout=60)
 
     def start() -> None:
-        subprocess.run(["pg_ctlcluster", *cluster, "start"], check=True, capture_output=True,
-                       timeout=120)
+        # The server on every core of the machine, as it was started before the run: not
+        # on the harness's own narrowed set, which its children inherit (cores.py), and
+        # which would leave the database on the load generator's core after the run.
+        every_core = ",".join(str(core) for core in sorted(cores.MACHINE))
+        subprocess.run(["taskset", "--cpu-list", every_core, "pg_ctlcluster", *cluster,
+                        "start"], check=True, capture_output=True, timeout=120)
         for _ in range(300):
             if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"],
                               timeout=10).returncode == 0:
