@@ -136,6 +136,14 @@ class Orders:
                 raise _KeyTaken
             if offer is not None:  # before the shelf: a sold-out sale says so, not "no stock"
                 await offer.take(conn, order_id, stamp)
+            # Rows locked in one order (by SKU) everywhere, so two baskets never deadlock.
+            for index, line in sorted(enumerate(data.lines), key=lambda item: item[1].sku_id):
+                if not await inventory.reserve(conn, data.store_id, line.sku_id, line.qty,
+                                               order_id, stamp):
+                    self.metrics.out_of_stock.inc()
+                    raise Conflict("out_of_stock", "not enough stock for this line",
+                                   f"lines.{index}.sku_id",
+                                   extra={"sku_id": line.sku_id})
             await orders.insert_lines(conn, order_id, [
                 (line.sku_id, skus[line.sku_id]["name"], skus[line.sku_id]["price_fen"],
                  line.qty) for line in data.lines])
@@ -144,16 +152,6 @@ class Orders:
             if data.points is not None:
                 await self.membership.redeem(conn, principal.user_id, order_id, data.points,
                                              stamp)
-            # The shelf last: a popular SKU's row stays locked from its reservation to the
-            # commit, so the fewer statements after it, the shorter its buyers' queue.
-            short = await inventory.reserve(conn, data.store_id,
-                                            [(line.sku_id, line.qty) for line in data.lines],
-                                            order_id, stamp)
-            if short is not None:
-                self.metrics.out_of_stock.inc()
-                raise Conflict("out_of_stock", "not enough stock for this line",
-                               f"lines.{short}.sku_id",
-                               extra={"sku_id": data.lines[short].sku_id})
             return {"order_id": order_id, "status": "pending_payment", "total_fen": total,
                     "discount_fen": discount, "coupon_id": data.coupon_id,
                     "points_used": data.points or 0, "points_fen": points_fen,
@@ -310,8 +308,9 @@ class Orders:
                                  closed_at=stamp):
             return None
         order = await orders.order(conn, order_id)
-        await inventory.release(conn, order["store_id"], await _lines(conn, order_id),
-                                order_id, stamp)
+        for line in await orders.lines(conn, order_id):
+            await inventory.release(conn, order["store_id"], line["sku_id"], line["qty"],
+                                    order_id, stamp)
         await payments.close_open(conn, order_id, stamp)
         await self.membership.undo(conn, order, stamp)
         if await coupons.give_back(conn, order_id):
@@ -367,8 +366,9 @@ class Orders:
         await orders.move(conn, order_id, (order["status"],), "refunded",
                           **({"closed_at": stamp} if holding else {}))
         if holding:
-            await inventory.release(conn, order["store_id"], await _lines(conn, order_id),
-                                    order_id, stamp)
+            for line in await orders.lines(conn, order_id):
+                await inventory.release(conn, order["store_id"], line["sku_id"], line["qty"],
+                                        order_id, stamp)
         if await coupons.give_back(conn, order_id):
             self.metrics.coupon_redemptions.labels("returned").inc()
         await self.membership.undo(conn, order, stamp)
@@ -379,11 +379,7 @@ class Orders:
         if not await orders.move(conn, order["id"], from_states, "completed", closed_at=stamp,
                                  handed_over_at=stamp):
             return False
-        await inventory.hand_over(conn, order["store_id"], await _lines(conn, order["id"]),
-                                  order["id"], stamp)
+        for line in await orders.lines(conn, order["id"]):
+            await inventory.hand_over(conn, order["store_id"], line["sku_id"], line["qty"],
+                                      order["id"], stamp)
         return True
-
-
-async def _lines(conn: Connection, order_id: int) -> list[tuple[int, int]]:
-    """The order's (sku_id, qty), as the inventory takes them."""
-    return [(line["sku_id"], line["qty"]) for line in await orders.lines(conn, order_id)]

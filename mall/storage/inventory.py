@@ -28,60 +28,41 @@ async def hold(conn: Connection, store_id: int, sku_id: int, now: str) -> Row | 
     return rows[0] if rows else None
 
 
-Lines = list[tuple[int, int]]   # an order's (sku_id, qty), in the order's own line order
-
-
-async def _ledger(conn: Connection, store_id: int, rows: list[tuple[int, int, int]],
-                  reason: str, order_id: int | None, now: str) -> None:
-    """One ledger row per (sku_id, on_hand_delta, reserved_delta), sent together."""
-    await conn.executemany(
+async def _ledger(conn: Connection, store_id: int, sku_id: int, on_hand_delta: int,
+                  reserved_delta: int, reason: str, order_id: int | None, now: str) -> None:
+    await conn.execute(
         "INSERT INTO inventory_ledger (store_id, sku_id, on_hand_delta, reserved_delta, reason,"
         " order_id, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(store_id, sku_id, on_hand, reserved, reason, order_id, now)
-         for sku_id, on_hand, reserved in rows])
+        (store_id, sku_id, on_hand_delta, reserved_delta, reason, order_id, now))
 
 
-def _by_sku(lines: Lines) -> list[tuple[int, tuple[int, int]]]:
-    """(index, line) by SKU id: every transaction locks a store's SKU rows in one order,
-    so two baskets never wait for each other in a circle."""
-    return sorted(enumerate(lines), key=lambda item: item[1][0])
+async def reserve(conn: Connection, store_id: int, sku_id: int, qty: int, order_id: int,
+                  now: str) -> bool:
+    """Hold `qty` for an order if that many are available; one atomic conditional update."""
+    rows = await conn.execute_fetchall(
+        "UPDATE inventory SET reserved = reserved + ?1, updated_at = ?4"
+        " WHERE store_id = ?2 AND sku_id = ?3 AND on_hand - reserved >= ?1 RETURNING 1",
+        (qty, store_id, sku_id, now))
+    if rows:
+        await _ledger(conn, store_id, sku_id, 0, qty, "reserve", order_id, now)
+    return bool(rows)
 
 
-async def reserve(conn: Connection, store_id: int, lines: Lines, order_id: int,
-                  now: str) -> int | None:
-    """Hold each line's qty for an order, each by one conditional update that refuses to go
-    below what is available; the index of the first line that could not be held (the caller
-    rolls the transaction back), or None when all were."""
-    for index, (sku_id, qty) in _by_sku(lines):
-        if not await conn.execute_fetchall(
-                "UPDATE inventory SET reserved = reserved + ?1, updated_at = ?4"
-                " WHERE store_id = ?2 AND sku_id = ?3 AND on_hand - reserved >= ?1 RETURNING 1",
-                (qty, store_id, sku_id, now)):
-            return index
-    await _ledger(conn, store_id, [(sku_id, 0, qty) for sku_id, qty in lines], "reserve",
-                  order_id, now)
-    return None
-
-
-async def release(conn: Connection, store_id: int, lines: Lines, order_id: int,
+async def release(conn: Connection, store_id: int, sku_id: int, qty: int, order_id: int,
                   now: str) -> None:
-    for _, (sku_id, qty) in _by_sku(lines):
-        await conn.execute(
-            "UPDATE inventory SET reserved = reserved - ?, updated_at = ?"
-            " WHERE store_id = ? AND sku_id = ?", (qty, now, store_id, sku_id))
-    await _ledger(conn, store_id, [(sku_id, 0, -qty) for sku_id, qty in lines], "release",
-                  order_id, now)
+    await conn.execute(
+        "UPDATE inventory SET reserved = reserved - ?, updated_at = ?"
+        " WHERE store_id = ? AND sku_id = ?", (qty, now, store_id, sku_id))
+    await _ledger(conn, store_id, sku_id, 0, -qty, "release", order_id, now)
 
 
-async def hand_over(conn: Connection, store_id: int, lines: Lines, order_id: int,
+async def hand_over(conn: Connection, store_id: int, sku_id: int, qty: int, order_id: int,
                     now: str) -> None:
     """Goods held for an order leave the shelf: both counts drop together."""
-    for _, (sku_id, qty) in _by_sku(lines):
-        await conn.execute(
-            "UPDATE inventory SET reserved = reserved - ?1, on_hand = on_hand - ?1,"
-            " updated_at = ?2 WHERE store_id = ?3 AND sku_id = ?4", (qty, now, store_id, sku_id))
-    await _ledger(conn, store_id, [(sku_id, -qty, -qty) for sku_id, qty in lines], "hand_over",
-                  order_id, now)
+    await conn.execute(
+        "UPDATE inventory SET reserved = reserved - ?1, on_hand = on_hand - ?1, updated_at = ?2"
+        " WHERE store_id = ?3 AND sku_id = ?4", (qty, now, store_id, sku_id))
+    await _ledger(conn, store_id, sku_id, -qty, -qty, "hand_over", order_id, now)
 
 
 async def set_on_hand(conn: Connection, store_id: int, sku_id: int, on_hand: int,
