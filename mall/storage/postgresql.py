@@ -125,7 +125,6 @@ class PgConnection:
                 await self._target.copy_records_to_table(table, records=rows, columns=columns)
 
 
-
 class PgTransaction(PgConnection):
     """`Connection` inside one transaction on one pooled connection.  BEGIN goes out with
     the body's first request, in the same round trip when that is a lock (a body that must
@@ -143,6 +142,15 @@ class PgTransaction(PgConnection):
             self._begun = True   # first: a BEGIN that failed half-way is still rolled back
             with _away():
                 await self._target.execute(f"BEGIN{with_statement}")
+
+    async def _run(self, statement: str) -> None:
+        """A statement without parameters, inside the transaction: in the BEGIN's own
+        round trip when it comes first."""
+        if self._begun:
+            with _away():
+                await self._target.execute(statement)
+        else:
+            await self._begin(f"; {statement}")
 
     async def execute(self, sql: str, parameters: Iterable[Any] = ()) -> PgCursor:
         await self._begin()
@@ -163,23 +171,14 @@ class PgTransaction(PgConnection):
         # of announcing a version for each of a million rows.
         if not self._bulk:
             self._bulk = True
-            if self._begun:
-                with _away():
-                    await self._target.execute("SET LOCAL mall.bulk_load = on")
-            else:
-                await self._begin("; SET LOCAL mall.bulk_load = on")
+            await self._run("SET LOCAL mall.bulk_load = on")
         await super().insert_many(table, columns, rows)
 
     async def lock(self, scope: str, key: int) -> None:
         # Two int4 keys: the scope's number and the key folded into 31 bits (ids beyond
         # that would only share a lock with another id, never lose one).  Integers only,
         # so the statement may be sent as text with the BEGIN before it.
-        statement = f"SELECT pg_advisory_xact_lock({LOCK_SCOPES[scope]}, {int(key) % 2**31})"
-        if self._begun:
-            with _away():
-                await self._target.execute(statement)
-        else:
-            await self._begin(f"; {statement}")
+        await self._run(f"SELECT pg_advisory_xact_lock({LOCK_SCOPES[scope]}, {int(key) % 2**31})")
 
     def heard(self, _conn: object, message: asyncpg.PostgresLogMessage) -> None:
         """A NOTICE from migration 0014's trigger: 'catalogue store:version'."""
