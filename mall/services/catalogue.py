@@ -73,7 +73,7 @@ class Catalogue:
     async def products_page(self, store_id: int, query: ProductsQuery) -> bytes:
         """A catalogue page as JSON bytes, from the cache when the store has not changed."""
         key = (query.tag, query.scene, query.q, query.cursor, query.limit)
-        page, version = self.cache.lookup(store_id, key)
+        page, version = await self.cache.lookup(store_id, key)
         if page is None:
             page = dumps(await self.products(store_id, query)).encode()
             self.cache.put(store_id, key, version, page)
@@ -95,7 +95,7 @@ class Catalogue:
         """A product's page as JSON bytes, cached as the catalogue pages are: a product is
         opened about as often as a store's list, and changes with it."""
         key = ("product", product_id)
-        page, version = self.cache.lookup(store_id, key)
+        page, version = await self.cache.lookup(store_id, key)
         if page is None:
             page = dumps(await self.product(store_id, product_id)).encode()
             self.cache.put(store_id, key, version, page)

@@ -10,8 +10,8 @@ queried, so a read that raced a write stores its page under the older version an
 never served after the write.  Browsing is most of the traffic and a page costs ~500 us to
 query and serialise; a hit costs one primary-key read of a few microseconds.  Versions read
 in one turn of the event loop are reused within it, until this process commits a write.  On
-PostgreSQL the database announces each new version to every process and nothing is read
-(mall/storage/postgresql.py)."""
+PostgreSQL the database announces each new version to every process, and a lookup waits only
+until the announcements committed before it have arrived (mall/storage/postgresql.py)."""
 
 from __future__ import annotations
 
@@ -30,9 +30,19 @@ class CatalogueCache:
         self._entries: dict[Hashable, tuple[int, Any]] = {}
         self._max_entries = max_entries
 
-    def lookup(self, store_id: int, key: Hashable) -> tuple[Any, int | None]:
+    async def lookup(self, store_id: int, key: Hashable) -> tuple[Any, int | None]:
         """(the entry if current, else None; the store's version now); a None version means
         the version could not be read, and the caller must neither use nor store an entry."""
+        return (await self.lookup_many([store_id], key))[store_id]
+
+    async def lookup_many(self, store_ids: list[int],
+                          key: Hashable) -> dict[int, tuple[Any, int | None]]:
+        """`lookup` for several stores, waiting once for the versions to be current."""
+        if self._db.engine == "postgresql":
+            await self._db.catalogue_caught_up()
+        return {store_id: self._current(store_id, key) for store_id in store_ids}
+
+    def _current(self, store_id: int, key: Hashable) -> tuple[Any, int | None]:
         version = self.version(store_id)
         found = self._entries.get((store_id, key))
         if version is not None and found is not None and found[0] == version:

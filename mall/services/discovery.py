@@ -159,10 +159,10 @@ class Discovery:
         customer near that store.  The stores not kept are asked in one query (in a thread
         when there are many: a city-wide ask costs tens of milliseconds)."""
         key = ("scene_offers", scene.key, scene.per_store)
-        kept: dict[int, list[Row]] = {}
-        versions: dict[int, int | None] = {}
-        for store_id in store_ids:
-            kept[store_id], versions[store_id] = self.cache.lookup(store_id, key)
+        looked = await self.cache.lookup_many(store_ids, key)
+        kept: dict[int, list[Row] | None] = {store_id: looked[store_id][0]
+                                             for store_id in store_ids}
+        versions = {store_id: looked[store_id][1] for store_id in store_ids}
         missing = [store_id for store_id in store_ids if kept[store_id] is None]
         if missing:
             asker = conn if len(missing) <= 2 * NEAREST_BATCH else self.db.scan_reader()

@@ -311,6 +311,10 @@ class PgDatabase:
     def catalogue_version(self, store_id: int) -> int | None:
         return self._versions.get(store_id)
 
+    async def catalogue_caught_up(self) -> None:
+        """Every catalogue version committed before now is known to `catalogue_version`."""
+        await self._versions.caught_up()
+
     async def checkpoint(self, truncate: bool = False) -> None:
         """PostgreSQL checkpoints by itself; `truncate` (after personal data was erased)
         vacuums the tables that held it, so no dead row version keeps the old values."""
@@ -366,7 +370,14 @@ class CatalogueVersions:
     at the version `_epoch`: a negative number, unlike any the sequence gives, so the first
     change announced for it outdates what was cached under it; each reconnection takes a new
     one, outdating everything cached before.  While the listener is down nothing is known
-    (every page is read afresh).  Nothing here writes, not even a sequence."""
+    (every page is read afresh).  Nothing here writes, not even a sequence.
+
+    An announcement reaches this process a moment after the writer's COMMIT returns, which
+    is after a customer may have been told of the change by another process (a gray release's
+    other build).  So a lookup first waits for `caught_up`: any query on the listening
+    connection makes its server send the notifications pending for it before it answers, and
+    asyncpg hands them over before the answer.  Lookups arriving together share one query, so
+    a crest costs one round trip at a time per process, on a connection outside the pool."""
 
     def __init__(self, url: str, connect_timeout: float) -> None:
         self._url = url
@@ -376,6 +387,8 @@ class CatalogueVersions:
         self._live = False
         self._conn: asyncpg.Connection | None = None
         self._keeper: asyncio.Task | None = None
+        self._asker: asyncio.Task | None = None
+        self._next_ask: asyncio.Future | None = None   # the lookups waiting for a new query
 
     def get(self, store_id: int) -> int | None:
         return self._known.get(store_id, self._epoch) if self._live else None
@@ -389,6 +402,32 @@ class CatalogueVersions:
             store_id, number = int(store), int(version)
             if number > self._known.get(store_id, 0):
                 self._known[store_id] = number
+
+    async def caught_up(self) -> None:
+        """Return once every version committed before the call has been heard, or the
+        listener is known to be down (then `get` answers None)."""
+        if not self._live:
+            return
+        if self._next_ask is None:
+            self._next_ask = asyncio.get_running_loop().create_future()
+            if self._asker is None or self._asker.done():
+                self._asker = asyncio.create_task(self._ask())
+        await asyncio.shield(self._next_ask)
+
+    async def _ask(self) -> None:
+        """One query per round of waiting lookups; those arriving while it runs wait for the
+        next, since the one running may have been answered before their writer committed."""
+        while self._next_ask is not None:
+            waiting, self._next_ask = self._next_ask, None
+            try:
+                if self._live and self._conn is not None:
+                    await self._conn.fetchval("SELECT 1", timeout=self._timeout)
+            except (*_AWAY, asyncpg.PostgresError):
+                self._live = False   # unsure what was missed: know nothing until reconnected
+                if self._conn is not None:
+                    self._conn.terminate()
+            finally:
+                waiting.set_result(None)
 
     def _heard(self, _conn, _pid, _channel, payload: str) -> None:
         self.learn(payload)
@@ -418,10 +457,14 @@ class CatalogueVersions:
                 await self._connect()
 
     async def stop(self) -> None:
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
+        self._live = False
+        for task in (self._keeper, self._asker):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._next_ask is not None and not self._next_ask.done():
+            self._next_ask.set_result(None)
         if self._conn is not None:
             with contextlib.suppress(*_AWAY):
                 await self._conn.close(timeout=2)
