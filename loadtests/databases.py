@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 from rich.console import Console
 
 from mall.storage import postgres_databases
@@ -24,6 +25,7 @@ from .scenario import Scenario
 
 ENGINES = ("sqlite", "postgresql")
 CACHE = Path(os.environ.get("XINGCHENG_CACHE", ".xingcheng-cache"))
+DROP_PATIENCE_S = 20.0   # a cluster restart takes a few seconds here
 
 
 @dataclass
@@ -89,9 +91,34 @@ class Databases:
         """The database a side served (None for a mall started elsewhere)."""
         return self.made.get(side, self.made.get("shared"))
 
-    def drop(self) -> None:
-        """The run's PostgreSQL databases go (on SQLite the files stay with the report)."""
+    def drop(self, console: Console | None = None, patience: float = DROP_PATIENCE_S) -> list[str]:
+        """The run's PostgreSQL databases go (on SQLite the files stay with the report); the
+        ones that could not, by URL.  A server restarting (a rehearsal's restart, an
+        operator's) is waited for up to `patience` seconds; one still away then leaves its
+        databases behind, named with how to drop them, and the run's verdict stands."""
+        left: list[str] = []
         if self.engine == "postgresql":
             for target in self.made.values():
-                asyncio.run(postgres_databases.drop(str(target)))
+                error = asyncio.run(_drop_patiently(str(target), patience))
+                if error is not None:
+                    left.append(str(target))
+                    if console is not None:
+                        name = postgres_databases.split(str(target))[1]
+                        console.print(f"[yellow]could not drop {name}[/yellow] ({error}); "
+                                      f"drop it with: psql -c 'DROP DATABASE {name}'")
         self.made.clear()
+        return left
+
+
+async def _drop_patiently(url: str, patience: float) -> str | None:
+    """Drop, trying again while the server cannot be reached; None once dropped, else what
+    the last try met."""
+    deadline = asyncio.get_running_loop().time() + patience
+    while True:
+        try:
+            await postgres_databases.drop(url)
+            return None
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if asyncio.get_running_loop().time() >= deadline:
+                return f"{type(exc).__name__}: {exc}"
+            await asyncio.sleep(0.5)

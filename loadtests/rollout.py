@@ -182,7 +182,7 @@ def rollout(name: str, baseline: str, canary: str, by: str, percents: list[int],
     except HarnessError as exc:
         console.print(f"[red]harness error:[/red] {exc}")
         console.print(f"report folder: {report_dir}")
-        databases.drop()
+        databases.drop(console)
         return HARNESS
     finally:
         if router is not None:
@@ -195,7 +195,7 @@ def rollout(name: str, baseline: str, canary: str, by: str, percents: list[int],
         return _conclude(scenario, by, percents, malls, steps, report_dir, console,
                          databases.of(BASELINE))
     finally:
-        databases.drop()
+        databases.drop(console)
 
 
 def _readings(loadgen_url: str, malls: list[Mall]) -> list:

@@ -281,7 +281,7 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
     except (HarnessError, PrometheusError, CrashSpecError) as exc:
         console.print(f"[red]harness error:[/red] {exc}")
         console.print(f"report folder: {report_dir}")
-        databases.drop()
+        databases.drop(console)
         return HARNESS
     finally:
         for mall in malls:
@@ -293,7 +293,7 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
     try:
         _verify_sides(verdict, malls, report_dir, databases)
     finally:
-        databases.drop()
+        databases.drop(console)
     console.print(f"report: {report_dir}/report.html (summary.md, verdict.json)")
     return _conclude(scenario, verdict, console)
 
