@@ -50,6 +50,8 @@ from .run import (
     Payer,
     fetch,
     free_port,
+    harness_error,
+    interrupted,
     locust_command,
     start_malls,
 )
@@ -169,6 +171,7 @@ def rollout(name: str, baseline: str, canary: str, by: str, percents: list[int],
     report_dir = reports / f"rollout-{scenario.name}-{stamp}"
     report_dir.mkdir(parents=True, exist_ok=True)
     payer, router = Payer(), None
+    ended: int | None = None
     faults = {CANARY: canary_faults} if canary_faults else {}
     # Built once, before the clock starts: no change of rules waits on a city's build.
     districts = [] if by == "share" else [
@@ -180,10 +183,9 @@ def rollout(name: str, baseline: str, canary: str, by: str, percents: list[int],
         steps = _drive(scenario, by, percents, districts, malls, payer, router, report_dir,
                        console, since)
     except HarnessError as exc:
-        console.print(f"[red]harness error:[/red] {exc}")
-        console.print(f"report folder: {report_dir}")
-        databases.drop(console)
-        return HARNESS
+        ended = harness_error(console, report_dir, exc)
+    except KeyboardInterrupt:
+        ended = interrupted(console, report_dir)
     finally:
         if router is not None:
             builds.stop(router.process)
@@ -191,6 +193,9 @@ def rollout(name: str, baseline: str, canary: str, by: str, percents: list[int],
             builds.stop(mall.process)
         builds.stop(payer.process)
         cores.release()
+    if ended is not None:
+        databases.drop(console)
+        return ended
     try:
         return _conclude(scenario, by, percents, malls, steps, report_dir, console,
                          databases.of(BASELINE))

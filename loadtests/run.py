@@ -13,6 +13,7 @@ harness itself failed or was misused."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import subprocess
@@ -20,6 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -55,6 +57,7 @@ LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 STARTUP_LEAD_S = 8.0
 HARNESS_BUILD = Build("harness", "checkout", path=builds.REPO)
 PASSED, FAILED, HARNESS = 0, 1, 2
+INTERRUPTED = 130   # what a shell reports for a command stopped by Ctrl-C
 
 
 class HarnessError(Exception):
@@ -265,6 +268,7 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
     report_dir.mkdir(parents=True, exist_ok=True)
     faults = {CANARY: canary_faults} if canary_faults else {}
     payer = Payer()
+    ended: int | None = None
     try:
         for mall in malls:
             console.print(f"{mall.side}: {mall.build.describe()}"
@@ -279,15 +283,17 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
         verdict = _drive(scenario, malls, report_dir, console, loadgen_port or free_port(),
                          canary_share, faults, prometheus, since, payer, chaos, rate_factor)
     except (HarnessError, PrometheusError, CrashSpecError) as exc:
-        console.print(f"[red]harness error:[/red] {exc}")
-        console.print(f"report folder: {report_dir}")
-        databases.drop(console)
-        return HARNESS
+        ended = harness_error(console, report_dir, exc)
+    except KeyboardInterrupt:
+        ended = interrupted(console, report_dir)
     finally:
         for mall in malls:
             builds.stop(mall.process)
         builds.stop(payer.process)
         cores.release()
+    if ended is not None:   # no verdict: the databases go once nothing uses them
+        databases.drop(console)
+        return ended
     verdict["facts"]["cores"] = {mall.side: sorted(mall.cores) for mall in malls if mall.cores}
     verdict["facts"]["engine"] = databases.engine
     try:
@@ -296,6 +302,29 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
         databases.drop(console)
     console.print(f"report: {report_dir}/report.html (summary.md, verdict.json)")
     return _conclude(scenario, verdict, console)
+
+
+def harness_error(console: Console, report_dir: Path, exc: Exception) -> int:
+    console.print(f"[red]harness error:[/red] {exc}")
+    console.print(f"report folder: {report_dir}")
+    return HARNESS
+
+
+def interrupted(console: Console, report_dir: Path) -> int:
+    """Ctrl-C: no verdict; the caller stops its processes and drops its databases, as after
+    any other end."""
+    console.print(f"[red]interrupted[/red]: no verdict; what was written is in {report_dir}")
+    return INTERRUPTED
+
+
+@contextlib.contextmanager
+def _stopped_at_exit(process: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """The load generator, stopped if the harness leaves before it ends (an interrupt, an
+    error): it would otherwise go on loading a mall that is gone."""
+    try:
+        yield process
+    finally:
+        builds.stop(process)
 
 
 def _verify_sides(verdict: dict, malls: list[Mall], report_dir: Path,
@@ -422,8 +451,8 @@ def _load(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Cons
         command += ["--linger-seconds", "8"]
     final_metrics, prometheus_at = report_dir / "loadgen-metrics.prom", None
     started, started_at = time.monotonic(), time.time()
-    with (report_dir / "loadgen.log").open("w") as log:
-        locust = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    with (report_dir / "loadgen.log").open("w") as log, _stopped_at_exit(
+            subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)) as locust:
         chaos.start()
         with Live(console=console, auto_refresh=False,
                   transient=not console.is_terminal) as live:

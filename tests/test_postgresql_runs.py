@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import asyncpg
+import psutil
 import pytest
 
 from mall.storage.postgres_databases import LOCAL_SERVER
@@ -45,6 +50,33 @@ def test_a_run_on_postgresql_passes_verifies_and_drops_its_database(tmp_path, en
     assert verdict["sides"]["baseline"]["verify"]["holds"]
     assert all(f["breaches"] == 0 for f in verdict["sides"]["baseline"]["verify"]["invariants"])
     assert verdict["sides"]["baseline"]["funnel"]["paid"] > 0
+    assert run_databases() == before
+
+
+def test_an_interrupted_run_stops_its_processes_and_drops_its_database(tmp_path, env):
+    """Ctrl-C in the middle of the load: exit 130, no verdict, and nothing left behind (the
+    interrupt goes to the harness alone here, as a `kill -INT` would: the load generator
+    must be stopped by the harness, not by the terminal)."""
+    before = run_databases()
+    reports = tmp_path / "reports"
+    harness = subprocess.Popen(
+        [sys.executable, "-m", "xingcheng.cli", "run", "smoke", "--reports", str(reports),
+         *POSTGRES], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    deadline = time.monotonic() + 180
+    while not list(reports.glob("*/loadgen.log")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert harness.poll() is None, harness.communicate()[0][-3000:]
+    time.sleep(8)   # well into the load
+    running = psutil.Process(harness.pid).children(recursive=True)
+    assert any("locust" in " ".join(p.cmdline()) for p in running)
+    harness.send_signal(signal.SIGINT)
+    out, _ = harness.communicate(timeout=60)
+    assert harness.returncode == 130, out[-3000:]
+    assert "interrupted" in out
+    assert not (next(reports.iterdir()) / "verdict.json").exists()
+    _, alive = psutil.wait_procs(running, timeout=5)
+    assert alive == [], [p.cmdline() for p in alive]
     assert run_databases() == before
 
 

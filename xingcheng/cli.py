@@ -371,7 +371,8 @@ def run(scenario: str, target: str | None, reports: Path, loadgen_port: int,
     """Run a scenario (a shipped name such as smoke, or a file).
 
     Single run: exit 0 pass, 1 fail.  Paired run (--canary): exit 0 promote, 1 rollback,
-    3 hold.  Exit 2 on a harness error."""
+    3 hold.  Exit 2 on a harness error, 130 when interrupted (Ctrl-C: processes stopped,
+    databases dropped, no verdict)."""
     from loadtests.databases import Databases
     from loadtests.run import run as run_scenario
 
@@ -464,7 +465,7 @@ def rollout(baseline: str, canary: str, scenario: str, by: str, steps: str,
     """灰度发布: both builds on one database behind the gray router, the scenario's load
     through it, the canary's part widened step by step while the release gate promotes,
     or all traffic back to the baseline at once when it says rollback.  Exit 0 promoted,
-    1 rolled back, 3 held, 2 harness error."""
+    1 rolled back, 3 held, 2 harness error, 130 interrupted."""
     from rich.console import Console
 
     from loadtests.rollout import rollout as run_rollout
