@@ -5,10 +5,11 @@ few things they spell differently.  For PostgreSQL each statement is rewritten h
 distinct text (a cache): `?`, `?N` and `:name` placeholders become `$N`; `INSERT OR IGNORE`
 becomes `ON CONFLICT DO NOTHING`; `group_concat`, `instr`, `char` and `json_each` become
 `string_agg`, `strpos`, `chr` and `json_array_elements_text` (whose values are text: a
-statement comparing them with numbers says `CAST(value AS INTEGER)`, which both engines
-read).  Migrations' DDL is rewritten the same way (types: SQLite's `INTEGER PRIMARY KEY` is
-a row id, PostgreSQL's a bigint identity column, as every `_id` column is a bigint; `REAL`
-is a double in SQLite, a float4 in PostgreSQL); a migration step whose SQL cannot be
+statement comparing them with numbers says `SELECT CAST(value AS INTEGER) FROM json_each(?)`,
+which both engines read, and which PostgreSQL reads through `id_list`, planned for a few ids:
+migration 0015).  Migrations' DDL is rewritten the same way (types: SQLite's `INTEGER
+PRIMARY KEY` is a row id, PostgreSQL's a bigint identity column, as every `_id` column is a
+bigint; `REAL` is a double in SQLite, a float4 in PostgreSQL); a migration step whose SQL cannot be
 rewritten (triggers, a table rebuilt) ships an engine file of its own beside it
 (`NNNN_name.postgresql.sql`)."""
 
@@ -20,6 +21,8 @@ import re
 _GROUP_CONCAT = re.compile(r"group_concat\(\s*([^(),]+?)\s*(?:,\s*char\(31\)\s*)?\)",
                            re.IGNORECASE)
 _JSON_EACH = re.compile(r"json_each\(\s*(\$\d+)\s*\)", re.IGNORECASE)
+_ID_LIST = re.compile(r"SELECT\s+CAST\(\s*value\s+AS\s+INTEGER\s*\)\s+FROM\s+json_each\("
+                      r"\s*(\$\d+)\s*\)", re.IGNORECASE)
 _INSERT_OR_IGNORE = re.compile(r"^\s*INSERT\s+OR\s+IGNORE\s+INTO", re.IGNORECASE)
 _RETURNING = re.compile(r"\sRETURNING\s", re.IGNORECASE)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -48,6 +51,7 @@ def to_postgresql(sql: str) -> tuple[str, tuple[str, ...] | None]:
                                                                   _SQLITE_MASTER)))
     text = _GROUP_CONCAT.sub(r"string_agg((\1)::text, chr(31))", text) \
         if "char(31)" in text else _GROUP_CONCAT.sub(r"string_agg((\1)::text, ',')", text)
+    text = _ID_LIST.sub(r"SELECT value FROM id_list(\1::json)", text)   # migration 0015
     text = _JSON_EACH.sub(r"json_array_elements_text(\1::json)", text)
     text = re.sub(r"\binstr\(", "strpos(", text, flags=re.IGNORECASE)
     text = re.sub(r"\bchar\(31\)", "chr(31)", text, flags=re.IGNORECASE)

@@ -1,0 +1,3 @@
+-- 0015: a list of ids sent as one JSON array is read by PostgreSQL through a function that
+-- tells its planner to expect a few (PostgreSQL only: 0015_id_lists.postgresql.sql).  SQLite
+-- plans such a list by itself and changes nothing here.
