@@ -121,22 +121,24 @@ async def _anchor_clock(conn: Connection, clock: Clock, resume: bool) -> None:
 async def _sweeper(services: Services) -> None:
     """Expire unpaid orders, fail the group buys whose time is up, settle payments and
     refunds the payer has not confirmed, earn the points another build's payments missed,
-    index the products another writer changed, audit the stock that changed since the last
-    look, notice accounts deleted by another process, and checkpoint the WAL off the request
+    audit the stock that changed since the last look (those in one worker of several: they
+    are the database's, not this process's), index the products another writer changed,
+    notice accounts deleted by another process, and checkpoint the WAL off the request
     path."""
     audited_from = services.clock.stamp()
     while True:
         await asyncio.sleep(services.config.expiry_sweep_interval)
         try:
-            await services.orders.expire_due()
-            await services.payments.reconcile_due()
-            await services.group_buys.fail_due()
-            await services.after_sales.reconcile_due()
-            await services.membership.earn_missed()
+            if services.config.sweeps_database:
+                await services.orders.expire_due()
+                await services.payments.reconcile_due()
+                await services.group_buys.fail_due()
+                await services.after_sales.reconcile_due()
+                await services.membership.earn_missed()
+                now = services.clock.stamp()
+                await services.orders.audit_stock(audited_from)
+                audited_from = now
             await services.discovery.reindex_stale()
-            now = services.clock.stamp()
-            await services.orders.audit_stock(audited_from)
-            audited_from = now
             await services.accounts.refresh_deleted()
             await services.db.checkpoint()
         except Exception:

@@ -22,6 +22,10 @@ class MallConfig:
     order_ttl_seconds: float = 15 * 60
     # Real seconds between sweeps for expired orders; lazy checks cover the gaps.
     expiry_sweep_interval: float = 1.0
+    # Whether this process's sweeper also does the sweeps of the whole database (expiry,
+    # reconciliation, group buys, missed points, the stock audit): with several workers on
+    # one port only the first does, instead of each repeating them over the same rows.
+    sweeps_database: bool = True
     # Real seconds a login token stays valid.
     token_ttl_seconds: int = 7 * 24 * 3600
     # Real seconds within which a payment notification's timestamp must fall.

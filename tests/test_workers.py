@@ -13,7 +13,7 @@ from mall.member_levels import SHIPPED, load_membership
 from mall.verification import verify
 
 from .api import Api
-from .conftest import open_shop, order_body
+from .conftest import open_shop, order_body, rows_of
 from .test_cli import serving
 from .test_coupons import issue_coupon
 from .test_flash_sales import buy, crowd, start_sale
@@ -168,3 +168,30 @@ async def test_one_payment_settles_once(workers):
     assert (await here.sql("SELECT count(*) FROM payments WHERE order_id = ? AND status ="
                            " 'succeeded'", order_id))[0][0] == 1
     assert (await here.sql("SELECT count(*) FROM payment_notifications"))[0][0] == 1
+
+
+async def test_two_workers_expire_unpaid_orders_through_one_sweeper(start_mall, new_database):
+    """The database's sweeps (expiry here) run in the first worker only; orders left unpaid
+    still expire and give their stock back, with no other mall sweeping beside them."""
+    here = await start_mall(db_path=await new_database("sweeps", engine="postgresql"),
+                            sweeps_database=False)
+    shop = await open_shop(here, stock=20)
+    with serving(here.config.db_path, "--workers", "2", "--order-ttl", "1") as base:
+        there = Api(base, here.api.session)
+        taken = []
+        for n in range(8):
+            customer = await there.login(f"late-{n}")
+            order = await there.post("/api/v1/orders", token=customer, json=order_body(shop))
+            assert order.status == 201, order.body
+            taken.append(order.body["order_id"])
+        for _ in range(100):   # the sweep runs every second; allow it several
+            statuses = {row[0] for row in await rows_of(
+                here.config.db_path, "SELECT status FROM orders")}
+            if statuses == {"expired"}:
+                break
+            await asyncio.sleep(0.1)
+        assert statuses == {"expired"}
+        reserved = await rows_of(here.config.db_path, "SELECT reserved FROM inventory WHERE"
+                                 " sku_id = ?", shop.sku_id)
+        assert reserved == [(0,)]
+    assert all(finding.holds for finding in await verify(here.config.db_path))

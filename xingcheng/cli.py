@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
@@ -199,8 +200,9 @@ def serve(db_path: Path | str, pool_size: int, workers: int, redis_url: str | No
                         shed_interval_seconds=shed_interval_ms / 1000, risk_rules=risk_rules,
                         membership=membership, experiments=experiments)
 
-    def run_mall(_worker: int = 0) -> None:
-        web.run_app(create_app(config), host=host, port=port, print=None,
+    def run_mall(worker: int = 0) -> None:
+        own = dataclasses.replace(config, sweeps_database=worker == 0)
+        web.run_app(create_app(own), host=host, port=port, print=None,
                     backlog=LISTEN_BACKLOG, reuse_port=workers > 1,
                     access_log_class=JsonAccessLogger,
                     access_log=logging.getLogger("mall.access") if config.access_log else None)
