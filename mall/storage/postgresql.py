@@ -27,7 +27,9 @@ raises `DatabaseUnavailable`, which the front door answers with 503 and Retry-Af
 
 Catalogue versions (migration 0007) are pushed, not polled: the triggers NOTIFY each new
 version, a listening connection keeps them in memory, and a transaction of this process
-learns the versions it made itself before it returns, so a cached page needs no read."""
+learns the versions it made itself before it returns, so a cached page needs no read of its
+own: only a query on the listening connection, shared by every lookup waiting at the time,
+that makes sure what other processes committed has arrived (`CatalogueVersions`)."""
 
 from __future__ import annotations
 
