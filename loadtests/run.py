@@ -362,6 +362,9 @@ def _conclude(scenario: Scenario, verdict: dict, console: Console) -> int:
         if checked.get("verified"):
             console.print(f"verify {side}: " + ", ".join(
                 f"{f['name']} {f['breaches']}" for f in checked["invariants"]))
+        elif checked:   # said, not left to verdict.json: nothing here vouches for its rows
+            console.print(f"[yellow]verify {side}: not verified[/yellow] ({checked['why']})",
+                          soft_wrap=True)
     if breached:
         console.print(f"[red]FAIL[/red] {scenario.name}: invariants broken:")
         console.print("; ".join(breached), soft_wrap=True, markup=False)

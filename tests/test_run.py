@@ -151,6 +151,7 @@ def test_run_against_a_running_mall_with_target(tmp_path, env):
                             str(tmp_path / "reports")], env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASS target" in result.stdout.strip().splitlines()[-1]
+    assert "verify baseline: not verified (external mall: no database here)" in result.stdout
     # The same mall without a payer could take no payment: said before any load is sent.
     with serving(db, "--no-access-log", env=env) as base:
         result = xingcheng(["run", str(scenario), "--target", base], env, tmp_path)
