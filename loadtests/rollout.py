@@ -54,6 +54,7 @@ from .run import (
     interrupted,
     locust_command,
     start_malls,
+    stopped_at_exit,
 )
 from .scenario import Scenario, ScenarioError, load_scenario
 from .sides import BASELINE, CANARY
@@ -229,51 +230,46 @@ def _drive(scenario: Scenario, by: str, percents: list[int], districts: list[str
         steps.append(Step(percent, rules, round(now, 1)))
         console.print(f"{now:6.1f} s  step {percent}% on the canary ({_describe(rules)})")
 
-    with (report_dir / "loadgen.log").open("w") as log:
-        locust = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            while time.time() < since:
-                time.sleep(0.05)
-            enter(percents[0], 0.0, f"step 1: {percents[0]}%")
-            next_look = part
-            while locust.poll() is None:
-                time.sleep(0.2)
-                now = time.time() - since
-                if rolled_back or now < next_look:
-                    continue
-                try:
-                    after = _readings(loadgen, malls)
-                except OSError:
-                    continue
-                step = steps[-1]
-                own = step_samples(before, after)
-                if step.percent == 100:   # nothing left to decide: what it served, for the table
-                    step.samples = _requests_per_side(own)
-                    next_look = now + part
-                    continue
-                gate = judge(spec.gate, own)
-                step.ended_s, step.gate = round(now, 1), gate
-                step.verdict, step.deciding = gate["verdict"], gate["deciding"]
+    with (report_dir / "loadgen.log").open("w") as log, stopped_at_exit(
+            subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)) as locust:
+        while time.time() < since:
+            time.sleep(0.05)
+        enter(percents[0], 0.0, f"step 1: {percents[0]}%")
+        next_look = part
+        while locust.poll() is None:
+            time.sleep(0.2)
+            now = time.time() - since
+            if rolled_back or now < next_look:
+                continue
+            try:
+                after = _readings(loadgen, malls)
+            except OSError:
+                continue
+            step = steps[-1]
+            own = step_samples(before, after)
+            if step.percent == 100:   # nothing left to decide: what it served, for the table
                 step.samples = _requests_per_side(own)
-                console.print(f"{now:6.1f} s  step {step.percent}%: {step.verdict.upper()}"
-                              + (f" ({'; '.join(step.deciding[:2])})" if step.deciding else ""),
-                              markup=False, soft_wrap=True)
                 next_look = now + part
-                if step.verdict == "rollback":
-                    router.set({}, f"rollback at {step.percent}%: "
-                               + "; ".join(step.deciding)[:150])
-                    rolled_back = True
-                    console.print(f"{now:6.1f} s  ROLLBACK: all traffic to the baseline")
-                elif step.verdict == "promote":
-                    index += 1
-                    before = after
-                    enter(percents[index], now, f"step {index + 1}: {percents[index]}% "
-                          f"(after promote at {step.percent}%)")
-                # hold: the same step goes on, judged on all its samples at the next look
-        finally:
-            if locust.poll() is None:
-                locust.terminate()
-                locust.wait(timeout=30)
+                continue
+            gate = judge(spec.gate, own)
+            step.ended_s, step.gate = round(now, 1), gate
+            step.verdict, step.deciding = gate["verdict"], gate["deciding"]
+            step.samples = _requests_per_side(own)
+            console.print(f"{now:6.1f} s  step {step.percent}%: {step.verdict.upper()}"
+                          + (f" ({'; '.join(step.deciding[:2])})" if step.deciding else ""),
+                          markup=False, soft_wrap=True)
+            next_look = now + part
+            if step.verdict == "rollback":
+                router.set({}, f"rollback at {step.percent}%: "
+                           + "; ".join(step.deciding)[:150])
+                rolled_back = True
+                console.print(f"{now:6.1f} s  ROLLBACK: all traffic to the baseline")
+            elif step.verdict == "promote":
+                index += 1
+                before = after
+                enter(percents[index], now, f"step {index + 1}: {percents[index]}% "
+                      f"(after promote at {step.percent}%)")
+            # hold: the same step goes on, judged on all its samples at the next look
     if locust.returncode != 0:
         raise HarnessError(f"locust exited with {locust.returncode}; see loadgen.log")
     last = steps[-1]

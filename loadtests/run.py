@@ -318,9 +318,9 @@ def interrupted(console: Console, report_dir: Path) -> int:
 
 
 @contextlib.contextmanager
-def _stopped_at_exit(process: subprocess.Popen) -> Iterator[subprocess.Popen]:
+def stopped_at_exit(process: subprocess.Popen) -> Iterator[subprocess.Popen]:
     """The load generator, stopped if the harness leaves before it ends (an interrupt, an
-    error): it would otherwise go on loading a mall that is gone."""
+    error): it would otherwise go on loading a mall that is gone (run and rollout)."""
     try:
         yield process
     finally:
@@ -454,7 +454,7 @@ def _load(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Cons
         command += ["--linger-seconds", "8"]
     final_metrics, prometheus_at = report_dir / "loadgen-metrics.prom", None
     started, started_at = time.monotonic(), time.time()
-    with (report_dir / "loadgen.log").open("w") as log, _stopped_at_exit(
+    with (report_dir / "loadgen.log").open("w") as log, stopped_at_exit(
             subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)) as locust:
         chaos.start()
         with Live(console=console, auto_refresh=False,
