@@ -18,6 +18,7 @@ from rich.console import Console
 from mall.storage import postgres_databases
 from mall.storage.database import migrations
 from mall.storage.postgres_databases import LOCAL_SERVER
+from mall.storage.postgresql import BULK_LOAD_VERSION
 from simulator.city import build_city
 from simulator.loader import load
 
@@ -52,8 +53,8 @@ class Databases:
 
     async def _postgresql_city(self, scenario: Scenario, console: Console) -> str:
         spec = scenario.spec.city
-        schema = hashlib.sha1("".join(sql for _, _, sql in migrations("postgresql"))
-                              .encode()).hexdigest()[:8]
+        made = "".join(sql for _, _, sql in migrations("postgresql")) + str(BULK_LOAD_VERSION)
+        schema = hashlib.sha1(made.encode()).hexdigest()[:8]
         name = f"xc_city_{spec.preset}_{spec.seed}_{schema}"
         if await postgres_databases.exists(f"{self.server.rstrip('/')}/{name}"):
             return f"{self.server.rstrip('/')}/{name}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from mall.verification import verify
@@ -131,3 +132,29 @@ async def test_the_city_brings_its_members_and_the_mall_keeps_their_points(tmp_p
                                                              member["spent_fen"])
     findings = {f.name: f for f in await verify(db)}
     assert findings["points_match_ledger"].holds
+
+
+async def test_a_city_loaded_into_postgresql_leaves_its_empty_tables_planned_by_index(
+        new_database):
+    """Orders, payments and order lines start empty and grow all through a crest.  The
+    mall's statements are prepared once per connection, and PostgreSQL settles on a generic
+    plan after five runs; planned over a table it believed empty, that plan read the whole
+    table for every order looked up by id, for as long as the connection lived."""
+    target = await new_database("city_plans")
+    if isinstance(target, Path):
+        pytest.skip("about PostgreSQL's planner (`--engine postgresql`)")
+    await load(build_city(SMALL, 7), target)
+    conn = await asyncpg.connect(target)
+    try:
+        plans = {}
+        for table, column in (("orders", "id"), ("order_lines", "order_id"),
+                              ("payments", "order_id"), ("inventory_ledger", "order_id")):
+            await conn.execute(f"PREPARE q_{table} (bigint) AS"
+                               f" SELECT * FROM {table} WHERE {column} = $1")
+            for key in range(6):   # the five custom plans, then the generic one
+                await conn.execute(f"EXECUTE q_{table} ({key})")
+            plan = await conn.fetchval(f"EXPLAIN EXECUTE q_{table} (1)")
+            plans[table] = plan.split("  ")[0]
+    finally:
+        await conn.close()
+    assert not [plan for plan in plans.values() if plan.startswith("Seq Scan")], plans

@@ -59,6 +59,9 @@ _AWAY = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError,
          asyncpg.OperatorInterventionError)
 # jit off: the planner JIT-compiles any statement it guesses costly, which for the mall's
 # short ones (the stock audit, say: 25 ms of work) took 325 ms of compiling on every call.
+# What a bulk-loaded database holds beyond its migrations (statistics, sequences): bumped when
+# `after_bulk_load` changes, so databases kept as templates are loaded again.
+BULK_LOAD_VERSION = 2
 SESSION_SETTINGS = {"application_name": "xingcheng", "jit": "off"}
 _MIGRATION_LOCK = 0x78696E67   # "xing": one process at a time migrates
 _RETURNS_ROWS = ("SELECT", "WITH", "VALUES")
@@ -328,7 +331,15 @@ class PgDatabase:
     async def after_bulk_load(self) -> None:
         """Identity columns continue after the ids a bulk load chose, and the planner learns
         the loaded tables' sizes (COPY leaves no statistics: until autovacuum came round,
-        a city's first minutes were planned as if its tables were empty)."""
+        a city's first minutes were planned as if its tables were empty).
+
+        A table the load left empty (orders, payments, order lines...) is not analysed.  An
+        analysed empty table is one the planner believes empty, and a prepared statement's
+        generic plan, made in a mall's first seconds, then scans it: cheapest for no rows,
+        and kept for the connection's life while the table grows, unless autovacuum analyses
+        it again (CI's server runs without).  At the late-night crest every lookup of an
+        order by its id, and every foreign key check naming one, read the whole table.  A
+        table never analysed is planned as at least ten pages, by its index."""
         async with self._connection() as conn:
             tables = await conn.fetch(
                 "SELECT table_name FROM information_schema.columns WHERE column_name = 'id'"
@@ -337,7 +348,10 @@ class PgDatabase:
                 await conn.execute(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
                     f" coalesce((SELECT max(id) FROM {table}), 0) + 1, false)")
-            await conn.execute("ANALYZE")
+            for (table,) in await conn.fetch(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"):
+                if await conn.fetchval(f'SELECT EXISTS (SELECT 1 FROM "{table}")'):
+                    await conn.execute(f'ANALYZE "{table}"')
 
 
 async def _as_it_is(conn: asyncpg.Connection) -> None:
