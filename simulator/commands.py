@@ -19,7 +19,6 @@ from xingcheng.database_option import DATABASE
 
 from . import tables
 from .city import build_city
-from .describe import store_map_picture, traffic_picture
 from .export import export
 from .loader import CityExists, load, read_manifest
 
@@ -105,6 +104,8 @@ def describe(db_path: Path, out_dir: Path | None) -> None:
     folder = out_dir or db_path.parent
     folder.mkdir(parents=True, exist_ok=True)
     stem = db_path.stem
+    # Here, not at the top: matplotlib is half a second of every `xingcheng` start.
+    from .describe import store_map_picture, traffic_picture
     curve = traffic_picture(manifest["sizes"]["daily_orders"], folder / f"{stem}-traffic.png")
     where = store_map_picture(locations, folder / f"{stem}-stores.png")
     out.print(f"pictures: {curve} {where}")
