@@ -14,12 +14,12 @@ from aiohttp import web
 from .auth import PRINCIPAL, bearer_token
 from .errors import ApiError, Conflict
 from .handlers.orders import IDEMPOTENCY_KEY
-from .json_body import dumps
+from .json_body import encode
 from .services.flash_sales import SOLD_OUT
 from .services.registry import SERVICES
 
 _BUY = re.compile(r"/api/v1/flash-sales/([1-9][0-9]{0,17})/orders")
-_SOLD_OUT_BODY = dumps(Conflict("sold_out", SOLD_OUT, "sale_id").body()).encode()
+_SOLD_OUT_BODY = encode(Conflict("sold_out", SOLD_OUT, "sale_id").body())
 
 
 def sold_out_answer(request: web.Request) -> web.Response | None:

@@ -6,12 +6,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..auth import PRINCIPAL, Principal
-from ..json_body import dumps
+from ..json_body import encode
 from ..services.registry import SERVICES, Services
 
 
 def reply(data: object, status: int = 200, headers: dict | None = None) -> web.Response:
-    return web.json_response(data, status=status, headers=headers, dumps=dumps)
+    return web.Response(body=encode(data), status=status, headers=headers,
+                        content_type="application/json", charset="utf-8")
 
 
 def reply_bytes(body: bytes) -> web.Response:

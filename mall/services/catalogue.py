@@ -8,7 +8,7 @@ from itertools import groupby
 from ..auth import Principal
 from ..clock import Clock
 from ..errors import Conflict, NotFound
-from ..json_body import dumps
+from ..json_body import encode
 from ..pricing import ServedPrice, stored
 from ..schemas import BulkStockIn, ProductIn, ProductsQuery
 from ..storage import Database, catalogue, inventory, search_index, stores
@@ -75,7 +75,7 @@ class Catalogue:
         key = (query.tag, query.scene, query.q, query.cursor, query.limit)
         page, version = await self.cache.lookup(store_id, key)
         if page is None:
-            page = dumps(await self.products(store_id, query)).encode()
+            page = encode(await self.products(store_id, query))
             self.cache.put(store_id, key, version, page)
         return page
 
@@ -97,7 +97,7 @@ class Catalogue:
         key = ("product", product_id)
         page, version = await self.cache.lookup(store_id, key)
         if page is None:
-            page = dumps(await self.product(store_id, product_id)).encode()
+            page = encode(await self.product(store_id, product_id))
             self.cache.put(store_id, key, version, page)
         return page
 
