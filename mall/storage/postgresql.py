@@ -57,11 +57,11 @@ _RETRY = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError,
 _AWAY = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError,
          asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
          asyncpg.OperatorInterventionError)
-# jit off: the planner JIT-compiles any statement it guesses costly, which for the mall's
-# short ones (the stock audit, say: 25 ms of work) took 325 ms of compiling on every call.
 # What a bulk-loaded database holds beyond its migrations (statistics, sequences): bumped when
 # `after_bulk_load` changes, so databases kept as templates are loaded again.
 BULK_LOAD_VERSION = 2
+# jit off: the planner JIT-compiles any statement it guesses costly, which for the mall's
+# short ones (the stock audit, say: 25 ms of work) took 325 ms of compiling on every call.
 SESSION_SETTINGS = {"application_name": "xingcheng", "jit": "off"}
 _MIGRATION_LOCK = 0x78696E67   # "xing": one process at a time migrates
 _RETURNS_ROWS = ("SELECT", "WITH", "VALUES")
