@@ -173,6 +173,7 @@ def rollout(name: str, baseline: str, canary: str, by: str, percents: list[int],
     report_dir.mkdir(parents=True, exist_ok=True)
     payer, router = Payer(), None
     ended: int | None = None
+    steps = None
     faults = {CANARY: canary_faults} if canary_faults else {}
     # Built once, before the clock starts: no change of rules waits on a city's build.
     districts = [] if by == "share" else [
@@ -194,9 +195,10 @@ def rollout(name: str, baseline: str, canary: str, by: str, percents: list[int],
             builds.stop(mall.process)
         builds.stop(payer.process)
         cores.release()
-    if ended is not None:
-        databases.drop(console)
-        return ended
+        if steps is None:   # a harness error, Ctrl-C or a bug: the database goes now
+            databases.drop(console)
+    if ended is not None or steps is None:
+        return HARNESS if ended is None else ended
     try:
         return _conclude(scenario, by, percents, malls, steps, report_dir, console,
                          databases.of(BASELINE))

@@ -269,6 +269,7 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
     faults = {CANARY: canary_faults} if canary_faults else {}
     payer = Payer()
     ended: int | None = None
+    verdict: dict | None = None
     try:
         for mall in malls:
             console.print(f"{mall.side}: {mall.build.describe()}"
@@ -291,9 +292,10 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
             builds.stop(mall.process)
         builds.stop(payer.process)
         cores.release()
-    if ended is not None:   # no verdict: the databases go once nothing uses them
-        databases.drop(console)
-        return ended
+        if verdict is None:   # a harness error, Ctrl-C or a bug: nothing to verify, and
+            databases.drop(console)   # the databases go once nothing uses them
+    if ended is not None or verdict is None:
+        return HARNESS if ended is None else ended
     verdict["facts"]["cores"] = {mall.side: sorted(mall.cores) for mall in malls if mall.cores}
     verdict["facts"]["engine"] = databases.engine
     try:
