@@ -104,9 +104,8 @@ class Payments:
             open_now = await payments.open_for_order(conn, order["id"])
             if open_now is not None:
                 return open_now, False
-            await payments.insert(conn, order["id"], prepay_id, out_trade_no,
-                                  order["total_fen"], stamp)
-            return await payments.by_prepay(conn, prepay_id), True
+            return await payments.insert(conn, order["id"], prepay_id, out_trade_no,
+                                         order["total_fen"], stamp), True
 
         try:
             payment, recorded = await self.db.transaction(record)

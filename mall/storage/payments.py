@@ -6,15 +6,19 @@ from sqlite3 import Row
 
 from .database import Connection
 
-_PAYMENT = ("SELECT id, order_id, prepay_id, out_trade_no, amount_fen, status, transaction_id,"
-            " created_at, settled_at FROM payments")
+_COLUMNS = ("id, order_id, prepay_id, out_trade_no, amount_fen, status, transaction_id,"
+            " created_at, settled_at")
+_PAYMENT = f"SELECT {_COLUMNS} FROM payments"
 
 
 async def insert(conn: Connection, order_id: int, prepay_id: str, out_trade_no: str,
-                 amount_fen: int, now: str) -> None:
-    await conn.execute(
+                 amount_fen: int, now: str) -> Row:
+    """The payment as recorded, returned by the insert itself (no read after it)."""
+    rows = await conn.execute_fetchall(
         "INSERT INTO payments (order_id, prepay_id, out_trade_no, amount_fen, status, created_at)"
-        " VALUES (?, ?, ?, ?, 'created', ?)", (order_id, prepay_id, out_trade_no, amount_fen, now))
+        f" VALUES (?, ?, ?, ?, 'created', ?) RETURNING {_COLUMNS}",
+        (order_id, prepay_id, out_trade_no, amount_fen, now))
+    return rows[0]
 
 
 async def for_user(conn: Connection, user_id: int) -> list[Row]:
