@@ -37,7 +37,7 @@ from monitoring.gate_inputs import between, parse
 from monitoring.rollout_report import write_rollout_report
 from simulator.city import build_city
 
-from . import builds, cores
+from . import builds
 from .builds import BuildError
 from .client_metrics import FUNNEL
 from .compatibility import check as compatible
@@ -55,6 +55,7 @@ from .run import (
     locust_command,
     start_malls,
     stopped_at_exit,
+    wind_down,
 )
 from .scenario import Scenario, ScenarioError, load_scenario
 from .sides import BASELINE, CANARY
@@ -189,16 +190,10 @@ def rollout(name: str, baseline: str, canary: str, by: str, percents: list[int],
     except KeyboardInterrupt:
         ended = interrupted(console, report_dir)
     finally:
-        if router is not None:
-            builds.stop(router.process)
-        for mall in malls:
-            builds.stop(mall.process)
-        builds.stop(payer.process)
-        cores.release()
-        if steps is None:   # a harness error, Ctrl-C or a bug: the database goes now
-            databases.drop(console)
-    if ended is not None or steps is None:
-        return HARNESS if ended is None else ended
+        wind_down([router.process if router else None] + [mall.process for mall in malls]
+                  + [payer.process], databases, console, steps is not None)
+    if ended is not None:
+        return ended
     try:
         return _conclude(scenario, by, percents, malls, steps, report_dir, console,
                          databases.of(BASELINE))

@@ -288,14 +288,10 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
     except KeyboardInterrupt:
         ended = interrupted(console, report_dir)
     finally:
-        for mall in malls:
-            builds.stop(mall.process)
-        builds.stop(payer.process)
-        cores.release()
-        if verdict is None:   # a harness error, Ctrl-C or a bug: nothing to verify, and
-            databases.drop(console)   # the databases go once nothing uses them
-    if ended is not None or verdict is None:
-        return HARNESS if ended is None else ended
+        wind_down([mall.process for mall in malls] + [payer.process], databases, console,
+                  verdict is not None)
+    if ended is not None:
+        return ended
     verdict["facts"]["cores"] = {mall.side: sorted(mall.cores) for mall in malls if mall.cores}
     verdict["facts"]["engine"] = databases.engine
     try:
@@ -317,6 +313,18 @@ def interrupted(console: Console, report_dir: Path) -> int:
     any other end."""
     console.print(f"[red]interrupted[/red]: no verdict; what was written is in {report_dir}")
     return INTERRUPTED
+
+
+def wind_down(processes: list, databases: Databases, console: Console,
+              concluded: bool) -> None:
+    """Every process a run or rollout started is stopped and its cores released; without a
+    verdict to verify (a harness error, Ctrl-C, a bug on its way out) the databases go too,
+    once nothing uses them."""
+    for process in processes:
+        builds.stop(process)
+    cores.release()
+    if not concluded:
+        databases.drop(console)
 
 
 @contextlib.contextmanager
