@@ -81,10 +81,10 @@ class Accounts:
 
     async def require_store_access(self, principal: Principal, store_id: int) -> None:
         """Operators act on any store, staff on their own; unknown stores are 404."""
-        conn = self.db.reader()
-        if await stores.store(conn, store_id) is None:
+        staff = await users.store_access(self.db.reader(), principal.user_id, store_id)
+        if staff is None:
             raise NotFound("store", "store_id")
-        if principal.is_operator or await users.is_staff(conn, principal.user_id, store_id):
+        if staff or principal.is_operator:
             return
         raise Forbidden("not_store_staff", "you are not staff of this store", "store_id")
 

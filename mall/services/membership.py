@@ -29,6 +29,15 @@ def present_level(level: Level) -> dict:
             "points_per_yuan": level.points_per_10_yuan / 10}
 
 
+@dataclass(frozen=True)
+class Standing:
+    """A member as their lock found them: spending so far, whether they have their row yet,
+    and whether the order at hand has earned its points already."""
+    spent: int
+    joined: bool
+    earned: bool
+
+
 @dataclass
 class Membership:
     db: Database
@@ -135,40 +144,46 @@ class Membership:
                            "points", extra={"max_points": most // self.rules.fen_per_point})
         return fen
 
-    async def _spent(self, conn: Connection, user_id: int) -> int:
-        """What the member has spent, read under their lock: the level a move sets follows
-        from it, so no concurrent move may change it before this transaction ends."""
+    async def _standing(self, conn: Connection, user_id: int, order_id: int) -> Standing:
+        """The member as a move for this order finds them, read under their lock: the level
+        a move sets follows from the spending, so no concurrent move may change it before
+        this transaction ends."""
         await conn.lock("member", user_id)
-        row = await membership.member(conn, user_id)
-        return row["spent_fen"] if row else 0
+        row = await membership.standing(conn, user_id, order_id)
+        return Standing(spent=row["spent_fen"] or 0, joined=row["spent_fen"] is not None,
+                        earned=bool(row["earned"]))
 
-    async def _move(self, conn: Connection, user_id: int, spent_before: int, *,
+    async def _move(self, conn: Connection, user_id: int, standing: Standing, *,
                     order_id: int, reason: str, points: int, stamp: str, spent_fen: int = 0,
                     at_least: int | None = None) -> bool:
         """One ledger row (see `membership.move`), the level following the spending after
         it, counted in `mall_points_total`; False when nothing moved."""
         moved = await membership.move(
-            conn, user_id, order_id=order_id, reason=reason, points=points,
-            spent_fen=spent_fen, level=self.rules.level_for(spent_before + spent_fen).key,
-            now=stamp, at_least=at_least)
+            conn, user_id, joined=standing.joined, order_id=order_id, reason=reason,
+            points=points, spent_fen=spent_fen,
+            level=self.rules.level_for(standing.spent + spent_fen).key, now=stamp,
+            at_least=at_least)
         if moved is not None:
             self.metrics.points.labels(reason).inc(abs(points))
         return moved is not None
 
     async def redeem(self, conn: Connection, user_id: int, order_id: int, points: int,
                      stamp: str) -> None:
-        spent = await self._spent(conn, user_id)
-        if not await self._move(conn, user_id, spent, order_id=order_id, reason="redeemed",
+        standing = await self._standing(conn, user_id, order_id)
+        if not await self._move(conn, user_id, standing, order_id=order_id, reason="redeemed",
                                 points=-points, stamp=stamp, at_least=points):
             raise Conflict("not_enough_points", "your points were spent meanwhile", "points")
 
     async def earn(self, conn: Connection, order, stamp: str) -> None:
         """The order was paid: its total counts towards the level, and earns points at the
         level the member had before it."""
-        spent = await self._spent(conn, order["user_id"])
-        points = self.rules.earned(self.rules.level_for(spent).key, order["total_fen"])
-        await self._move(conn, order["user_id"], spent, order_id=order["id"], reason="earned",
-                         points=points, stamp=stamp, spent_fen=order["total_fen"])
+        standing = await self._standing(conn, order["user_id"], order["id"])
+        if standing.earned:   # by another build beside this one (`earn_missed`)
+            return
+        points = self.rules.earned(self.rules.level_for(standing.spent).key, order["total_fen"])
+        await self._move(conn, order["user_id"], standing, order_id=order["id"],
+                         reason="earned", points=points, stamp=stamp,
+                         spent_fen=order["total_fen"])
 
     async def earn_missed(self, batch: int = 200) -> int:
         """Points for orders another build paid without earning them (an older build beside
@@ -191,12 +206,14 @@ class Membership:
         """The order closed unpaid or was refunded: points it redeemed come back, points and
         spending it earned go."""
         moved = await membership.on_order(conn, order["id"])
-        spent = await self._spent(conn, order["user_id"])
         redeemed, earned = moved.get("redeemed"), moved.get("earned")
+        if redeemed is None and earned is None:
+            return
+        standing = await self._standing(conn, order["user_id"], order["id"])
         if redeemed is not None:
-            await self._move(conn, order["user_id"], spent, order_id=order["id"],
+            await self._move(conn, order["user_id"], standing, order_id=order["id"],
                              reason="returned", points=-redeemed["points"], stamp=stamp)
         if earned is not None:
-            await self._move(conn, order["user_id"], spent, order_id=order["id"],
+            await self._move(conn, order["user_id"], standing, order_id=order["id"],
                              reason="reversed", points=-earned["points"], stamp=stamp,
                              spent_fen=-earned["spent_fen"])

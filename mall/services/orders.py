@@ -139,7 +139,7 @@ class Orders:
             # Rows locked in one order (by SKU) everywhere, so two baskets never deadlock.
             for index, line in sorted(enumerate(data.lines), key=lambda item: item[1].sku_id):
                 if not await inventory.reserve(conn, data.store_id, line.sku_id, line.qty,
-                                               order_id, stamp):
+                                               stamp):
                     self.metrics.out_of_stock.inc()
                     raise Conflict("out_of_stock", "not enough stock for this line",
                                    f"lines.{index}.sku_id",
@@ -147,6 +147,7 @@ class Orders:
             await orders.insert_lines(conn, order_id, [
                 (line.sku_id, skus[line.sku_id]["name"], skus[line.sku_id]["price_fen"],
                  line.qty) for line in data.lines])
+            await inventory.reserved_for(conn, data.store_id, order_id, stamp)
             if data.coupon_id is not None:
                 await self.coupons.use(conn, data.coupon_id, order_id, discount, stamp)
             if data.points is not None:
@@ -304,13 +305,12 @@ class Orders:
     async def close_in(self, conn: Connection, order_id: int, to_state: str,
                         stamp: str) -> int | None:
         """The store whose stock came back, or None when the order was no longer unpaid."""
-        if not await orders.move(conn, order_id, ("pending_payment",), to_state,
-                                 closed_at=stamp):
+        order = await orders.move(conn, order_id, ("pending_payment",), to_state,
+                                  closed_at=stamp)
+        if order is None:
             return None
-        order = await orders.order(conn, order_id)
-        for line in await orders.lines(conn, order_id):
-            await inventory.release(conn, order["store_id"], line["sku_id"], line["qty"],
-                                    order_id, stamp)
+        await inventory.release(conn, order["store_id"], await orders.lines(conn, order_id),
+                                order_id, stamp)
         await payments.close_open(conn, order_id, stamp)
         await self.membership.undo(conn, order, stamp)
         if await coupons.give_back(conn, order_id):
@@ -366,20 +366,20 @@ class Orders:
         await orders.move(conn, order_id, (order["status"],), "refunded",
                           **({"closed_at": stamp} if holding else {}))
         if holding:
-            for line in await orders.lines(conn, order_id):
-                await inventory.release(conn, order["store_id"], line["sku_id"], line["qty"],
-                                        order_id, stamp)
+            await inventory.release(conn, order["store_id"], await orders.lines(conn, order_id),
+                                    order_id, stamp)
         if await coupons.give_back(conn, order_id):
             self.metrics.coupon_redemptions.labels("returned").inc()
         await self.membership.undo(conn, order, stamp)
 
-    async def hand_over(self, conn: Connection, order, from_states: tuple[str, ...],
-                        stamp: str) -> bool:
-        """Complete an order whose goods leave the store: reserved stock leaves the shelf."""
-        if not await orders.move(conn, order["id"], from_states, "completed", closed_at=stamp,
-                                 handed_over_at=stamp):
-            return False
-        for line in await orders.lines(conn, order["id"]):
-            await inventory.hand_over(conn, order["store_id"], line["sku_id"], line["qty"],
-                                      order["id"], stamp)
-        return True
+    async def hand_over(self, conn: Connection, order_id: int, from_states: tuple[str, ...],
+                        stamp: str) -> tuple[Row, list[Row]] | None:
+        """Complete an order whose goods leave the store: reserved stock leaves the shelf.
+        The order as completed and its lines, or None when its state had changed."""
+        order = await orders.move(conn, order_id, from_states, "completed", closed_at=stamp,
+                                  handed_over_at=stamp)
+        if order is None:
+            return None
+        lines = await orders.lines(conn, order_id)
+        await inventory.hand_over(conn, order["store_id"], lines, order_id, stamp)
+        return order, lines

@@ -171,10 +171,10 @@ class Payments:
             if not await payments.record_notification(conn, notification_id,
                                                       payment["prepay_id"], trade_state, stamp):
                 return "duplicate", None
-            outcome = await self._apply(conn, payment, trade_state,
-                                        transaction.get("transaction_id"), stamp)
+            outcome, order = await self._apply(conn, payment, trade_state,
+                                               transaction.get("transaction_id"), stamp)
             await payments.set_notification_outcome(conn, notification_id, outcome)
-            return outcome, await orders.order(conn, payment["order_id"])
+            return outcome, order
 
         outcome, order = await self.db.transaction(apply)
         self.metrics.payment_notifications.labels(outcome).inc()
@@ -245,8 +245,7 @@ class Payments:
                 settled = await payments.settle(conn, payment["prepay_id"], "closed", None, stamp)
                 return ("closed" if settled else "duplicate"), None
             fresh = await payments.by_prepay(conn, payment["prepay_id"])
-            outcome = await self._apply(conn, fresh, state, answer.get("transaction_id"), stamp)
-            return outcome, await orders.order(conn, payment["order_id"])
+            return await self._apply(conn, fresh, state, answer.get("transaction_id"), stamp)
 
         outcome, order = await self.db.transaction(apply)
         self.metrics.payment_queries.labels(outcome).inc()
@@ -267,21 +266,21 @@ class Payments:
             lambda conn: payments.mark_closed_at_payer(conn, payment["prepay_id"], stamp))
 
     async def _apply(self, conn, payment, trade_state: str, transaction_id: str | None,
-                     stamp: str) -> str:
+                     stamp: str) -> tuple[str, object]:
+        """(outcome, the order as paid when the outcome is 'applied', else None)."""
         if trade_state != "SUCCESS":
             settled = await payments.settle(conn, payment["prepay_id"], "failed", None, stamp)
-            return "payment_failed" if settled else "duplicate"
+            return ("payment_failed" if settled else "duplicate"), None
         if not await payments.settle(conn, payment["prepay_id"], "succeeded", transaction_id,
                                      stamp):
             # Already settled by another notification, or closed with its order: a payment
             # that lands on a closed order needs a refund, which a later release handles.
-            return "duplicate" if payment["status"] == "succeeded" else "late"
-        order = await orders.order(conn, payment["order_id"])
-        code = new_pickup_code() if order["fulfilment"] == "pickup" else None
-        if await orders.move(conn, order["id"], ("pending_payment",), "paid", paid_at=stamp,
-                             pickup_code=code):
-            await self.orders.membership.earn(conn, order, stamp)
-            if await group_buys.complete_if_full(conn, order["id"], stamp) is not None:
-                self.metrics.groups.labels("succeeded").inc()
-            return "applied"
-        return "late"
+            return ("duplicate" if payment["status"] == "succeeded" else "late"), None
+        order = await orders.mark_paid(conn, payment["order_id"], stamp, new_pickup_code())
+        if order is None:
+            return "late", None
+        await self.orders.membership.earn(conn, order, stamp)
+        if order["group_id"] is not None and await group_buys.complete_if_full(
+                conn, order["group_id"], stamp):
+            self.metrics.groups.labels("succeeded").inc()
+        return "applied", order

@@ -13,9 +13,9 @@ from ..auth import Principal
 from ..clock import Clock
 from ..errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from ..metrics import MallMetrics
-from ..storage import Database, group_buys, orders
+from ..storage import Database, orders
 from . import audit_trail
-from .orders import Orders
+from .orders import Orders, present
 
 
 @dataclass
@@ -27,33 +27,35 @@ class Pickup:
     max_failures: int
 
     async def _order(self, store_id: int, order_id: int, fulfilment: str):
-        order = await orders.order(self.db.reader(), order_id)
+        order = await orders.for_staff(self.db.reader(), order_id)
         if order is None or order["store_id"] != store_id:
             raise NotFound("order", "order_id")
         if order["fulfilment"] != fulfilment:
             raise Conflict("wrong_fulfilment", f"this is a {order['fulfilment']} order",
                            "order_id")
-        group = await group_buys.group_of_order(self.db.reader(), order_id)
-        if group is not None and group["status"] != "succeeded":
-            raise Conflict("group_not_formed", f"this order's group is {group['status']}: "
-                           "its goods wait until the group fills", "order_id")
+        if order["group_status"] not in (None, "succeeded"):
+            raise Conflict("group_not_formed", f"this order's group is {order['group_status']}:"
+                           " its goods wait until the group fills", "order_id")
         return order
 
     async def _move(self, principal: Principal, store_id: int, order, from_states, to_state,
                     change: str, **stamps) -> dict:
         stamp = self.clock.stamp()
 
-        async def move(conn) -> None:
-            if not await orders.move(conn, order["id"], from_states, to_state,
-                                     **{k: stamp for k in stamps}):
+        async def move(conn):
+            changed = await orders.move(conn, order["id"], from_states, to_state,
+                                        **{k: stamp for k in stamps})
+            if changed is None:
                 raise Conflict("wrong_state", f"the order is {order['status']}", "order_id")
             await audit_trail.record(conn, principal, stamp, f"order.{change}",
                                      store_id=store_id, target_type="order",
                                      target_id=order["id"])
+            return changed
 
-        await self.db.transaction(move)
+        changed = await self.db.transaction(move)
         self.metrics.orders.labels(change).inc()
-        return await self.orders.for_store(store_id, order["id"])
+        return present(changed, await orders.lines(self.db.reader(), order["id"]),
+                       for_customer=False)
 
     async def mark_ready(self, principal: Principal, store_id: int, order_id: int) -> dict:
         order = await self._order(store_id, order_id, "pickup")
@@ -67,8 +69,7 @@ class Pickup:
 
     async def delivered(self, principal: Principal, store_id: int, order_id: int) -> dict:
         order = await self._order(store_id, order_id, "delivery")
-        await self._complete(principal, store_id, order, ("out_for_delivery",))
-        return await self.orders.for_store(store_id, order_id)
+        return await self._complete(principal, store_id, order, ("out_for_delivery",))
 
     async def verify(self, principal: Principal, store_id: int, order_id: int,
                      code: str) -> dict:
@@ -92,18 +93,20 @@ class Pickup:
             failures = await self.db.transaction(count_failure)
             raise Unprocessable("wrong_pickup_code", "the pickup code does not match", "code",
                                 extra={"attempts_left": max(self.max_failures - failures, 0)})
-        await self._complete(principal, store_id, order, ("paid", "ready_for_pickup"))
-        return await self.orders.for_store(store_id, order_id)
+        return await self._complete(principal, store_id, order, ("paid", "ready_for_pickup"))
 
-    async def _complete(self, principal: Principal, store_id: int, order, from_states) -> None:
+    async def _complete(self, principal: Principal, store_id: int, order, from_states) -> dict:
         stamp = self.clock.stamp()
 
-        async def complete(conn) -> None:
-            if not await self.orders.hand_over(conn, order, from_states, stamp):
+        async def complete(conn):
+            completed = await self.orders.hand_over(conn, order["id"], from_states, stamp)
+            if completed is None:
                 raise Conflict("wrong_state", f"the order is {order['status']}", "order_id")
             await audit_trail.record(conn, principal, stamp, "order.complete",
                                      store_id=store_id, target_type="order",
                                      target_id=order["id"])
+            return completed
 
-        await self.db.transaction(complete)
+        completed, lines = await self.db.transaction(complete)
         self.metrics.orders.labels("completed").inc()
+        return present(completed, lines, for_customer=False)

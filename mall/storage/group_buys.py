@@ -97,22 +97,18 @@ async def insert_member(conn: Connection, group_id: int, order_id: int, user_id:
         (order_id, group_id, user_id, now))
 
 
-async def complete_if_full(conn: Connection, order_id: int, now: str) -> int | None:
+async def complete_if_full(conn: Connection, group_id: int, now: str) -> bool:
     """After a member's payment: the group succeeds if it is open and enough members have
-    paid; returns its id then.  The count runs under the group's lock: two members paying
-    at once each count the other's payment, once it is committed, instead of neither."""
-    rows = await conn.execute_fetchall(
-        "SELECT group_id FROM group_members WHERE order_id = ?", (order_id,))
-    if not rows:
-        return None
-    await conn.lock("group", rows[0][0])
+    paid; True then.  The count runs under the group's lock: two members paying at once
+    each count the other's payment, once it is committed, instead of neither."""
+    await conn.lock("group", group_id)
     rows = await conn.execute_fetchall(
         "UPDATE buy_groups SET status = 'succeeded', closed_at = ?1 WHERE status = 'open'"
         " AND id = ?2 AND (SELECT count(*) FROM group_members m JOIN orders o"
         "  ON o.id = m.order_id WHERE m.group_id = buy_groups.id AND o.paid_at IS NOT NULL)"
         "  >= (SELECT group_size FROM group_buys WHERE id = buy_groups.group_buy_id)"
-        " RETURNING id", (now, rows[0][0]))
-    return rows[0][0] if rows else None
+        " RETURNING id", (now, group_id))
+    return bool(rows)
 
 
 async def due_to_fail(conn: Connection, now: str, limit: int) -> list[int]:

@@ -28,41 +28,56 @@ async def hold(conn: Connection, store_id: int, sku_id: int, now: str) -> Row | 
     return rows[0] if rows else None
 
 
-async def _ledger(conn: Connection, store_id: int, sku_id: int, on_hand_delta: int,
-                  reserved_delta: int, reason: str, order_id: int | None, now: str) -> None:
-    await conn.execute(
-        "INSERT INTO inventory_ledger (store_id, sku_id, on_hand_delta, reserved_delta, reason,"
-        " order_id, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (store_id, sku_id, on_hand_delta, reserved_delta, reason, order_id, now))
-
-
-async def reserve(conn: Connection, store_id: int, sku_id: int, qty: int, order_id: int,
-                  now: str) -> bool:
-    """Hold `qty` for an order if that many are available; one atomic conditional update."""
+async def reserve(conn: Connection, store_id: int, sku_id: int, qty: int, now: str) -> bool:
+    """Hold `qty` for an order if that many are available; one atomic conditional update.
+    Its ledger row comes with the order's others (`reserved_for`), once its lines are in."""
     rows = await conn.execute_fetchall(
         "UPDATE inventory SET reserved = reserved + ?1, updated_at = ?4"
         " WHERE store_id = ?2 AND sku_id = ?3 AND on_hand - reserved >= ?1 RETURNING 1",
         (qty, store_id, sku_id, now))
-    if rows:
-        await _ledger(conn, store_id, sku_id, 0, qty, "reserve", order_id, now)
     return bool(rows)
 
 
-async def release(conn: Connection, store_id: int, sku_id: int, qty: int, order_id: int,
+async def _lines_ledger(conn: Connection, store_id: int, order_id: int, on_hand_sign: int,
+                        reserved_sign: int, reason: str, now: str) -> None:
+    """One ledger row per line of the order, in one statement."""
+    await conn.execute(
+        "INSERT INTO inventory_ledger (store_id, sku_id, on_hand_delta, reserved_delta, reason,"
+        " order_id, at) SELECT ?, sku_id, ? * qty, ? * qty, ?, order_id, ? FROM order_lines"
+        " WHERE order_id = ? ORDER BY line_no",
+        (store_id, on_hand_sign, reserved_sign, reason, now, order_id))
+
+
+async def reserved_for(conn: Connection, store_id: int, order_id: int, now: str) -> None:
+    """The ledger rows of an order's reservations (`reserve`, line by line, came first)."""
+    await _lines_ledger(conn, store_id, order_id, 0, 1, "reserve", now)
+
+
+async def release(conn: Connection, store_id: int, lines: list, order_id: int,
                   now: str) -> None:
-    await conn.execute(
+    """Units an order held go back on sale: every line of the order (rows of `orders.lines`),
+    in one round trip for the counts and one for the ledger."""
+    await conn.executemany(
         "UPDATE inventory SET reserved = reserved - ?, updated_at = ?"
-        " WHERE store_id = ? AND sku_id = ?", (qty, now, store_id, sku_id))
-    await _ledger(conn, store_id, sku_id, 0, -qty, "release", order_id, now)
+        " WHERE store_id = ? AND sku_id = ?",
+        [(line["qty"], now, store_id, line["sku_id"]) for line in _by_sku(lines)])
+    await _lines_ledger(conn, store_id, order_id, 0, -1, "release", now)
 
 
-async def hand_over(conn: Connection, store_id: int, sku_id: int, qty: int, order_id: int,
+async def hand_over(conn: Connection, store_id: int, lines: list, order_id: int,
                     now: str) -> None:
-    """Goods held for an order leave the shelf: both counts drop together."""
-    await conn.execute(
+    """Goods held for an order leave the shelf: both counts drop together, for every line
+    of the order."""
+    await conn.executemany(
         "UPDATE inventory SET reserved = reserved - ?1, on_hand = on_hand - ?1, updated_at = ?2"
-        " WHERE store_id = ?3 AND sku_id = ?4", (qty, now, store_id, sku_id))
-    await _ledger(conn, store_id, sku_id, -qty, -qty, "hand_over", order_id, now)
+        " WHERE store_id = ?3 AND sku_id = ?4",
+        [(line["qty"], now, store_id, line["sku_id"]) for line in _by_sku(lines)])
+    await _lines_ledger(conn, store_id, order_id, -1, -1, "hand_over", now)
+
+
+def _by_sku(lines: list) -> list:
+    """Rows are locked in one order (by SKU) everywhere, so two orders never deadlock."""
+    return sorted(lines, key=lambda line: line["sku_id"])
 
 
 async def set_on_hand(conn: Connection, store_id: int, sku_id: int, on_hand: int,

@@ -19,31 +19,44 @@ async def member(conn: Connection, user_id: int) -> Row | None:
     return rows[0] if rows else None
 
 
-async def move(conn: Connection, user_id: int, *, order_id: int | None, reason: str,
-               points: int, spent_fen: int, level: str, now: str,
-               at_least: int | None = None) -> Row | None:
-    """Change a member's points and spending by one ledger row (the member joins at their
-    first), and set their level; None, writing nothing, when the row exists already for
-    this order and reason, or when `at_least` is given and the balance is below it."""
-    if order_id is not None and await conn.execute_fetchall(
-            "SELECT 1 FROM points_ledger WHERE order_id = ? AND reason = ?", (order_id, reason)):
-        return None
-    await conn.execute(
-        "INSERT INTO members (user_id, level, points, spent_fen, joined_at, updated_at)"
-        " VALUES (?, ?, 0, 0, ?, ?) ON CONFLICT (user_id) DO NOTHING",
-        (user_id, level, now, now))
+async def standing(conn: Connection, user_id: int, order_id: int) -> Row:
+    """What a move for this order needs to know first, in one read: the member's spending
+    (None before their first move) and whether the order has earned its points already."""
     rows = await conn.execute_fetchall(
-        "UPDATE members SET points = points + ?1, spent_fen = spent_fen + ?2, level = ?3,"
-        " updated_at = ?4 WHERE user_id = ?5 AND (CAST(?6 AS INTEGER) IS NULL OR points >= ?6)"
-        " RETURNING points, spent_fen",
-        (points, spent_fen, level, now, user_id, at_least))
-    if not rows:
-        return None
+        "SELECT (SELECT spent_fen FROM members WHERE user_id = ?) AS spent_fen,"
+        " EXISTS (SELECT 1 FROM points_ledger WHERE order_id = ? AND reason = 'earned')"
+        " AS earned", (user_id, order_id))
+    return rows[0]
+
+
+async def move(conn: Connection, user_id: int, *, joined: bool, order_id: int | None,
+               reason: str, points: int, spent_fen: int, level: str, now: str,
+               at_least: int | None = None) -> int | None:
+    """Change a member's points and spending by one ledger row, and set their level; the
+    balance after it, or None, writing nothing, when `at_least` is given and the balance is
+    below it.  `joined` says whether the member has their row yet (read under the member's
+    lock, so it cannot change before this): their first move makes it."""
+    if joined:
+        rows = await conn.execute_fetchall(
+            "UPDATE members SET points = points + ?1, spent_fen = spent_fen + ?2, level = ?3,"
+            " updated_at = ?4 WHERE user_id = ?5"
+            " AND (CAST(?6 AS INTEGER) IS NULL OR points >= ?6) RETURNING points",
+            (points, spent_fen, level, now, user_id, at_least))
+        if not rows:
+            return None
+        balance = rows[0][0]
+    else:
+        if at_least is not None and at_least > 0:   # no points before the first move
+            return None
+        await conn.execute(
+            "INSERT INTO members (user_id, level, points, spent_fen, joined_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)", (user_id, level, points, spent_fen, now, now))
+        balance = points
     await conn.execute(
         "INSERT INTO points_ledger (user_id, order_id, reason, points, spent_fen, balance, at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (user_id, order_id, reason, points, spent_fen, rows[0]["points"], now))
-    return rows[0]
+        (user_id, order_id, reason, points, spent_fen, balance, now))
+    return balance
 
 
 async def since_membership(conn: Connection) -> str:

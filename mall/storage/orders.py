@@ -8,12 +8,15 @@ from sqlite3 import Row
 from .database import Connection
 from .inventory import LIVE
 
-_ORDER = (
-    "SELECT o.id, o.user_id, o.store_id, o.status, o.fulfilment, o.pickup_point_id,"
-    " o.address_id, o.total_fen, o.pickup_code, o.pickup_failures, o.created_at,"
-    " o.expires_at, o.paid_at, o.ready_at, o.closed_at, o.points_used, o.points_fen"
-    " FROM orders o"
-)
+_COLUMNS = ("id", "user_id", "store_id", "status", "fulfilment", "pickup_point_id",
+            "address_id", "total_fen", "pickup_code", "pickup_failures", "created_at",
+            "expires_at", "paid_at", "ready_at", "closed_at", "points_used", "points_fen")
+_SELECT = f"SELECT {', '.join(f'o.{column}' for column in _COLUMNS)}"
+_ORDER = f"{_SELECT} FROM orders o"
+# What a change of state answers with: the order as it is now, and the group buy it belongs
+# to (None for most), so the steps after it need not read either again.
+_CHANGED = (f" RETURNING {', '.join(_COLUMNS)},"
+            " (SELECT group_id FROM group_members WHERE order_id = orders.id) AS group_id")
 
 
 async def insert(conn: Connection, *, user_id: int, store_id: int, fulfilment: str,
@@ -49,15 +52,37 @@ async def lines(conn: Connection, order_id: int) -> list[Row]:
         " WHERE order_id = ? ORDER BY line_no", (order_id,)))
 
 
+async def for_staff(conn: Connection, order_id: int) -> Row | None:
+    """The order with the state of its group buy (None when it has none): staff may not hand
+    over the goods of a group that has not formed."""
+    rows = await conn.execute_fetchall(
+        f"{_SELECT}, (SELECT b.status FROM group_members m"
+        " JOIN buy_groups b ON b.id = m.group_id WHERE m.order_id = o.id) AS group_status"
+        " FROM orders o WHERE o.id = ?", (order_id,))
+    return rows[0] if rows else None
+
+
 async def move(conn: Connection, order_id: int, from_states: tuple[str, ...], to_state: str,
-               **stamps: object) -> bool:
-    """Change state only from one of `from_states`; False if another change came first."""
+               **stamps: object) -> Row | None:
+    """Change state only from one of `from_states`; the order as changed (with `group_id`),
+    or None if another change came first."""
     sets = ", ".join(["status = ?", *(f"{column} = ?" for column in stamps)])
     marks = ",".join("?" * len(from_states))
     rows = await conn.execute_fetchall(
-        f"UPDATE orders SET {sets} WHERE id = ? AND status IN ({marks}) RETURNING 1",
+        f"UPDATE orders SET {sets} WHERE id = ? AND status IN ({marks}){_CHANGED}",
         (to_state, *stamps.values(), order_id, *from_states))
-    return bool(rows)
+    return rows[0] if rows else None
+
+
+async def mark_paid(conn: Connection, order_id: int, paid_at: str,
+                    pickup_code: str) -> Row | None:
+    """An unpaid order paid: it takes `pickup_code` if its goods are picked up; the order as
+    changed (with `group_id`), or None when it was not unpaid any more."""
+    rows = await conn.execute_fetchall(
+        "UPDATE orders SET status = 'paid', paid_at = ?, pickup_code = CASE fulfilment"
+        f" WHEN 'pickup' THEN ? END WHERE id = ? AND status = 'pending_payment'{_CHANGED}",
+        (paid_at, pickup_code, order_id))
+    return rows[0] if rows else None
 
 
 async def count_pickup_failure(conn: Connection, order_id: int) -> int:
