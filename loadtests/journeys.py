@@ -434,10 +434,13 @@ def group_buy(walk: Walk, token: str, rng: random.Random) -> bool:
     key = f"{walk.city.seed}-group-{rng.getrandbits(64):016x}"
     status, order = 0, None
     while shared and status != 201:
-        status, order = walk.call("POST", f"{V1}/groups/{shared[-1]}/orders", "join_group",
-                                  token, {}, {"Idempotency-Key": f"{key}-{len(shared)}"})
-        if status != 201:
-            shared.pop()   # full, closed, or this customer's own: not shared any more
+        group_id = shared[-1]
+        status, order = walk.call("POST", f"{V1}/groups/{group_id}/orders", "join_group",
+                                  token, {}, {"Idempotency-Key": f"{key}-{group_id}"})
+        # Full, closed, or this customer's own: not shared any more.  Other customers walk
+        # beside this one and may have dropped it (or others) while it was asked.
+        if status != 201 and group_id in shared:
+            shared.remove(group_id)
     if status != 201:
         status, order = walk.call("POST", f"{V1}/group-buys/{campaign['group_buy_id']}/groups",
                                   "open_group", token, {}, {"Idempotency-Key": key})
