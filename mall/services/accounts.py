@@ -43,7 +43,7 @@ class Accounts:
         now = self.clock.now()
         if user is None or (user["last_active_at"] or "") < self.clock.stamp(now - ACTIVITY_GRAIN):
             stamp = self.clock.stamp(now)
-            arrived = await self.db.transaction(lambda conn: users.arrive(conn, openid, stamp))
+            arrived = await self.db.statement(lambda conn: users.arrive(conn, openid, stamp))
             if user is None:   # a new customer: no store's staff yet
                 return self._session(arrived["id"], arrived["role"], [])
         store_ids = [int(s) for s in user["store_ids"].split(",")] if user["store_ids"] else []
@@ -98,13 +98,8 @@ class Accounts:
         sealed = self.vault.seal({"name": data.contact_name, "phone": data.phone,
                                   "detail": data.detail})
         stamp = self.clock.stamp()
-
-        async def add(conn):
-            address_id = await users.insert_address(conn, principal.user_id, district, masked,
-                                                    sealed, data.lat, data.lng, stamp)
-            return await users.address(conn, principal.user_id, address_id)
-
-        return dict(await self.db.transaction(add))
+        return dict(await self.db.statement(lambda conn: users.insert_address(
+            conn, principal.user_id, district, masked, sealed, data.lat, data.lng, stamp)))
 
     async def addresses(self, principal: Principal) -> list[dict]:
         return [dict(row) for row in await users.addresses(self.db.reader(), principal.user_id)]

@@ -231,15 +231,14 @@ class Orders:
 
     async def mine(self, principal: Principal, order_id: int) -> dict:
         conn = self.db.reader()
-        order = await orders.order(conn, order_id)
+        order = await orders.for_customer(conn, order_id)
         if order is None or order["user_id"] != principal.user_id:
             raise NotFound("order", "order_id")
         data = present(order, await orders.lines(conn, order_id), for_customer=True)
-        used = await coupons.on_order(conn, order_id)
-        data["coupon"] = ({"coupon_id": used["id"], "discount_fen": used["discount_fen"]}
-                          if used else None)
-        flash = await flash_sales.on_order(conn, order_id)
-        data["flash_sale_id"] = flash["sale_id"] if flash else None
+        data["coupon"] = ({"coupon_id": order["coupon_id"],
+                           "discount_fen": order["coupon_discount_fen"]}
+                          if order["coupon_id"] is not None else None)
+        data["flash_sale_id"] = order["flash_sale_id"]
         return data
 
     async def list_mine(self, principal: Principal, query: PageQuery) -> dict:

@@ -23,7 +23,7 @@ from ..clock import Clock
 from ..errors import ApiError, BadRequest, Conflict, NotFound, Unauthorized
 from ..metrics import MallMetrics
 from ..payer_client import PayerClient, PayerUnavailable
-from ..storage import Database, group_buys, orders, payments, users
+from ..storage import Database, group_buys, orders, payments
 from ..wechatpay import NONCE, SERIAL, SIGNATURE, TIMESTAMP, PlatformVerifier, decrypt_resource
 from .orders import Orders
 
@@ -62,20 +62,16 @@ class Payments:
         or a new one the payer makes.  The payer is called outside any transaction; what it
         answers is recorded only if the order is still payable and has no open payment by
         then (a concurrent request may have won: its prepay is kept, this one closed)."""
-        conn = self.db.reader()
-        order = await orders.order(conn, order_id)
+        order = await payments.for_prepay(self.db.reader(), order_id)
         if order is None or order["user_id"] != principal.user_id:
             raise NotFound("order", "order_id")
         self._payable(order)
         if order["expires_at"] <= self.clock.stamp():
             await self.orders.close(order_id, "expired")
             raise Conflict("order_expired", "the order expired before payment", "order_id")
-        payment = await payments.open_for_order(conn, order_id)
-        if payment is None:
-            payment = await self._open_payment(order, await users.openid(conn, order["user_id"]),
-                                               notify_url)
-        return {"prepay_id": payment["prepay_id"], "order_id": order_id,
-                "amount_fen": order["total_fen"], "package": f"prepay_id={payment['prepay_id']}",
+        prepay_id = order["open_prepay_id"] or await self._open_payment(order, notify_url)
+        return {"prepay_id": prepay_id, "order_id": order_id,
+                "amount_fen": order["total_fen"], "package": f"prepay_id={prepay_id}",
                 "sign_type": "RSA", "expires_at": order["expires_at"]}
 
     @staticmethod
@@ -83,13 +79,15 @@ class Payments:
         if order["status"] != "pending_payment":
             raise Conflict("not_payable", f"the order is {order['status']}", "order_id")
 
-    async def _open_payment(self, order, openid: str, notify_url: str):
+    async def _open_payment(self, order, notify_url: str) -> str:
+        """The prepay_id of a new payment of the order (`payments.for_prepay`'s row), or of
+        the one a concurrent request recorded first."""
         out_trade_no = f"XC{order['id']:010d}{secrets.token_hex(3).upper()}"
         if self.payer is None:
             raise ApiError("payer_unavailable", "this mall has no payer configured",
                            status=503)
         try:
-            prepay_id = await self.payer.jsapi(out_trade_no, order["total_fen"], openid,
+            prepay_id = await self.payer.jsapi(out_trade_no, order["total_fen"], order["openid"],
                                                f"星城订单 {order['id']}", notify_url)
         except PayerUnavailable as exc:
             log.warning("prepay for order %s failed: %s", order["id"], exc)
@@ -99,22 +97,22 @@ class Payments:
 
         async def record(conn):
             await conn.lock("order", order["id"])   # one open payment per order
-            current = await orders.order(conn, order["id"])
+            current = await payments.for_prepay(conn, order["id"])
             self._payable(current)
-            open_now = await payments.open_for_order(conn, order["id"])
-            if open_now is not None:
-                return open_now, False
-            return await payments.insert(conn, order["id"], prepay_id, out_trade_no,
-                                         order["total_fen"], stamp), True
+            if current["open_prepay_id"] is not None:
+                return current["open_prepay_id"], False
+            await payments.insert(conn, order["id"], prepay_id, out_trade_no,
+                                  order["total_fen"], stamp)
+            return prepay_id, True
 
         try:
-            payment, recorded = await self.db.transaction(record)
+            recorded_id, recorded = await self.db.transaction(record)
         except ApiError:
             await self._close_quietly(out_trade_no)
             raise
         if not recorded:
             await self._close_quietly(out_trade_no)
-        return payment
+        return recorded_id
 
     async def _close_quietly(self, out_trade_no: str) -> None:
         """Close a prepay the mall did not record; if the payer cannot be reached it stays

@@ -316,6 +316,11 @@ class Database:
             loop.call_soon(self._commit_group)
         return await done
 
+    async def statement(self, body: Callable[[Connection], Awaitable[T]]) -> T:
+        """A `transaction` whose body runs one statement (PostgreSQL spares it BEGIN and
+        COMMIT; here every write takes the write lock anyway)."""
+        return await self.transaction(body)
+
     def _next_turn(self) -> None:
         self._committed_this_turn = False
 

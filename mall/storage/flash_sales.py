@@ -84,13 +84,6 @@ async def give_back(conn: Connection, order_id: int, now: str) -> int:
     return qty
 
 
-async def on_order(conn: Connection, order_id: int) -> Row | None:
-    rows = await conn.execute_fetchall(
-        "SELECT sale_id, qty, returned_at FROM flash_sale_orders WHERE order_id = ?",
-        (order_id,))
-    return rows[0] if rows else None
-
-
 async def oversold_since(conn: Connection, since: str) -> list[Row]:
     """Sales still running at `since` whose standing orders hold more units than the sale
     offers: counted from the orders themselves, not from the `taken` bookkeeping."""

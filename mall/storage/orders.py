@@ -52,6 +52,18 @@ async def lines(conn: Connection, order_id: int) -> list[Row]:
         " WHERE order_id = ? ORDER BY line_no", (order_id,)))
 
 
+async def for_customer(conn: Connection, order_id: int) -> Row | None:
+    """The order with the coupon it used and the flash sale it bought from (None when
+    none), what its customer's order page shows, in one read."""
+    rows = await conn.execute_fetchall(
+        f"{_SELECT}, (SELECT id FROM user_coupons WHERE order_id = o.id LIMIT 1) AS coupon_id,"
+        " (SELECT discount_fen FROM user_coupons WHERE order_id = o.id LIMIT 1)"
+        " AS coupon_discount_fen,"
+        " (SELECT sale_id FROM flash_sale_orders WHERE order_id = o.id LIMIT 1) AS flash_sale_id"
+        " FROM orders o WHERE o.id = ?", (order_id,))
+    return rows[0] if rows else None
+
+
 async def for_staff(conn: Connection, order_id: int) -> Row | None:
     """The order with the state of its group buy (None when it has none): staff may not hand
     over the goods of a group that has not formed."""

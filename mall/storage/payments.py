@@ -28,10 +28,14 @@ async def for_user(conn: Connection, user_id: int) -> list[Row]:
         " ORDER BY p.id", (user_id,)))
 
 
-async def open_for_order(conn: Connection, order_id: int) -> Row | None:
+async def for_prepay(conn: Connection, order_id: int) -> Row | None:
+    """What a prepay request reads, in one read: the order, its customer's openid, and the
+    prepay_id of its open payment (None when it has none)."""
     rows = await conn.execute_fetchall(
-        f"{_PAYMENT} WHERE order_id = ? AND status = 'created' ORDER BY id DESC LIMIT 1",
-        (order_id,))
+        "SELECT o.id, o.user_id, o.status, o.total_fen, o.expires_at, u.openid,"
+        " (SELECT prepay_id FROM payments WHERE order_id = o.id AND status = 'created'"
+        "  ORDER BY id DESC LIMIT 1) AS open_prepay_id"
+        " FROM orders o JOIN users u ON u.id = o.user_id WHERE o.id = ?", (order_id,))
     return rows[0] if rows else None
 
 

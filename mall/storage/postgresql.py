@@ -202,6 +202,23 @@ class PgTransaction(PgConnection):
                 await self._target.execute("ROLLBACK")
 
 
+class PgStatement(PgTransaction):
+    """`Connection` for a body of one statement, which PostgreSQL makes atomic by itself:
+    no BEGIN, no COMMIT.  A second statement is a bug of the caller's, refused before it
+    is sent (it would not be atomic with the first)."""
+
+    async def _begin(self, with_statement: str = "") -> None:
+        if self._begun or with_statement:
+            raise RuntimeError("Database.statement runs one statement, and no lock")
+        self._begun = True
+
+    async def commit(self) -> None:
+        pass
+
+    async def rollback(self) -> None:
+        pass
+
+
 class ReadOnly(PgConnection):
     """One connection that cannot write (`xingcheng verify`)."""
 
@@ -284,10 +301,19 @@ class PgDatabase:
         """Run `body` in one transaction, again (up to TRANSACTION_RETRIES times) when it
         met a concurrent one (a deadlock, a unique row committed meanwhile); `long` is
         SQLite's concern."""
+        return await self._run(body, PgTransaction)
+
+    async def statement(self, body: Callable[[PgConnection], Awaitable[T]]) -> T:
+        """`transaction` for a body of one statement: without BEGIN and COMMIT, two round
+        trips fewer (a customer's login)."""
+        return await self._run(body, PgStatement)
+
+    async def _run(self, body: Callable[[PgConnection], Awaitable[T]],
+                   kind: type[PgTransaction]) -> T:
         for attempt in range(TRANSACTION_RETRIES):
             try:
                 async with self._connection() as conn:
-                    tx = PgTransaction(conn)
+                    tx = kind(conn)
                     conn.add_log_listener(tx.heard)
                     try:
                         result = await body(tx)

@@ -17,11 +17,6 @@ async def by_openid(conn: Connection, openid: str) -> Row | None:
     return rows[0] if rows else None
 
 
-async def openid(conn: Connection, user_id: int) -> str:
-    rows = await conn.execute_fetchall("SELECT openid FROM users WHERE id = ?", (user_id,))
-    return rows[0][0]
-
-
 async def arrive(conn: Connection, openid: str, now: str) -> Row:
     """A login: the customer registered on first sight, and active as of `now`."""
     rows = await conn.execute_fetchall(
@@ -77,13 +72,15 @@ async def bind_staff(conn: Connection, user_id: int, store_id: int, now: str) ->
 
 async def insert_address(conn: Connection, user_id: int, district_code: str,
                          contact_masked: str, contact_enc: bytes, lat: float | None,
-                         lng: float | None, now: str) -> int:
+                         lng: float | None, now: str) -> Row:
+    """The address as `address` reads it, returned by the insert itself."""
     rows = await conn.execute_fetchall(
         "INSERT INTO addresses (user_id, district_code, contact_masked, contact_enc, lat, lng,"
-        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-        " RETURNING id",
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id, district_code,"
+        " (SELECT name FROM districts WHERE code = addresses.district_code) AS district,"
+        " contact_masked, lat, lng, created_at",
         (user_id, district_code, contact_masked, contact_enc, lat, lng, now))
-    return rows[0][0]
+    return rows[0]
 
 
 _ADDRESS = ("SELECT a.id, a.district_code, d.name AS district, a.contact_masked, a.lat, a.lng,"
