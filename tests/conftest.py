@@ -43,12 +43,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`pytest` is the fast tier a developer runs after every change; a test marked slow is
-    skipped there, with the command that runs it, not dropped."""
+    skipped there, with the command that runs it, not dropped.  One marked several_seconds
+    is skipped there too, but runs in both passes of the full suite (`pytest --full`, and
+    `pytest --engine postgresql`, whose malls it exercises on the other engine)."""
     later = pytest.mark.skip(reason="slow tier: `pytest --full` runs it")
     sqlite = pytest.mark.skip(reason="about SQLite itself (its file, its write lock)")
     on_postgresql = config.getoption("--engine") == "postgresql"
+    fast = not config.getoption("--full") and not on_postgresql
     for item in items:
         if item.get_closest_marker("slow") and not config.getoption("--full"):
+            item.add_marker(later)
+        if item.get_closest_marker("several_seconds") and fast:
             item.add_marker(later)
         if on_postgresql and item.get_closest_marker("sqlite_only"):
             item.add_marker(sqlite)

@@ -196,7 +196,7 @@ window_seconds = 3
 """
 
 
-@pytest.mark.slow   # several seconds: the full tier
+@pytest.mark.several_seconds
 async def test_floods_are_answered_429_with_retry_after_by_rule(start_mall, tmp_path):
     rules = tmp_path / "rules.toml"
     rules.write_text(RULES, encoding="utf-8")

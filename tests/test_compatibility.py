@@ -43,7 +43,7 @@ def test_a_build_against_itself_is_compatible(tmp_path):
     assert "no break" in done.stdout
 
 
-@pytest.mark.slow   # several seconds: the full tier
+@pytest.mark.several_seconds
 def test_each_breaking_change_is_named(tmp_path):
     canary = checkout_copy(tmp_path / "canary")
     schemas, routes = canary / "mall" / "schemas.py", canary / "mall" / "routes.py"

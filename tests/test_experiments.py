@@ -225,7 +225,7 @@ def run_report(folder: Path, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
-@pytest.mark.slow   # several seconds: the full tier
+@pytest.mark.several_seconds
 def test_a_known_conversion_lift_is_found_and_an_a_a_is_not(tmp_path):
     write_sessions(tmp_path, {"wechat_pay": 0.20, "wechat_pay_points": 0.30}, 3000)
     done = run_report(tmp_path)
@@ -267,7 +267,7 @@ def test_a_narrower_level_gives_a_narrower_interval_and_one_experiment_can_be_ch
     assert widths["0.8"] < widths["0.99"]
 
 
-@pytest.mark.slow   # several seconds: the full tier
+@pytest.mark.several_seconds
 def test_too_few_sessions_are_inconclusive_not_guessed(tmp_path):
     write_sessions(tmp_path, {"wechat_pay": 0.2, "wechat_pay_points": 0.6}, 40)
     done = run_report(tmp_path, "--experiment", "payment_method")
@@ -296,7 +296,7 @@ def test_a_folder_that_cannot_be_reported_is_exit_2_saying_why(tmp_path):
     assert "Traceback" not in undefined.stderr + unknown.stderr + empty.stderr
 
 
-@pytest.mark.slow   # several seconds: the full tier
+@pytest.mark.several_seconds
 def test_sessions_recorded_before_experiments_are_exit_2(tmp_path):
     write_sessions(tmp_path, {"wechat_pay": 0.2}, 5)
     path = tmp_path / "sessions.csv.gz"

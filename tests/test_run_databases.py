@@ -35,7 +35,7 @@ def test_a_server_away_at_the_end_leaves_the_database_named_not_a_traceback():
     assert databases.made == {}
 
 
-@pytest.mark.slow   # several seconds: the full tier
+@pytest.mark.several_seconds
 @pytest.mark.parametrize("command", ["run", "rollout"])
 def test_a_run_broken_by_a_bug_still_drops_its_database(tmp_path, monkeypatch, command):
     """A harness error and Ctrl-C end a run with their exit codes; anything else is a bug,

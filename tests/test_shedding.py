@@ -66,7 +66,7 @@ async def test_a_standing_queue_is_shed_and_what_is_admitted_stays_fast(start_ma
     assert await mall.api.metric("mall_requests_in_flight") == 0
 
 
-@pytest.mark.slow   # several seconds: the full tier
+@pytest.mark.several_seconds
 async def test_without_shedding_everyone_waits(start_mall):
     # (nor does a PostgreSQL pool's wait refuse anyone: that limit is tested on its own)
     mall = await start_mall(faults=HEAVY, shed_target_seconds=None, pool_timeout_seconds=60)
