@@ -12,20 +12,11 @@ _PAYMENT = f"SELECT {_COLUMNS} FROM payments"
 
 
 async def insert(conn: Connection, order_id: int, prepay_id: str, out_trade_no: str,
-                 amount_fen: int, now: str) -> Row:
-    """The payment as recorded, returned by the insert itself (no read after it)."""
-    rows = await conn.execute_fetchall(
+                 amount_fen: int, now: str) -> None:
+    await conn.execute(
         "INSERT INTO payments (order_id, prepay_id, out_trade_no, amount_fen, status, created_at)"
-        f" VALUES (?, ?, ?, ?, 'created', ?) RETURNING {_COLUMNS}",
+        " VALUES (?, ?, ?, ?, 'created', ?)",
         (order_id, prepay_id, out_trade_no, amount_fen, now))
-    return rows[0]
-
-
-async def for_user(conn: Connection, user_id: int) -> list[Row]:
-    return list(await conn.execute_fetchall(
-        "SELECT p.order_id, p.amount_fen, p.status, p.transaction_id, p.created_at,"
-        " p.settled_at FROM orders o JOIN payments p ON p.order_id = o.id WHERE o.user_id = ?"
-        " ORDER BY p.id", (user_id,)))
 
 
 async def for_prepay(conn: Connection, order_id: int) -> Row | None:
