@@ -19,6 +19,13 @@ async def insert(conn: Connection, order_id: int, prepay_id: str, out_trade_no: 
         (order_id, prepay_id, out_trade_no, amount_fen, now))
 
 
+async def for_user(conn: Connection, user_id: int) -> list[Row]:
+    return list(await conn.execute_fetchall(
+        "SELECT p.order_id, p.amount_fen, p.status, p.transaction_id, p.created_at,"
+        " p.settled_at FROM orders o JOIN payments p ON p.order_id = o.id WHERE o.user_id = ?"
+        " ORDER BY p.id", (user_id,)))
+
+
 async def for_prepay(conn: Connection, order_id: int) -> Row | None:
     """What a prepay request reads, in one read: the order, its customer's openid, and the
     prepay_id of its open payment (None when it has none)."""
