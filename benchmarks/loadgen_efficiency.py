@@ -107,7 +107,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         sys.path.insert(0, str(ROOT))
-        from loadtests.run import city_database, free_port, wait_ready
+        from loadtests.databases import Databases
+        from loadtests.run import free_port, wait_ready
         from loadtests.scenario import load_scenario
 
         scenario_file = tmp / "efficiency.toml"
@@ -117,7 +118,7 @@ def main() -> None:
         from rich.console import Console
 
         db = tmp / "mall.db"
-        shutil.copyfile(city_database(scenario, Console(stderr=True)), db)
+        shutil.copyfile(Databases().city(scenario, Console(stderr=True)), db)
         port = free_port()
         mall = subprocess.Popen([*pinned("0"), sys.executable, "-m",
                                  "xingcheng.cli", "serve", "--db", str(db), "--port", str(port),
