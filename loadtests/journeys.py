@@ -15,10 +15,8 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from json import loads
 
 import gevent
-from locust.contrib.fasthttp import FastHttpSession
 
 from mall.privacy import mask_text
 from simulator import tables
@@ -26,6 +24,7 @@ from simulator.city import City
 from simulator.sessions import FLASH_HUNT, Session
 
 from .client_metrics import LoadMetrics
+from .http_client import HttpClient, Reply
 from .pickup_desk import PickupDesk, Ticket
 from .records import RunRecords, SessionRecord
 
@@ -59,6 +58,10 @@ class JourneyEnded(Exception):
     """The journey stops here (nothing open nearby, sold out, the mall said no)."""
 
 
+class RequestFailed(Exception):
+    """A request's answer the step did not expect, as Locust's statistics file it."""
+
+
 @dataclass
 class Pace:
     speed: float
@@ -75,10 +78,10 @@ class Side:
     and the delivery addresses its customers have registered there."""
 
     name: str                 # baseline | canary
-    client: FastHttpSession
+    client: HttpClient
     # The customers' WeChat wallet: the payment sandbox this side's mall takes payments
     # through; None for a build from before the sandbox was a process (it pays in the mall).
-    wallet: FastHttpSession | None = None
+    wallet: HttpClient | None = None
     desk: PickupDesk = field(default_factory=PickupDesk)
     addresses: dict[int, int] = field(default_factory=dict)  # user -> address id
     # Group buys' open groups as their share links go round: campaign -> group ids.
@@ -107,28 +110,28 @@ class Walk:
 
     def call(self, method: str, path: str, name: str, token: str | None = None,
              json: object = None, headers: dict | None = None,
-             client: FastHttpSession | None = None) -> tuple[int, object]:
+             client: HttpClient | None = None) -> tuple[int, object]:
         """One request to this side's mall (or to `client`), timed, counted and judged.  A
         request the mall sheds (503 with Retry-After) is tried again after that wait, as the
         mini-program does, up to SHED_RETRIES times; the wait counts against patience."""
         client = client or self.side.client
-        hdrs = dict(headers or {})
         if token:
-            hdrs["Authorization"] = f"Bearer {token}"
+            headers = {**headers, "Authorization": f"Bearer {token}"} if headers else \
+                {"Authorization": f"Bearer {token}"}
         context = {"side": self.side.name}
         expected = EXPECTED.get(name, ())
         started = time.perf_counter()
         for attempt in range(SHED_RETRIES + 1):
-            with client.request(method, path, name=name, json=json, headers=hdrs,
-                                catch_response=True, context=context) as resp:
-                if self.routed is not None:
-                    self._follow_router(resp, context)
-                status, body = resp.status_code or 0, _body(resp)
-                retry_after = shed_wait(resp)
-                if 200 <= status < 300 or status in expected or retry_after is not None:
-                    resp.success()   # a shed request is counted apart, not as a failure
-                else:
-                    resp.failure(mask_text(f"{status}: {str(body)[:200]}"))
+            reply = client.send(method, path, json, headers)
+            if self.routed is not None:
+                self._follow_router(reply, context)
+            status, body = reply.status_code, reply.json()
+            retry_after = shed_wait(reply)
+            failure = None   # a shed request is counted apart, not as a failure
+            if not (200 <= status < 300 or status in expected or retry_after is not None):
+                failure = RequestFailed(mask_text(
+                    f"{status}: {str(body)[:200]}" if status else f"no answer: {reply.error!r}"))
+            client.report(method, path, name, reply, context, failure)
             if retry_after is None or attempt == SHED_RETRIES:
                 break
             gevent.sleep(retry_after)
@@ -136,7 +139,7 @@ class Walk:
             self.lose("impatient")
         return status, body
 
-    def _follow_router(self, resp, context: dict) -> None:
+    def _follow_router(self, resp: Reply, context: dict) -> None:
         assert self.routed is not None
         side = resp.headers.get(SIDE_HEADER)
         if side not in self.routed:
@@ -157,19 +160,12 @@ class Walk:
         self.metrics.orders.labels(self.side.name, outcome).inc()
 
 
-def shed_wait(resp) -> float | None:
+def shed_wait(resp: Reply) -> float | None:
     """Seconds to wait before trying again if the mall shed this request, else None."""
     if resp.status_code != 503:
         return None
     try:
         return min(float(resp.headers.get("Retry-After", "")), LONGEST_WAIT_S)
-    except ValueError:
-        return None
-
-
-def _body(resp) -> object:
-    try:  # bytes straight to json: no text decoding, no charset guessing
-        return loads(resp.content) if resp.content else None
     except ValueError:
         return None
 
