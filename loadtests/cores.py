@@ -5,9 +5,13 @@ from under it at the crest, and a request then waits for the scheduler: the clie
 measures the neighbours, not the mall (late-night crest on 2 cores, create_order p95 at the
 clients 34 ms with every process on both cores, 16.5 ms with the mall on a core of its own;
 at the mall's own histogram 1.5 ms either way).  In production the load comes from other
-machines.  So each mall the run starts gets a core of its own when the machine has one for
-each and at least one left for the rest (as benchmarks/mall_throughput.py keeps wrk off the
-server's core); otherwise nothing is pinned.  `xingcheng run --no-pin` shares them all."""
+machines.  So each mall the run starts gets a core for each of its processes (one, or its
+`--workers`) when the machine has that many for every mall and at least one left for the
+rest (as benchmarks/mall_throughput.py keeps wrk off the server's core); otherwise nothing is
+pinned.  Two workers kept to one core starved there: on PostgreSQL at the late-night crest
+they had 0.77 of their core, its database backends the rest, while the other core stood
+15% idle (create_order p95 1,352-1,545 ms pinned, 1,113 ms shared).  `xingcheng run
+--no-pin` shares them all."""
 
 from __future__ import annotations
 
@@ -31,13 +35,27 @@ class Placement:
         return f"{malls}; load, payer and harness on {cores(self.rest)}"
 
 
-def place(sides: list[str], pin: bool = True) -> Placement | None:
-    """A core for each mall, the rest for everything else; None when not pinning."""
+def place(sides: list[str], pin: bool = True, processes: int = 1) -> Placement | None:
+    """`processes` cores for each mall, the rest for everything else; None when not pinning
+    or when the machine has too few."""
     cores = sorted(MACHINE)
-    if not pin or not sides or len(cores) < len(sides) + 1:
+    wanted = len(sides) * processes
+    if not pin or not sides or len(cores) < wanted + 1:
         return None
-    return Placement({side: frozenset([cores[i]]) for i, side in enumerate(sides)},
-                     frozenset(cores[len(sides):]))
+    return Placement({side: frozenset(cores[i * processes:(i + 1) * processes])
+                      for i, side in enumerate(sides)}, frozenset(cores[wanted:]))
+
+
+def processes_of(serve_args: tuple[str, ...]) -> int:
+    """How many processes each mall runs: the `--workers` among the arguments it is
+    served with (`--workers=N` or `--workers N`), else one."""
+    for index, arg in enumerate(serve_args):
+        value = (arg.partition("=")[2] if arg.startswith("--workers=")
+                 else serve_args[index + 1] if arg == "--workers" and index + 1 < len(serve_args)
+                 else None)
+        if value is not None:
+            return int(value) if value.isdigit() and int(value) > 0 else 1
+    return 1
 
 
 def keep_to(cores: frozenset[int], pid: int = 0) -> None:

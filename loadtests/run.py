@@ -167,7 +167,7 @@ def start_malls(scenario: Scenario, malls: list[Mall], payer: Payer, report_dir:
     on one copy, as in a gray release), all on the scenario's simulated clock; returns the
     clock's anchor: the real instant, a little ahead, at which every process's simulated
     time is the window's start and the load generator sends its first sessions.  With `pin`,
-    each mall started gets a core of its own where there are enough, and this process (with
+    each mall started gets a core per process where there are enough, and this process (with
     the payer and the load generator it starts) keeps to the others until `cores.release()`."""
     window = scenario.spec.window
     clock = f"{window.start.isoformat()}@{window.speed:g}"
@@ -181,7 +181,7 @@ def start_malls(scenario: Scenario, malls: list[Mall], payer: Payer, report_dir:
         if fresh:
             # The campaigns the city's merchants run in this window (flash sales).
             asyncio.run(campaigns.stage(db, scenario.spec.city.seed, window.start, window.end))
-    placement = cores.place([mall.side for mall in started], pin)
+    placement = cores.place([mall.side for mall in started], pin, cores.processes_of(serve_args))
     if placement is not None:
         cores.keep_to(placement.rest)
         for mall in started:

@@ -169,3 +169,23 @@ def test_misuse_is_exit_2(tmp_path, env):
     with serving(tmp_path / "empty.db", "--no-access-log", env=env) as base:
         result = xingcheng(["run", "smoke", "--target", base], env, tmp_path)
     assert result.returncode == 2 and "does not" in result.stdout
+
+
+def test_a_mall_with_workers_is_pinned_to_a_core_per_worker_or_not_at_all(monkeypatch):
+    """Two workers kept to one core starve beside their database; on a machine without a
+    core per worker and one for the load, nothing is pinned."""
+    from loadtests import cores
+
+    assert cores.processes_of(("--no-shedding", "--workers=2")) == 2
+    assert cores.processes_of(("--workers", "3", "--pool-size=30")) == 3
+    assert cores.processes_of(("--pool-size=30",)) == 1
+    assert cores.processes_of(("--workers=x",)) == 1
+    monkeypatch.setattr(cores, "MACHINE", frozenset(range(4)))
+    placed = cores.place(["baseline"], processes=2)
+    assert placed is not None
+    assert placed.malls == {"baseline": frozenset({0, 1})} and placed.rest == {2, 3}
+    assert cores.place(["baseline", "canary"], processes=2) is None   # 4 + the load > 4
+    assert cores.place(["baseline", "canary"]).malls == {"baseline": {0}, "canary": {1}}
+    monkeypatch.setattr(cores, "MACHINE", frozenset(range(2)))
+    assert cores.place(["baseline"], processes=2) is None
+    assert cores.place(["baseline"]).malls == {"baseline": {0}}
