@@ -288,6 +288,37 @@ async def test_search_ranks_name_matches_above_tag_matches(market):
     assert tea["open_now"] is False and tea["in_stock"] is True
 
 
+async def test_a_words_matches_kept_by_the_mall_follow_every_change_search_sees(market):
+    """The mall keeps a word's matches between searches (they do not move with stock); a
+    tag, a name or a store's hours written by another writer, which knows nothing of what
+    the mall keeps, and a product added through the API, each show in the next search."""
+    mall, ids, near, *_ = market
+
+    async def found(**params) -> list[int]:
+        reply = await search(mall, q="夜宵", **params)
+        assert reply.status == 200, reply.body
+        return ids_of(reply)
+
+    async def foreign_write(sql: str, *params) -> None:
+        async def write(conn):
+            await conn.execute(sql, params)
+        await mall.services.db.transaction(write)
+
+    first = await found()
+    open_first = await found(open_now="true")
+    assert ids["near_set"] in open_first and ids["water"] not in first
+    await found()   # kept: the same answer, whatever the stock does meanwhile
+    await foreign_write("INSERT INTO product_tags (product_id, tag) VALUES (?, ?)",
+                        ids["water"], "夜宵")
+    assert ids["water"] in await found()
+    await foreign_write("UPDATE products SET name = ? WHERE id = ?", "烧烤拼盘", ids["near_set"])
+    assert ids["near_set"] not in await found()
+    await foreign_write("UPDATE stores SET closes_at = ? WHERE id = ?", "21:00", near.store_id)
+    assert not {ids["near_shrimp"], ids["water"]} & set(await found(open_now="true"))
+    added = await stocked(mall, near, "夜宵烤串", 1500)
+    assert added in await found()
+
+
 async def test_search_with_a_point_ranks_by_distance_within_each_kind_of_match(market):
     mall, ids, *_ = market
     reply = await search(mall, q="夜宵", lat=WULI[0], lng=WULI[1])

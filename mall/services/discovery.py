@@ -50,6 +50,7 @@ def distance_text(metres: int) -> str:
 
 
 Hit = tuple[int, bool, int | None, bool]   # product id, by name?, metres, open now?
+StoreMatches = tuple[Row, list[tuple[int, bool]]]   # the store (where, when); (product, by name?)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,8 @@ class Discovery:
     price: ServedPrice = stored
     # Search expression -> (the index version it was counted at, matches per store).
     _index_counts: dict[str, tuple[int, dict[int, int]]] = field(default_factory=dict)
+    # (text, tag, district) -> (the search content it was found at, matches by store).
+    _matches: dict[tuple, tuple[int, dict[int, StoreMatches]]] = field(default_factory=dict)
 
     async def recommend(self, query: RecommendationsQuery) -> dict:
         """The scene of the mall clock's moment, and what it recommends near the customer
@@ -206,17 +209,18 @@ class Discovery:
         if at is not None and query.radius_m is not None:
             box = bounding_box(*at, query.radius_m / 1000)
         where = Where(at, box, district, query.radius_m, query.open_now, self.clock.now())
-        version, stale = await search_index.state(conn)
+        index = await search_index.state(conn)
         # PostgreSQL has no FTS5: it scans (docs/scale.md)
         if text is not None and query.tag is None and search_terms.indexable(text) \
-                and not stale and self.db.engine == "sqlite":
+                and not index.stale and self.db.engine == "sqlite":
             via = "index"
-            total, page = await self._ranked_by_index(conn, text, version, where, offset,
-                                                      query.limit)
+            total, page = await self._ranked_by_index(conn, text, index.version, where,
+                                                      offset, query.limit)
         else:   # a scan, in a thread: a word or tag may match thousands of products
             via, conn = "scan", self.db.scan_reader()
-            total, page = await self._ranked_by_scan(conn, text, query.tag, where, offset,
-                                                     query.limit)
+            matches = await self._matching(conn, text, query.tag, where.district,
+                                           index.content)
+            total, page = _ranked_by_scan(matches, text, where, offset, query.limit)
         shown = {row["product_id"]: row for row in
                  await discovery.offered(conn, [hit[0] for hit in page], text)}
         items = []
@@ -254,28 +258,33 @@ class Discovery:
     async def reindex_stale(self, batch: int = 2000) -> int:
         """Index the products another writer changed (an older build, a bulk load); how
         many.  In the writer thread: a freshly migrated city may hold a hundred thousand."""
-        if not (await search_index.state(self.db.reader()))[1]:
+        if not (await search_index.state(self.db.reader())).stale:
             return 0
         return await self.db.transaction(
             lambda conn: search_index.reindex(conn, batch=batch), long=True)
 
-    async def _ranked_by_scan(self, conn, text: str | None, tag: str | None, where: Where,
-                              offset: int, limit: int) -> tuple[int, list[Hit]]:
-        """Every product matching, ranked in Python: for what the index cannot answer (a
-        tag filter, words with other characters, products not yet reindexed)."""
-        rows = await discovery.matching_products(conn, text=text, tag=tag,
-                                                 district_code=where.district, box=where.box)
-        ranked = []
-        for row in rows:
-            placed = where.place(row)
-            if placed is None:
-                continue
-            metres, open_now = placed
-            by_name = bool(text and row["name_match"])
-            ranked.append(((not by_name, metres or 0, row["product_id"]),
-                           (row["product_id"], by_name, metres, open_now)))
-        ranked.sort(key=lambda hit: hit[0])
-        return len(ranked), [hit for _, hit in ranked[offset:offset + limit]]
+    async def _matching(self, conn, text: str | None, tag: str | None,
+                        district: str | None, content: int) -> dict[int, StoreMatches]:
+        """Every product matching, by store, wherever the customer is: kept while the city's
+        search content stands (migration 0017), since customers search the same few words
+        all evening and a word's matches do not move with stock.  Read after `content`, so
+        matches read across a change are kept under the older number and never served after
+        it."""
+        key = (text, tag, district)
+        kept = self._matches.get(key)
+        if kept is not None and kept[0] == content:
+            return kept[1]
+        by_store: dict[int, StoreMatches] = {}
+        for row in await discovery.matching_products(conn, text=text, tag=tag,
+                                                     district_code=district):
+            store = by_store.get(row["store_id"])
+            if store is None:
+                store = by_store[row["store_id"]] = (row, [])
+            store[1].append((row["product_id"], bool(text and row["name_match"])))
+        if len(self._matches) >= MAX_KEPT_WORDS:
+            self._matches.clear()
+        self._matches[key] = (content, by_store)
+        return by_store
 
     async def _ranked_by_index(self, conn, text: str, version: int, where: Where,
                                offset: int, limit: int) -> tuple[int, list[Hit]]:
@@ -325,3 +334,20 @@ def _why(row, by_name: bool, query: SearchQuery
     if query.district is not None:
         return "filter", f"在{row['district']}"
     return "filter", "在你附近"
+
+
+def _ranked_by_scan(matches: dict[int, StoreMatches], text: str | None, where: Where,
+                    offset: int, limit: int) -> tuple[int, list[Hit]]:
+    """Every match at a store the filters keep, ranked in Python: for what the index cannot
+    answer (a tag filter, words with other characters, products not yet reindexed)."""
+    ranked = []
+    for store, products in matches.values():
+        placed = where.place(store)
+        if placed is None:
+            continue
+        metres, open_now = placed
+        for product_id, by_name in products:
+            ranked.append(((not by_name, metres or 0, product_id),
+                           (product_id, by_name, metres, open_now)))
+    ranked.sort(key=lambda hit: hit[0])
+    return len(ranked), [hit for _, hit in ranked[offset:offset + limit]]

@@ -43,13 +43,12 @@ async def scene_offers(conn: Connection, store_ids: list[int], scenes: list[str]
 
 
 async def matching_products(conn: Connection, *, text: str | None, tag: str | None,
-                            district_code: str | None,
-                            box: tuple[float, float, float, float] | None) -> list[Row]:
+                            district_code: str | None) -> list[Row]:
     """Products whose name or one of whose tags holds `text` (lower-cased by the caller;
     SQLite lowers ASCII only, which Chinese text does not need), with the given tag, in
-    the district, at stores in the box: only what ranks and filters them (whether the
-    name matched, where and when their store is), since a broad word matches thousands
-    and one page shows twenty (`offered` describes those).
+    the district: only what ranks and filters them (whether the name matched, their store,
+    where and when it is), since a broad word matches thousands and one page shows twenty
+    (`offered` describes those).
 
     instr() rather than LIKE: no wildcard in the customer's text (a `%`) can widen it."""
     where = ["1 = 1"]
@@ -63,12 +62,8 @@ async def matching_products(conn: Connection, *, text: str | None, tag: str | No
                      " AND t.tag = :tag)")
     if district_code is not None:
         where.append("s.district_code = :district")
-    if box is not None:
-        where.append("s.lat BETWEEN :lat_min AND :lat_max AND s.lng BETWEEN :lng_min"
-                     " AND :lng_max")
-        params |= dict(zip(("lat_min", "lat_max", "lng_min", "lng_max"), box, strict=True))
     return list(await conn.execute_fetchall(
-        f"SELECT p.id AS product_id, instr({name}, :text) > 0 AS name_match,"
+        f"SELECT p.id AS product_id, instr({name}, :text) > 0 AS name_match, p.store_id,"
         " s.lat, s.lng, s.opens_at, s.closes_at FROM products p"
         f" JOIN stores s ON s.id = p.store_id WHERE {' AND '.join(where)} ORDER BY p.id",
         params))

@@ -6,6 +6,7 @@ the index alone (no product row read), and one store's matches are a range of ro
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from .. import search_terms
 from .catalogue import SEP
@@ -58,11 +59,18 @@ async def reindex(conn: Connection, product_ids: list[int] | None = None,
     return len(noted)
 
 
-async def state(conn: Connection) -> tuple[int, bool]:
-    """(the index's version, whether any product waits to be reindexed), in one read."""
+@dataclass(frozen=True)
+class IndexState:
+    version: int    # the index's: what a process remembers of it holds while this stands
+    stale: bool     # some product waits to be reindexed
+    content: int    # what searches match on (migration 0017): matches found hold while it stands
+
+
+async def state(conn: Connection) -> IndexState:
+    """The index's state and the city's search content, in one read."""
     rows = await conn.execute_fetchall(
-        "SELECT version, EXISTS (SELECT 1 FROM search_stale) FROM search_index_version")
-    return rows[0][0], bool(rows[0][1])
+        "SELECT version, EXISTS (SELECT 1 FROM search_stale), content FROM search_index_version")
+    return IndexState(rows[0][0], bool(rows[0][1]), rows[0][2])
 
 
 async def counts(conn: Connection, expression: str) -> dict[int, int]:
