@@ -137,7 +137,7 @@ class Mall:
     process: subprocess.Popen | None = None
     command: list[str] = field(default_factory=list)
     log: Path = Path()
-    cores: frozenset[int] | None = None   # a core of its own (loadtests/cores.py), or any
+    cores: frozenset[int] | None = None   # cores of its own (loadtests/cores.py), or any
 
     def restartable(self) -> Restartable:
         def restart() -> None:

@@ -362,8 +362,9 @@ def token(db_path: Path, operator: bool, name: str, as_json: bool) -> None:
               help="One more argument for every mall the run starts (repeatable), e.g. "
                    "--serve-arg=--no-shedding for an experiment without shedding.")
 @click.option("--pin/--no-pin", default=True, show_default=True,
-              help="Give each mall started a core of its own, and the load, payer and harness "
-                   "the others, where the machine has enough cores; --no-pin shares them.")
+              help="Give each mall started a core per process (its --workers), and the load, "
+                   "payer and harness the others, where the machine has enough cores; "
+                   "--no-pin shares them.")
 @engine_options
 def run(scenario: str, target: str | None, reports: Path, loadgen_port: int,
         baseline: str | None, canary: str | None, canary_share: float,
