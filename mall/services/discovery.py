@@ -35,6 +35,7 @@ from .stores import known_district, stores_near
 
 NEAREST_BATCH = 12   # stores asked at a time for recommendations near a point
 MAX_KEPT_WORDS = 2_000   # searches whose matches per store are kept
+MAX_KEPT_MATCHES = 200_000   # products kept as matches, all words together (~20 MB)
 
 
 def _metres(km: float | None) -> int | None:
@@ -89,6 +90,7 @@ class Discovery:
     _index_counts: dict[str, tuple[int, dict[int, int]]] = field(default_factory=dict)
     # (text, tag, district) -> (the search content it was found at, matches by store).
     _matches: dict[tuple, tuple[int, dict[int, StoreMatches]]] = field(default_factory=dict)
+    _kept_matches: int = 0   # products in `_matches`, all words together
 
     async def recommend(self, query: RecommendationsQuery) -> dict:
         """The scene of the mall clock's moment, and what it recommends near the customer
@@ -281,9 +283,12 @@ class Discovery:
             if store is None:
                 store = by_store[row["store_id"]] = (row, [])
             store[1].append((row["product_id"], bool(text and row["name_match"])))
-        if len(self._matches) >= MAX_KEPT_WORDS:
-            self._matches.clear()
+        found = sum(len(products) for _, products in by_store.values())
+        if len(self._matches) >= MAX_KEPT_WORDS or self._kept_matches + found > MAX_KEPT_MATCHES:
+            self._matches.clear()   # crude but bounded, in words and in memory
+            self._kept_matches = 0
         self._matches[key] = (content, by_store)
+        self._kept_matches += found
         return by_store
 
     async def _ranked_by_index(self, conn, text: str, version: int, where: Where,
