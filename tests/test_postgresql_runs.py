@@ -59,10 +59,12 @@ def test_an_interrupted_run_stops_its_processes_and_drops_its_database(tmp_path,
     must be stopped by the harness, not by the terminal)."""
     before = run_databases()
     reports = tmp_path / "reports"
+    # Started from a background job of a shell script, the tests inherit SIGINT ignored
+    # (POSIX), and so would the harness: it gets the terminal's default back.
     harness = subprocess.Popen(
         [sys.executable, "-m", "xingcheng.cli", "run", "smoke", "--reports", str(reports),
          *POSTGRES], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True)
+        text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 180
     while not list(reports.glob("*/loadgen.log")) and time.monotonic() < deadline:
         time.sleep(0.5)
