@@ -91,6 +91,3 @@ class HttpClient:
                          response_length=len(reply.content), response=reply,
                          context=context, exception=failure, start_time=reply.started,
                          url=self.base_url + path)
-
-    def close(self) -> None:
-        self._http.close()
