@@ -47,6 +47,7 @@ from .services.personal_data import PersonalData
 from .services.pickup import Pickup
 from .services.registry import SERVICES, Services
 from .services.stores import Stores
+from .services.write_once import WriteOnce
 from .shared_limits import SharedWindows
 from .shedding import LoadShedder
 from .storage import settings as stored_settings
@@ -73,16 +74,18 @@ async def open_services(config: MallConfig, metrics: MallMetrics,
     server_keys = await db.transaction(keys.load)
     signer = TokenSigner(server_keys.token_secret)
     cache = CatalogueCache(db)
-    coupons = Coupons(db, clock, metrics)
+    facts = WriteOnce()
+    coupons = Coupons(db, clock, metrics, facts)
     membership = Membership(db, clock, metrics,
                             load_membership(config.membership or SHIPPED_MEMBERSHIP))
-    orders = Orders(db, clock, metrics, config.order_ttl_seconds, coupons, membership, price)
+    orders = Orders(db, clock, metrics, config.order_ttl_seconds, coupons, membership, facts,
+                    price)
     keyring = (Keyring.load_or_create(config.payer_keys) if config.payer_keys is not None
                else None)
     payer = (PayerClient(config.payer_url.rstrip("/"), keyring.merchant_signer(), keyring.appid,
                          clock) if config.payer_url and keyring is not None else None)
     vault = Vault(server_keys.vault_key)
-    accounts = Accounts(db, clock, signer, vault, config.token_ttl_seconds)
+    accounts = Accounts(db, clock, signer, vault, config.token_ttl_seconds, facts)
     await accounts.refresh_deleted()
     payments = Payments(db, clock, metrics, orders,
                         keyring.platform_verifier() if keyring else None,

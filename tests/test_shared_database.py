@@ -47,6 +47,39 @@ async def test_a_change_through_one_process_shows_at_once_in_the_others_cache(st
         assert await available(there) == [4, 0]
 
 
+async def test_what_each_process_keeps_for_good_is_only_what_it_found(start_mall):
+    """Stores, staff bindings and order lines are kept by each mall after one read
+    (mall/services/write_once.py): what was not there yet must not be kept as absent."""
+    here = await start_mall()
+    shop = await open_shop(here)
+    with serving(here.config.db_path) as base:
+        there = Api(base, here.api.session)
+        clerk = await there.login("clerk-to-be")
+        queue = f"/api/v1/merchant/stores/{shop.store_id}/orders"
+        refused = await there.get(queue, token=clerk)
+        assert refused.status == 403, refused.body
+        staff = await here.api.post(f"/api/v1/admin/stores/{shop.store_id}/staff",
+                                    token=shop.operator, json={"openid": "clerk-to-be"})
+        assert staff.status in (200, 201), staff.body
+        let_in = await there.get(queue, token=clerk)
+        assert let_in.status == 200, let_in.body
+
+        customer = await there.login("first-customer")
+        unknown = await there.post("/api/v1/orders", token=customer,
+                                   json={**order_body(shop), "store_id": shop.store_id + 1})
+        assert unknown.status == 404, unknown.body
+        second = await open_shop(here, merchant_openid="merchant-2", name="南门口糖油粑粑")
+        assert second.store_id == shop.store_id + 1
+        order = await there.post("/api/v1/orders", token=customer, json=order_body(second, 2))
+        assert order.status == 201, order.body
+        order_id = order.body["order_id"]
+        for api in (there, here.api, there):   # placed there, read here, then kept there
+            view = await api.get(f"/api/v1/orders/{order_id}", token=customer)
+            assert view.status == 200, view.body
+            assert [(line["sku_id"], line["qty"], line["unit_price_fen"])
+                    for line in view.body["lines"]] == [(second.sku_id, 2, second.price_fen)]
+
+
 async def test_two_processes_racing_for_the_last_units_never_oversell(start_mall):
     here = await start_mall()
     shop = await open_shop(here, stock=15)

@@ -11,8 +11,9 @@ from ..clock import Clock
 from ..errors import BadRequest, Forbidden, NotFound, Unauthorized
 from ..privacy import Vault, mask_address, mask_name, mask_phone
 from ..schemas import AddressIn
-from ..storage import Database, settings, stores, users
+from ..storage import Database, settings, users
 from ..storage.personal_data import ERASURES
+from .write_once import WriteOnce
 
 _SANDBOX_CODE = re.compile(r"^sandbox:([A-Za-z0-9_\-]{1,64})$")
 # A login records activity only when the last record is older than this: retention is
@@ -27,6 +28,7 @@ class Accounts:
     signer: TokenSigner
     vault: Vault
     token_ttl_seconds: int
+    facts: WriteOnce
     # Deleted or anonymized accounts, whose tokens still verify but must not be honoured:
     # kept in memory so the check costs no database trip per request.
     deleted: set[int] = field(default_factory=set)
@@ -81,7 +83,7 @@ class Accounts:
 
     async def require_store_access(self, principal: Principal, store_id: int) -> None:
         """Operators act on any store, staff on their own; unknown stores are 404."""
-        staff = await users.store_access(self.db.reader(), principal.user_id, store_id)
+        staff = await self.facts.store_access(self.db.reader(), principal.user_id, store_id)
         if staff is None:
             raise NotFound("store", "store_id")
         if staff or principal.is_operator:
@@ -89,7 +91,7 @@ class Accounts:
         raise Forbidden("not_store_staff", "you are not staff of this store", "store_id")
 
     async def add_address(self, principal: Principal, data: AddressIn) -> dict:
-        district = await stores.district_code(self.db.reader(), data.district)
+        district = await self.facts.district_code(self.db.reader(), data.district)
         if district is None:
             raise BadRequest("unknown_district", "district is not one of Changsha's",
                              "district")

@@ -18,6 +18,7 @@ from ..schemas import CouponsQuery, CouponTemplateIn
 from ..storage import Database, coupons, stores
 from ..storage.database import Connection
 from . import audit_trail
+from .write_once import WriteOnce
 
 # What each kind needs, and what it must leave out.
 _NEEDS = {"threshold": ("threshold_fen", "discount_fen"), "fixed": ("discount_fen",),
@@ -61,6 +62,7 @@ class Coupons:
     db: Database
     clock: Clock
     metrics: MallMetrics
+    facts: WriteOnce
 
     async def issue(self, principal: Principal, data: CouponTemplateIn,
                     store_id: int | None = None) -> dict:
@@ -132,7 +134,7 @@ class Coupons:
         conn = self.db.reader()
         rows = await coupons.claimable(conn, self.clock.stamp(), 500)
         if query.store_id is not None:
-            store = await stores.store(conn, query.store_id)
+            store = await self.facts.store(conn, query.store_id)
             if store is None:
                 raise NotFound("store", "store_id")
             rows = [row for row in rows if applies_to(row, store)]

@@ -35,6 +35,7 @@ from ..storage.database import Connection, DatabaseUnavailable
 from ..validation import decode_cursor, encode_cursor
 from .coupons import Coupons
 from .membership import Membership
+from .write_once import WriteOnce
 
 log = logging.getLogger("mall.orders")
 ORDER_STATES = ("pending_payment", "paid", "ready_for_pickup", "out_for_delivery", "completed",
@@ -85,6 +86,7 @@ class Orders:
     ttl_seconds: float
     coupons: Coupons
     membership: Membership
+    facts: WriteOnce
     price: ServedPrice = stored
 
     async def create(self, principal: Principal, data: OrderIn, idempotency_key: str | None,
@@ -164,6 +166,10 @@ class Orders:
             replay = await self._replay(principal, idempotency_key or "", request_hash)
             assert replay is not None, "a taken key names its order"
             return replay, True
+        self.facts.placed(summary["order_id"], [
+            {"line_no": no, "sku_id": line.sku_id, "product_name": skus[line.sku_id]["name"],
+             "unit_price_fen": skus[line.sku_id]["price_fen"], "qty": line.qty}
+            for no, line in enumerate(data.lines, start=1)])
         self.metrics.orders.labels("created").inc()
         if data.coupon_id is not None:
             self.metrics.coupon_redemptions.labels("used").inc()
@@ -189,7 +195,7 @@ class Orders:
     async def _check(self, principal: Principal, data: OrderIn) -> tuple[Row, int | None, dict]:
         """Everything an order refers to must exist and belong together."""
         conn = self.db.reader()
-        store = await stores.store_with_counter(conn, data.store_id)
+        store = await self.facts.store_with_counter(conn, data.store_id)
         if store is None:
             raise NotFound("store", "store_id")
         if not is_open(store["opens_at"], store["closes_at"], self.clock.now()):
@@ -234,7 +240,7 @@ class Orders:
         order = await orders.for_customer(conn, order_id)
         if order is None or order["user_id"] != principal.user_id:
             raise NotFound("order", "order_id")
-        data = present(order, await orders.lines(conn, order_id), for_customer=True)
+        data = present(order, await self.facts.lines(conn, order_id), for_customer=True)
         data["coupon"] = ({"coupon_id": order["coupon_id"],
                            "discount_fen": order["coupon_discount_fen"]}
                           if order["coupon_id"] is not None else None)
@@ -251,7 +257,7 @@ class Orders:
         order = await orders.order(conn, order_id)
         if order is None or order["store_id"] != store_id:
             raise NotFound("order", "order_id")
-        return present(order, await orders.lines(conn, order_id), for_customer=False)
+        return present(order, await self.facts.lines(conn, order_id), for_customer=False)
 
     async def store_day(self, store_id: int, query: StoreOrdersQuery) -> dict:
         """A store's orders of one local day (today on the mall clock by default)."""
@@ -308,7 +314,7 @@ class Orders:
                                   closed_at=stamp)
         if order is None:
             return None
-        await inventory.release(conn, order["store_id"], await orders.lines(conn, order_id),
+        await inventory.release(conn, order["store_id"], await self.facts.lines(conn, order_id),
                                 order_id, stamp)
         await payments.close_open(conn, order_id, stamp)
         await self.membership.undo(conn, order, stamp)
@@ -365,7 +371,7 @@ class Orders:
         await orders.move(conn, order_id, (order["status"],), "refunded",
                           **({"closed_at": stamp} if holding else {}))
         if holding:
-            await inventory.release(conn, order["store_id"], await orders.lines(conn, order_id),
+            await inventory.release(conn, order["store_id"], await self.facts.lines(conn, order_id),
                                     order_id, stamp)
         if await coupons.give_back(conn, order_id):
             self.metrics.coupon_redemptions.labels("returned").inc()
@@ -379,6 +385,6 @@ class Orders:
                                   handed_over_at=stamp)
         if order is None:
             return None
-        lines = await orders.lines(conn, order_id)
+        lines = await self.facts.lines(conn, order_id)
         await inventory.hand_over(conn, order["store_id"], lines, order_id, stamp)
         return order, lines

@@ -54,7 +54,7 @@ class Pickup:
 
         changed = await self.db.transaction(move)
         self.metrics.orders.labels(change).inc()
-        return present(changed, await orders.lines(self.db.reader(), order["id"]),
+        return present(changed, await self.orders.facts.lines(self.db.reader(), order["id"]),
                        for_customer=False)
 
     async def mark_ready(self, principal: Principal, store_id: int, order_id: int) -> dict:
