@@ -68,12 +68,18 @@ async def since_membership(conn: Connection) -> str:
 
 
 async def unearned(conn: Connection, since: str, before: str, limit: int) -> list[Row]:
-    """Orders paid in [since, before), not refunded, that earned no points."""
+    """Orders paid in [since, before), not refunded, that earned no points.
+
+    The earn is looked up per order, by the ledger's (order, reason) index, in a subquery
+    the planner cannot turn into a join: as NOT EXISTS, PostgreSQL planned it with
+    statistics from before the evening (no earned row yet, when autovacuum is off) as a scan
+    of every earned row for each order paid, 40 ms a sweep by the crest instead of 0.3."""
     return list(await conn.execute_fetchall(
-        "SELECT o.id, o.user_id, o.total_fen FROM orders o"
-        " WHERE o.paid_at >= ? AND o.paid_at < ? AND o.status != 'refunded'"
-        " AND NOT EXISTS (SELECT 1 FROM points_ledger e WHERE e.order_id = o.id"
-        "  AND e.reason = 'earned') ORDER BY o.paid_at LIMIT ?", (since, before, limit)))
+        "SELECT id, user_id, total_fen FROM (SELECT o.id, o.user_id, o.total_fen, o.paid_at,"
+        " (SELECT 1 FROM points_ledger e WHERE e.order_id = o.id AND e.reason = 'earned')"
+        " AS earned FROM orders o WHERE o.paid_at >= ? AND o.paid_at < ?"
+        " AND o.status != 'refunded') AS paid WHERE earned IS NULL ORDER BY paid_at LIMIT ?",
+        (since, before, limit)))
 
 
 async def on_order(conn: Connection, order_id: int) -> dict[str, Row]:
