@@ -78,6 +78,10 @@ class MallMetrics:
         self.recommendations = Counter(
             "mall_recommendations", "Home-screen recommendations served, by scene",
             ["scene"], registry=r)
+        self.catalogue_pages = Counter(
+            "mall_catalogue_pages", "Catalogue and product pages served, by whether what "
+            "they show apart from stock was kept by this process or read from the database",
+            ["source"], registry=r)
         self.searches = Counter("mall_searches", "Searches across stores, by whether they "
                                 "found anything (`hits`, `none`) and how: through the search "
                                 "index or by a scan (`via`)", ["result", "via"], registry=r)

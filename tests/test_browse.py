@@ -76,26 +76,54 @@ async def test_catalogue_filters_and_pages(mall, shop):
 
 
 async def test_catalogue_pages_follow_every_stock_change(mall, shop):
-    """Pages are cached; every change of the store's stock or products shows at once."""
+    """Pages are kept while the store's products stand, and show every change of its stock
+    at once: an order reads no page afresh, a new product or price does."""
     api = mall.api
     catalogue = f"/api/v1/stores/{shop.store_id}/products"
+    product = f"/api/v1/stores/{shop.store_id}/products/{shop.product_id}"
+
+    async def served(source: str) -> float:
+        return await api.metric(f'mall_catalogue_pages_total{{source="{source}"}}')
 
     async def available() -> list[int]:
         page = await api.get(catalogue)
         return [k["available"] for p in page.body["items"] for k in p["skus"]]
 
-    assert await available() == [10]
-    assert await available() == [10]  # served again, from the cache
+    async def shown(expected: list[int], source: str) -> None:
+        before = await served(source)
+        assert await available() == expected
+        assert await served(source) == before + 1, f"the page was not {source}"
+
+    await shown([10], "read")
+    await shown([10], "kept")
     customer = await api.login("shopper")
     order = await api.post("/api/v1/orders", token=customer, json={
         "store_id": shop.store_id, "lines": [{"sku_id": shop.sku_id, "qty": 3}],
         "fulfilment": "pickup"})
-    assert await available() == [7]
+    await shown([7], "kept")
+    first = await api.get(product)
+    assert [k["available"] for k in first.body["skus"]] == [7], first.body
     await api.post(f"/api/v1/orders/{order.body['order_id']}/cancel", token=customer)
-    assert await available() == [10]
+    await shown([10], "kept")
+    again = await api.get(product)
+    assert (again.body["skus"][0]["available"], again.body["skus"][0]["stock_state"]) == \
+        (10, "in_stock"), again.body
     await api.put(f"/api/v1/merchant/stores/{shop.store_id}/inventory/{shop.sku_id}",
                   token=shop.merchant, json={"stock": 4})
-    assert await available() == [4]
+    await shown([4], "kept")
+    await api.put(f"/api/v1/merchant/stores/{shop.store_id}/inventory/{shop.sku_id}",
+                  token=shop.merchant, json={"stock": 0})
+    await shown([0], "kept")
+    await api.put(f"/api/v1/merchant/stores/{shop.store_id}/inventory/{shop.sku_id}",
+                  token=shop.merchant, json={"stock": 4})
     await api.post(f"/api/v1/merchant/stores/{shop.store_id}/products", token=shop.merchant,
                    json={"name": "臭豆腐", "price_fen": 1000})
-    assert await available() == [4, 0]
+    await shown([4, 0], "read")
+    priced = await api.put(f"/api/v1/merchant/stores/{shop.store_id}/member-prices/"
+                           f"{shop.sku_id}", token=shop.merchant,
+                           json={"price_fen": 1500, "min_level": "regular"})
+    assert priced.status == 200, priced.body
+    before = await served("read")
+    page = await api.get(catalogue)
+    assert page.body["items"][0]["skus"][0]["member_price_fen"] == 1500, page.body
+    assert await served("read") == before + 1

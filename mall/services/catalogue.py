@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from itertools import groupby
+from typing import Any
 
 from ..auth import Principal
 from ..clock import Clock
 from ..errors import Conflict, NotFound
 from ..json_body import encode
+from ..metrics import MallMetrics
 from ..pricing import ServedPrice, stored
 from ..schemas import BulkStockIn, ProductIn, ProductsQuery
 from ..storage import Database, catalogue, inventory, search_index, stores
@@ -27,7 +30,8 @@ def stock_state(available: int) -> str:
 
 
 def _products(rows, price: ServedPrice) -> list[dict]:
-    """Fold SKU rows (ordered by product) into products with their SKUs."""
+    """Fold SKU rows (ordered by product) into products with their SKUs, without the units
+    available (`with_stock` adds them: a page is kept without them)."""
     products = []
     for _, group in groupby(rows, key=lambda row: row["product_id"]):
         group = list(group)
@@ -40,17 +44,29 @@ def _products(rows, price: ServedPrice) -> list[dict]:
             "skus": [{"sku_id": r["sku_id"], "spec": r["spec"],
                       "price_fen": price(r["sku_id"], r["price_fen"]),
                       "member_price_fen": r["member_price_fen"],
-                      "member_level": r["member_level"],
-                      "available": r["available"], "stock_state": stock_state(r["available"])}
+                      "member_level": r["member_level"]}
                      for r in group],
         })
     return products
+
+
+def with_stock(products: list[dict], available: dict[int, int]) -> list[dict]:
+    """Products with each SKU's units available (none when absent) and what they mean."""
+    return [{**product, "skus": [
+        {**sku, "available": (units := available.get(sku["sku_id"], 0)),
+         "stock_state": stock_state(units)} for sku in product["skus"]]}
+        for product in products]
+
+
+def _stock_of(rows) -> dict[int, int]:
+    return {row["sku_id"]: row["available"] for row in rows}
 
 
 @dataclass
 class Catalogue:
     db: Database
     clock: Clock
+    metrics: MallMetrics
     cache: CatalogueCache
     price: ServedPrice = stored
 
@@ -71,15 +87,33 @@ class Catalogue:
         return await self.db.transaction(add)
 
     async def products_page(self, store_id: int, query: ProductsQuery) -> bytes:
-        """A catalogue page as JSON bytes, from the cache when the store has not changed."""
+        """A catalogue page as JSON bytes: kept while the store's products stand, with the
+        units available now."""
         key = (query.tag, query.scene, query.q, query.cursor, query.limit)
-        page, version = await self.cache.lookup(store_id, key)
-        if page is None:
-            page = encode(await self.products(store_id, query))
-            self.cache.put(store_id, key, version, page)
-        return page
+        (items, next_cursor), available = await self._kept(
+            store_id, key, lambda: self._read_page(store_id, query))
+        return encode({"items": with_stock(items, available), "next_cursor": next_cursor})
 
-    async def products(self, store_id: int, query: ProductsQuery) -> dict:
+    async def product_page(self, store_id: int, product_id: int) -> bytes:
+        """A product's page as JSON bytes, kept as the catalogue pages are: a product is
+        opened about as often as a store's list."""
+        products, available = await self._kept(
+            store_id, ("product", product_id), lambda: self._read_product(store_id, product_id))
+        return encode(with_stock(products, available)[0])
+
+    async def _kept(self, store_id: int, key: tuple,
+                    read: Callable[[], Awaitable[tuple[Any, dict[int, int]]]]
+                    ) -> tuple[Any, dict[int, int]]:
+        """(a page without stock, the units available of its SKUs): kept, or `read`."""
+        page, version, available = await self.cache.page(store_id, key)
+        self.metrics.catalogue_pages.labels("read" if page is None else "kept").inc()
+        if page is None:
+            page, available = await read()
+            self.cache.put_page(store_id, key, version, page, list(available))
+        return page, available
+
+    async def _read_page(self, store_id: int, query: ProductsQuery
+                         ) -> tuple[tuple[list[dict], str | None], dict[int, int]]:
         conn = self.db.reader()
         after = decode_cursor(query.cursor, 0)
         rows = await catalogue.products_page(conn, store_id, after_id=after, limit=query.limit,
@@ -88,24 +122,14 @@ class Catalogue:
             raise NotFound("store", "store_id")
         items = _products(rows, self.price)
         full = len(items) == query.limit
-        return {"items": items,
-                "next_cursor": encode_cursor(items[-1]["product_id"]) if full else None}
+        return (items, encode_cursor(items[-1]["product_id"]) if full else None), _stock_of(rows)
 
-    async def product_page(self, store_id: int, product_id: int) -> bytes:
-        """A product's page as JSON bytes, cached as the catalogue pages are: a product is
-        opened about as often as a store's list, and changes with it."""
-        key = ("product", product_id)
-        page, version = await self.cache.lookup(store_id, key)
-        if page is None:
-            page = encode(await self.product(store_id, product_id))
-            self.cache.put(store_id, key, version, page)
-        return page
-
-    async def product(self, store_id: int, product_id: int) -> dict:
+    async def _read_product(self, store_id: int, product_id: int
+                            ) -> tuple[list[dict], dict[int, int]]:
         rows = await catalogue.product(self.db.reader(), store_id, product_id)
         if not rows:
             raise NotFound("product", "product_id")
-        return _products(rows, self.price)[0]
+        return _products(rows, self.price), _stock_of(rows)
 
     async def stock_level(self, store_id: int, sku_id: int) -> dict:
         row = await inventory.level(self.db.reader(), store_id, sku_id)

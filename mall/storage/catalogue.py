@@ -36,6 +36,33 @@ def catalogue_version(conn: sqlite3.Connection, store_id: int) -> int | None:
     return row[0] if row is not None else 0
 
 
+def content_version(conn: sqlite3.Connection, store_id: int) -> int | None:
+    """The version of what the store's pages show apart from stock (migration 0018), or
+    None when it cannot be read at once; synchronous, as `catalogue_version`."""
+    try:
+        row = conn.execute(
+            "SELECT coalesce((SELECT version FROM catalogue_versions WHERE store_id = ?1), 0)"
+            " - coalesce((SELECT moves FROM catalogue_stock_moves WHERE store_id = ?1), 0)",
+            (store_id,)).fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return row[0]
+
+
+def available_now(conn: sqlite3.Connection, store_id: int,
+                  sku_ids: list[int]) -> dict[int, int] | None:
+    """Units available of each SKU at the store (absent: none stocked), or None when they
+    cannot be read at once; synchronous, as `catalogue_version`."""
+    marks = ",".join("?" * len(sku_ids))
+    try:
+        rows = conn.execute(
+            f"SELECT sku_id, on_hand - reserved FROM inventory WHERE store_id = ?"
+            f" AND sku_id IN ({marks})", (store_id, *sku_ids)).fetchall()
+    except sqlite3.OperationalError:
+        return None
+    return {sku_id: available for sku_id, available in rows}
+
+
 async def insert_product(conn: Connection, *, store_id: int, name: str, description: str,
                          tags: list[str], scenes: list[str], spec: str, price_fen: int,
                          now: str) -> tuple[int, int]:

@@ -140,7 +140,9 @@ class PgTransaction(PgConnection):
         super().__init__(conn)
         self._begun = False
         self._bulk = False
-        self.announced: list[str] = []   # 'store:version' of the catalogue changes made
+        # 'channel store:version' of the catalogue changes made (channel: catalogue, or
+        # catalogue_content for a change of what pages show apart from stock)
+        self.announced: list[str] = []
 
     async def _begin(self, with_statement: str = "") -> None:
         if not self._begun:
@@ -186,10 +188,10 @@ class PgTransaction(PgConnection):
         await self._run(f"SELECT pg_advisory_xact_lock({LOCK_SCOPES[scope]}, {int(key) % 2**31})")
 
     def heard(self, _conn: object, message: asyncpg.PostgresLogMessage) -> None:
-        """A NOTICE from migration 0014's trigger: 'catalogue store:version'."""
-        kind, _, pair = message.message.partition(" ")
-        if kind == "catalogue":
-            self.announced.append(pair)
+        """A NOTICE from migration 0014's or 0018's trigger: 'catalogue store:version' or
+        'catalogue_content store:version'."""
+        if message.message.partition(" ")[0] in CatalogueVersions.CHANNELS:
+            self.announced.append(message.message)
 
     async def commit(self) -> None:
         if self._begun:
@@ -326,7 +328,8 @@ class PgDatabase:
                 self.commits += 1
                 # Learnt after the commit, never before it: a page read between the two
                 # would be cached under the new version while showing the old rows.
-                self._versions.learn(" ".join(tx.announced))
+                for announced in tx.announced:
+                    self._versions.learn(*announced.split(" ", 1))
                 return result
             except _RETRY:
                 await asyncio.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))
@@ -340,11 +343,18 @@ class PgDatabase:
         return self.reader()
 
     def catalogue_version(self, store_id: int) -> int | None:
-        return self._versions.get(store_id)
+        return self._versions.get("catalogue", store_id)
 
-    async def catalogue_caught_up(self) -> None:
-        """Every catalogue version committed before now is known to `catalogue_version`."""
-        await self._versions.caught_up()
+    def content_version(self, store_id: int) -> int | None:
+        return self._versions.get("catalogue_content", store_id)
+
+    async def catalogue_now(self, wanted: Iterable[tuple[int, int]] = ()
+                            ) -> dict[tuple[int, int], int] | None:
+        """Every catalogue version committed before now is known to `catalogue_version` and
+        `content_version`, and the units available now of each (store, SKU) wanted are
+        returned (a SKU the store does not stock is absent); None when the versions cannot
+        be known (then nothing may be served from a cache)."""
+        return await self._versions.caught_up(wanted)
 
     async def checkpoint(self, truncate: bool = False) -> None:
         """PostgreSQL checkpoints by itself; `truncate` (after personal data was erased)
@@ -407,72 +417,91 @@ async def _migrate(conn: asyncpg.Connection, clock: Clock) -> list[str]:
 
 
 class CatalogueVersions:
-    """Every store's catalogue version, as the database announces them (LISTEN catalogue;
-    migration 0007's PostgreSQL part).  A store not heard of since the listener connected is
-    at the version `_epoch`: a negative number, unlike any the sequence gives, so the first
-    change announced for it outdates what was cached under it; each reconnection takes a new
-    one, outdating everything cached before.  While the listener is down nothing is known
-    (every page is read afresh).  Nothing here writes, not even a sequence.
+    """Every store's catalogue versions, as the database announces them (LISTEN catalogue,
+    moved by any change a page shows, and catalogue_content, by any but stock; migrations
+    0007 and 0018).  A store not heard of since the listener connected is at the version
+    `_epoch`: a negative number, unlike any the sequence gives, so the first change announced
+    for it outdates what was cached under it; each reconnection takes a new one, outdating
+    everything cached before.  While the listener is down nothing is known (every page is
+    read afresh).  Nothing here writes, not even a sequence.
 
     An announcement reaches this process a moment after the writer's COMMIT returns, which
     is after a customer may have been told of the change by another process (a gray release's
     other build).  So a lookup first waits for `caught_up`: any query on the listening
     connection makes its server send the notifications pending for it before it answers, and
     asyncpg hands them over before the answer.  Lookups arriving together share one query, so
-    a crest costs one round trip at a time per process, on a connection outside the pool."""
+    a crest costs one round trip at a time per process, on a connection outside the pool; the
+    query reads the stock the lookups' pages show, which changes with every order."""
+
+    CHANNELS = ("catalogue", "catalogue_content")
 
     def __init__(self, url: str, connect_timeout: float) -> None:
         self._url = url
         self._timeout = connect_timeout
-        self._known: dict[int, int] = {}
+        self._known: dict[str, dict[int, int]] = {channel: {} for channel in self.CHANNELS}
         self._epoch = 0
         self._live = False
         self._conn: asyncpg.Connection | None = None
         self._keeper: asyncio.Task | None = None
         self._asker: asyncio.Task | None = None
-        self._next_ask: asyncio.Future | None = None   # the lookups waiting for a new query
+        # The lookups waiting for a new query, and the (store, SKU) pairs they want
+        self._next_ask: asyncio.Future | None = None
+        self._wanted: set[tuple[int, int]] = set()
 
-    def get(self, store_id: int) -> int | None:
-        return self._known.get(store_id, self._epoch) if self._live else None
+    def get(self, channel: str, store_id: int) -> int | None:
+        return self._known[channel].get(store_id, self._epoch) if self._live else None
 
-    def learn(self, announced: str | None) -> None:
+    def learn(self, channel: str, announced: str | None) -> None:
         """Versions from 'store:version store:version ...' (what a transaction made)."""
         if not announced or not self._live:
             return
+        known = self._known[channel]
         for pair in announced.split():
             store, _, version = pair.partition(":")
             store_id, number = int(store), int(version)
-            if number > self._known.get(store_id, 0):
-                self._known[store_id] = number
+            if number > known.get(store_id, 0):
+                known[store_id] = number
 
-    async def caught_up(self) -> None:
-        """Return once every version committed before the call has been heard, or the
-        listener is known to be down (then `get` answers None)."""
+    async def caught_up(self, wanted: Iterable[tuple[int, int]] = ()
+                        ) -> dict[tuple[int, int], int] | None:
+        """Once every version committed before the call has been heard, the units available
+        of the (store, SKU) pairs wanted by this round's lookups; None when the listener is
+        known to be down (then `get` answers None too)."""
         if not self._live:
-            return
+            return None
         if self._next_ask is None:
             self._next_ask = asyncio.get_running_loop().create_future()
             if self._asker is None or self._asker.done():
                 self._asker = asyncio.create_task(self._ask())
-        await asyncio.shield(self._next_ask)
+        self._wanted.update(wanted)
+        return await asyncio.shield(self._next_ask)
 
     async def _ask(self) -> None:
         """One query per round of waiting lookups; those arriving while it runs wait for the
         next, since the one running may have been answered before their writer committed."""
         while self._next_ask is not None:
             waiting, self._next_ask = self._next_ask, None
+            wanted, self._wanted = self._wanted, set()
+            stock: dict[tuple[int, int], int] | None = None
             try:
                 if self._live and self._conn is not None:
-                    await self._conn.fetchval("SELECT 1", timeout=self._timeout)
+                    stores = [store_id for store_id, _ in wanted]
+                    skus = [sku_id for _, sku_id in wanted]
+                    rows = await self._conn.fetch(
+                        "SELECT i.store_id, i.sku_id, i.on_hand - i.reserved FROM inventory i"
+                        " JOIN unnest($1::bigint[], $2::bigint[]) AS w (store_id, sku_id)"
+                        " ON i.store_id = w.store_id AND i.sku_id = w.sku_id",
+                        stores, skus, timeout=self._timeout)
+                    stock = {(row[0], row[1]): row[2] for row in rows} if self._live else None
             except (*_AWAY, asyncpg.PostgresError):
                 self._live = False   # unsure what was missed: know nothing until reconnected
                 if self._conn is not None:
                     self._conn.terminate()
             finally:
-                waiting.set_result(None)
+                waiting.set_result(stock)
 
-    def _heard(self, _conn, _pid, _channel, payload: str) -> None:
-        self.learn(payload)
+    def _heard(self, _conn, _pid, channel: str, payload: str) -> None:
+        self.learn(channel, payload)
 
     def _lost(self, _conn) -> None:
         self._live = False   # announcements may be missed from now on: know nothing
@@ -484,8 +513,10 @@ class CatalogueVersions:
     async def _connect(self) -> None:
         conn = await asyncpg.connect(self._url, timeout=self._timeout)
         conn.add_termination_listener(self._lost)
-        await conn.add_listener("catalogue", self._heard)
-        self._known, self._epoch = {}, self._epoch - 1
+        for channel in self.CHANNELS:
+            await conn.add_listener(channel, self._heard)
+        self._known = {channel: {} for channel in self.CHANNELS}
+        self._epoch -= 1
         self._conn, self._live = conn, True
 
     async def _keep(self) -> None:
