@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .databases import LOCAL_SERVER, Databases
-from .run import HARNESS, flatten, run
+from .run import HARNESS, INTERRUPTED, flatten, run
 from .scenario import ScenarioError, load_scenario
 
 SLO_METRICS = ("http_req_duration", "http_req_failed", "http_5xx")
@@ -105,6 +105,8 @@ def capacity(name: str, reports: Path, console: Console, start: float = 1.0,
         code = run(name, reports=folder, console=Console(quiet=True), rate_factor=factor,
                    serve_args=serve_args, databases=Databases(engine, server))
         made = sorted(set(folder.iterdir()) - before)
+        if code == INTERRUPTED:   # Ctrl-C or SIGTERM: the step's run stopped its processes
+            return INTERRUPTED
         if code == HARNESS or not made or not (made[-1] / "verdict.json").exists():
             console.print(f"[red]harness error[/red] at x{factor:g}; see {folder}")
             return HARNESS

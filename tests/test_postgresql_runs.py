@@ -53,10 +53,12 @@ def test_a_run_on_postgresql_passes_verifies_and_drops_its_database(tmp_path, en
     assert run_databases() == before
 
 
-def test_an_interrupted_run_stops_its_processes_and_drops_its_database(tmp_path, env):
-    """Ctrl-C in the middle of the load: exit 130, no verdict, and nothing left behind (the
-    interrupt goes to the harness alone here, as a `kill -INT` would: the load generator
-    must be stopped by the harness, not by the terminal)."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_stops_its_processes_and_drops_its_database(tmp_path, env, stop):
+    """Ctrl-C, or a SIGTERM (a cancelled CI job), in the middle of the load: exit 130, no
+    verdict, and nothing left behind (the signal goes to the harness alone here, as a
+    `kill` would: the load generator must be stopped by the harness, not by the
+    terminal)."""
     before = run_databases()
     reports = tmp_path / "reports"
     # Started from a background job of a shell script, the tests inherit SIGINT ignored
@@ -72,7 +74,7 @@ def test_an_interrupted_run_stops_its_processes_and_drops_its_database(tmp_path,
     time.sleep(8)   # well into the load
     running = psutil.Process(harness.pid).children(recursive=True)
     assert any("locust" in " ".join(p.cmdline()) for p in running)
-    harness.send_signal(signal.SIGINT)
+    harness.send_signal(stop)
     out, _ = harness.communicate(timeout=60)
     assert harness.returncode == 130, out[-3000:]
     assert "interrupted" in out

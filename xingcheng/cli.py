@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import shutil
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -116,6 +117,17 @@ def _on_mall(db_path: Path, use: Callable[[Any], Awaitable[Any]]) -> Any:
             await services.db.close()
 
     return asyncio.run(run())
+
+
+def _stopped_as_by_ctrl_c(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (a CI job cancelled, `kill`, `timeout`) stops a harness command as Ctrl-C
+    does: its processes stopped, its databases dropped, exit 130.  By default Python dies
+    at once and leaves the malls, the payer and the load generator running."""
+    signal.signal(signal.SIGTERM, _stopped_as_by_ctrl_c)
 
 
 @click.group()
@@ -374,10 +386,12 @@ def run(scenario: str, target: str | None, reports: Path, loadgen_port: int,
     """Run a scenario (a shipped name such as smoke, or a file).
 
     Single run: exit 0 pass, 1 fail.  Paired run (--canary): exit 0 promote, 1 rollback,
-    3 hold.  Exit 2 on a harness error, 130 when interrupted (Ctrl-C: processes stopped,
-    databases dropped, no verdict)."""
+    3 hold.  Exit 2 on a harness error, 130 when interrupted (Ctrl-C or SIGTERM: processes
+    stopped, databases dropped, no verdict)."""
     from loadtests.databases import Databases
     from loadtests.run import run as run_scenario
+
+    stop_on_sigterm()
 
     sys.exit(run_scenario(scenario, target, reports, loadgen_port=loadgen_port,
                           baseline=baseline, canary=canary, canary_share=canary_share,
@@ -443,6 +457,7 @@ def capacity(scenario: str, reports: Path, start: float, growth: float, steps: i
 
     from loadtests.capacity import capacity as search
 
+    stop_on_sigterm()
     sys.exit(search(scenario, reports, Console(), start, growth, steps, serve_args, engine,
                     postgres_server))
 
@@ -473,6 +488,7 @@ def rollout(baseline: str, canary: str, scenario: str, by: str, steps: str,
 
     from loadtests.rollout import rollout as run_rollout
 
+    stop_on_sigterm()
     try:
         percents = [int(part) for part in steps.split(",") if part.strip()]
     except ValueError as exc:
