@@ -181,6 +181,29 @@ async def test_one_coupon_on_two_simultaneous_orders_makes_one_order(mall):
     assert stock.body["reserved"] == 1                        # refused orders held nothing
 
 
+async def test_a_retried_order_is_answered_with_its_order_though_its_coupon_is_used(mall):
+    """The retry of an order that used a coupon finds the coupon used: it is answered with
+    the order its Idempotency-Key made, not refused; another body under the key is 422."""
+    shop = await open_shop(mall, stock=20)
+    customer = await mall.api.login("flaky-network")
+    coupon = await claimed(mall, shop, customer, threshold_fen=0, kind="fixed")
+    headers = {"Idempotency-Key": "retry-after-timeout"}
+    body = order_body(shop, coupon_id=coupon)
+    first = await mall.api.post("/api/v1/orders", token=customer, json=body, headers=headers)
+    assert first.status == 201, first.body
+    retry = await mall.api.post("/api/v1/orders", token=customer, json=body, headers=headers)
+    assert retry.status == 201 and retry.headers.get("Idempotent-Replayed") == "true", retry.body
+    assert retry.body == first.body
+    other = await mall.api.post("/api/v1/orders", token=customer, headers=headers,
+                                json=order_body(shop, 2, coupon_id=coupon))
+    assert other.status == 422 and other.error["code"] == "idempotency_key_reused", other.body
+    fresh = await mall.api.post("/api/v1/orders", token=customer, json=body)
+    assert fresh.status == 409 and fresh.error["code"] == "coupon_used", fresh.body
+    stock = await mall.api.get(f"/api/v1/merchant/stores/{shop.store_id}/inventory/"
+                               f"{shop.sku_id}", token=shop.merchant)
+    assert stock.body["reserved"] == 1
+
+
 async def test_the_window_is_on_the_mall_clock_and_an_expired_order_gives_its_coupon_back(
         start_mall):
     # 600x: one real second is ten simulated minutes; unpaid orders hold for 15 minutes.

@@ -15,7 +15,7 @@ from sqlite3 import Row
 
 from ..auth import Principal
 from ..clock import SHANGHAI, Clock
-from ..errors import BadRequest, Conflict, NotFound, Unprocessable
+from ..errors import ApiError, BadRequest, Conflict, NotFound, Unprocessable
 from ..metrics import MallMetrics
 from ..opening_hours import is_open
 from ..pricing import ServedPrice, stored
@@ -98,26 +98,34 @@ class Orders:
                 raise BadRequest("duplicate_line", "each SKU may appear on one line only",
                                  f"lines.{index}.sku_id")
         request_hash = hashlib.sha256(data.model_dump_json().encode()).hexdigest()
-        if idempotency_key is not None:   # a retry is answered before anything is checked
-            replay = await self._replay(principal, idempotency_key, request_hash)
-            if replay is not None:
-                return replay, True
-        store, point_id, skus = await self._check(principal, data)
-        if offer is not None:
-            for sku_id, price_fen in offer.prices.items():
-                skus[sku_id]["price_fen"] = price_fen
+        # A retry is answered with the order its key made, whatever has changed since (its
+        # coupon used, its points spent, the store closed): a check that fails looks for
+        # that order first, and the transaction meets a key taken meanwhile.  Looking before
+        # any check cost every order a round trip for the rare retry.
+        try:
+            store, point_id, skus = await self._check(principal, data)
+            if offer is not None:
+                for sku_id, price_fen in offer.prices.items():
+                    skus[sku_id]["price_fen"] = price_fen
+            subtotal = sum(skus[line.sku_id]["price_fen"] * line.qty for line in data.lines)
+            discount = 0
+            if data.coupon_id is not None:
+                discount = await self.coupons.discount(principal, data.coupon_id, store,
+                                                       subtotal)
+            points_fen = 0
+            if data.points is not None:
+                points_fen = await self.membership.points_fen(principal, data.points,
+                                                              subtotal - discount)
+        except ApiError:
+            replay = (await self._replay(principal, idempotency_key, request_hash)
+                      if idempotency_key is not None else None)
+            if replay is None:
+                raise
+            return replay, True
         now = self.clock.now()
         stamp = self.clock.stamp(now)
         ttl = offer.ttl_seconds if offer is not None else self.ttl_seconds
         expires = self.clock.stamp(now + timedelta(seconds=ttl))
-        subtotal = sum(skus[line.sku_id]["price_fen"] * line.qty for line in data.lines)
-        discount = 0
-        if data.coupon_id is not None:
-            discount = await self.coupons.discount(principal, data.coupon_id, store, subtotal)
-        points_fen = 0
-        if data.points is not None:
-            points_fen = await self.membership.points_fen(principal, data.points,
-                                                          subtotal - discount)
         total = subtotal - discount - points_fen
 
         async def place(conn) -> dict:
