@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
 
@@ -21,6 +21,7 @@ from . import audit_trail
 from .catalogue_cache import CatalogueCache
 
 LOW_STOCK = 5
+MAX_SERVED = 20_000   # pages kept as last served, as many as the cache keeps
 
 
 def stock_state(available: int) -> str:
@@ -69,6 +70,9 @@ class Catalogue:
     metrics: MallMetrics
     cache: CatalogueCache
     price: ServedPrice = stored
+    # (store, page) -> (the kept page, the stock it was served with, the bytes served): a
+    # page whose stock has not moved since is served as it was, not built and encoded again
+    _served: dict[tuple, tuple[Any, dict[int, int], bytes]] = field(default_factory=dict)
 
     async def add_product(self, principal: Principal, store_id: int, data: ProductIn) -> dict:
         now = self.clock.stamp()
@@ -90,16 +94,32 @@ class Catalogue:
         """A catalogue page as JSON bytes: kept while the store's products stand, with the
         units available now."""
         key = (query.tag, query.scene, query.q, query.cursor, query.limit)
-        (items, next_cursor), available = await self._kept(
-            store_id, key, lambda: self._read_page(store_id, query))
-        return encode({"items": with_stock(items, available), "next_cursor": next_cursor})
+        page, available = await self._kept(store_id, key,
+                                           lambda: self._read_page(store_id, query))
+        return self._encoded(store_id, key, page, available, lambda: {
+            "items": with_stock(page[0], available), "next_cursor": page[1]})
 
     async def product_page(self, store_id: int, product_id: int) -> bytes:
         """A product's page as JSON bytes, kept as the catalogue pages are: a product is
         opened about as often as a store's list."""
+        key = ("product", product_id)
         products, available = await self._kept(
-            store_id, ("product", product_id), lambda: self._read_product(store_id, product_id))
-        return encode(with_stock(products, available)[0])
+            store_id, key, lambda: self._read_product(store_id, product_id))
+        return self._encoded(store_id, key, products, available,
+                             lambda: with_stock(products, available)[0])
+
+    def _encoded(self, store_id: int, key: tuple, page: Any, available: dict[int, int],
+                 body: Callable[[], Any]) -> bytes:
+        """The page as JSON bytes: as last served when neither it nor its stock has moved
+        (a store's list between two of its orders), else `body` encoded."""
+        served = self._served.get((store_id, key))
+        if served is not None and served[0] is page and served[1] == available:
+            return served[2]
+        encoded = encode(body())
+        if len(self._served) >= MAX_SERVED:
+            self._served.clear()   # crude but bounded, as the cache itself
+        self._served[(store_id, key)] = (page, available, encoded)
+        return encoded
 
     async def _kept(self, store_id: int, key: tuple,
                     read: Callable[[], Awaitable[tuple[Any, dict[int, int]]]]

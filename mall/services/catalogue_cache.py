@@ -32,6 +32,8 @@ class CatalogueCache:
         self._this_turn: dict[int, int | None] = {}   # store -> version, read this turn
         self._turn_commits = -1                       # the process's commits when read
         self._entries: dict[Hashable, tuple[int, Any]] = {}
+        # SQLite: (store, page) -> (version stock moves too, content version, stock) read
+        self._seen: dict[Hashable, tuple[int, int, dict[int, int]]] = {}
         self._max_entries = max_entries
 
     async def lookup(self, store_id: int, key: Hashable) -> tuple[Any, int | None]:
@@ -60,13 +62,31 @@ class CatalogueCache:
                                               for sku_id in sku_ids if (store_id, sku_id) in now}
             version = self._db.content_version(store_id)
         else:
-            loop_reads = self._db.on_loop()
-            version = catalogue.content_version(loop_reads, store_id)
-            stock = catalogue.available_now(loop_reads, store_id, sku_ids) if kept else None
+            version, stock = self._sqlite_now(store_id, key, sku_ids if kept else None)
         page, version = self._current(store_id, key, version)
         if page is None or stock is None:
             return None, version, None
         return page[0], version, stock
+
+    def _sqlite_now(self, store_id: int, key: Hashable, sku_ids: list[int] | None
+                    ) -> tuple[int | None, dict[int, int] | None]:
+        """(content version, stock of `sku_ids`) on SQLite, as last read for this page while
+        the version that stock moves too stands (one read a loop turn for every page of the
+        store), else read again: a page asked for between two orders reads nothing more."""
+        full = self.version(store_id)
+        seen = self._seen.get((store_id, key))
+        if sku_ids is not None and full is not None and seen is not None and seen[0] == full:
+            return seen[1], seen[2]
+        loop_reads = self._db.on_loop()
+        version = catalogue.content_version(loop_reads, store_id)
+        if sku_ids is None:
+            return version, None
+        stock = catalogue.available_now(loop_reads, store_id, sku_ids)
+        if full is not None and version is not None and stock is not None:
+            if len(self._seen) >= self._max_entries:
+                self._seen.clear()
+            self._seen[(store_id, key)] = (full, version, stock)
+        return version, stock
 
     def put_page(self, store_id: int, key: Hashable, version: int | None, page: Any,
                  sku_ids: list[int]) -> None:
