@@ -13,6 +13,7 @@ is versioned (catalogue_cache.py), and take it out of here."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from sqlite3 import Row
 from typing import Any
 
@@ -39,13 +40,19 @@ class WriteOnce:
         else:
             kept[key] = value
 
-    async def store(self, conn: Connection, store_id: int) -> Row | None:
-        found = self._stores.get(store_id)
+    async def _kept_or_read(self, kept: dict, key: Any,
+                            read: Callable[[], Awaitable[Any]]) -> Any:
+        """What `kept` holds under `key`, else `read()`, kept when something was found."""
+        found = kept.get(key)
         if found is None:
-            found = await stores.store(conn, store_id)
-            if found is not None:
-                self._keep(self._stores, store_id, found)
+            found = await read()
+            if found:
+                self._keep(kept, key, found)
         return found
+
+    async def store(self, conn: Connection, store_id: int) -> Row | None:
+        return await self._kept_or_read(self._stores, store_id,
+                                        lambda: stores.store(conn, store_id))
 
     async def store_with_counter(self, conn: Connection, store_id: int) -> Row | None:
         """The store with its first pickup point (`counter_id`), as an order reads it; kept
@@ -67,22 +74,14 @@ class WriteOnce:
         return staff
 
     async def district_code(self, conn: Connection, name_or_code: str) -> str | None:
-        found = self._districts.get(name_or_code)
-        if found is None:
-            found = await stores.district_code(conn, name_or_code)
-            if found is not None:
-                self._keep(self._districts, name_or_code, found)
-        return found
+        return await self._kept_or_read(self._districts, name_or_code,
+                                        lambda: stores.district_code(conn, name_or_code))
 
     async def lines(self, conn: Connection, order_id: int) -> list[Row]:
         """An order's lines: written with the order in one transaction, so a reader sees all
         of them or none (none is not kept)."""
-        found = self._lines.get(order_id)
-        if found is None:
-            found = await orders.lines(conn, order_id)
-            if found:
-                self._keep(self._lines, order_id, found)
-        return found
+        return await self._kept_or_read(self._lines, order_id,
+                                        lambda: orders.lines(conn, order_id))
 
     def placed(self, order_id: int, lines: list[dict]) -> None:
         """The lines of an order this process has just committed, as `lines` reads them:
