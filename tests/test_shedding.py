@@ -6,6 +6,7 @@ recovers by itself when the burst is over, and sheds nothing while it keeps up."
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
 import pytest
@@ -122,3 +123,38 @@ async def test_only_a_busy_loop_counts_as_a_queue():
         assert not shedder.overloaded()
     finally:
         shedder.stop()
+
+
+class _SlowToCollect:
+    """Garbage in a cycle whose finaliser takes 300 ms: a collection the loop cannot skip."""
+
+    def __init__(self) -> None:
+        self.cycle = self
+
+    def __del__(self) -> None:
+        deadline = time.perf_counter() + 0.3
+        while time.perf_counter() < deadline:
+            pass
+
+
+async def test_the_collectors_pause_is_not_a_queue():
+    # A full collection of the full tier's heap held the loop longer than an interval; what
+    # arrived meanwhile is served at once after it, and refusing it would free nothing.
+    shedder = LoadShedder(0.005, 0.1, MallMetrics())
+    shedder.start()
+    try:
+        await asyncio.sleep(0.02)
+        _SlowToCollect()
+        started = time.perf_counter()
+        gc.collect()
+        assert time.perf_counter() - started >= 0.3   # the loop was held, by the collector
+        assert not shedder.overloaded()
+        # The same hold as the loop's own work is still a queue.
+        await asyncio.sleep(0.02)
+        deadline = time.perf_counter() + 0.3
+        while time.perf_counter() < deadline:
+            pass
+        assert shedder.overloaded()
+    finally:
+        shedder.stop()
+    assert shedder._collector not in gc.callbacks
