@@ -1,7 +1,8 @@
 """An open workload: sessions start when the schedule says, whether or not earlier ones
 have finished (as k6's arrival-rate executors do), not when a fixed set of users loops.
 
-One dispatcher greenlet walks the precomputed schedule and starts each session in a gevent
+One dispatcher greenlet walks the precomputed schedule (this load worker's share of it,
+each session under its index in the whole) and starts each session in a gevent
 pool at its due time.  A session started more than `late_after` seconds after its due time
 is counted late — never dropped — and every 10-second window records how many sessions
 were due and how many started, so the achieved rate can be checked against the target."""
@@ -33,6 +34,22 @@ class ArrivalLog:
     late: int = 0
     max_lateness: float = 0.0
 
+    def handed_in(self) -> dict:
+        """This log as plain data, for the master that merges the workers' logs."""
+        return {"due": dict(self.due), "started": dict(self.started), "late": self.late,
+                "max_lateness": self.max_lateness}
+
+    @classmethod
+    def merged(cls, parts: list[dict]) -> ArrivalLog:
+        """The workers' logs as one: due and started added window by window."""
+        log = cls()
+        for part in parts:
+            log.due.update({int(w): n for w, n in part["due"].items()})
+            log.started.update({int(w): n for w, n in part["started"].items()})
+            log.late += part["late"]
+            log.max_lateness = max(log.max_lateness, part["max_lateness"])
+        return log
+
     def windows(self) -> list[dict]:
         last = max([*self.due, *self.started, 0])
         return [{"window": w, "start_s": w * WINDOW_SECONDS,
@@ -52,7 +69,7 @@ class ArrivalLog:
 
 
 class Dispatcher:
-    def __init__(self, schedule: list[Session], replay: Replay, pool: Pool,
+    def __init__(self, schedule: list[tuple[int, Session]], replay: Replay, pool: Pool,
                  walk: Callable[[int, Session], None], metrics: LoadMetrics,
                  late_after: float) -> None:
         self.schedule = schedule
@@ -62,7 +79,7 @@ class Dispatcher:
         self.metrics = metrics
         self.late_after = late_after
         self.log = ArrivalLog()
-        for session in schedule:
+        for _, session in schedule:
             self.log.due[int(replay.real_elapsed(session.at) // WINDOW_SECONDS)] += 1
         self.origin = 0.0
 
@@ -84,7 +101,7 @@ class Dispatcher:
         """Start every session at its time; returns when the last one has been started."""
         ticker = gevent.spawn(self._tick)
         try:
-            for number, session in enumerate(self.schedule):
+            for number, session in self.schedule:
                 due = self.replay.real_elapsed(session.at)
                 wait = due - self.elapsed()
                 if wait > 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -118,6 +119,12 @@ def start(build: Build, command: list[str], log: Path, again: bool = False,
         with contextlib.suppress(ProcessLookupError):
             keep_to(cores, process.pid)
     return process
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def stop(process: subprocess.Popen | None) -> None:

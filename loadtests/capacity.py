@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .databases import LOCAL_SERVER, Databases
+from .load_generator import ONE_PROCESS, LoadShape
 from .run import HARNESS, INTERRUPTED, flatten, run
 from .scenario import ScenarioError, load_scenario
 
@@ -86,7 +87,8 @@ def _shed_share(prom: Path) -> float:
 
 def capacity(name: str, reports: Path, console: Console, start: float = 1.0,
              growth: float = 1.5, steps: int = 8, serve_args: tuple[str, ...] = (),
-             engine: str = "sqlite", server: str = LOCAL_SERVER) -> int:
+             engine: str = "sqlite", server: str = LOCAL_SERVER,
+             load: LoadShape = ONE_PROCESS) -> int:
     """Step the rate up until the SLO breaks; writes capacity.json and capacity.html.
     Exit 0 when a capacity was found, 1 when not even the first step held, 2 on a harness
     error (the search cannot say)."""
@@ -103,7 +105,7 @@ def capacity(name: str, reports: Path, console: Console, start: float = 1.0,
         console.print(f"step {number + 1}: {scenario.name} at x{factor:g} the arrival rate")
         before = set(folder.iterdir())
         code = run(name, reports=folder, console=Console(quiet=True), rate_factor=factor,
-                   serve_args=serve_args, databases=Databases(engine, server))
+                   serve_args=serve_args, databases=Databases(engine, server), load=load)
         made = sorted(set(folder.iterdir()) - before)
         if code == INTERRUPTED:   # Ctrl-C or SIGTERM: the step's run stopped its processes
             return INTERRUPTED

@@ -1,32 +1,43 @@
-"""The Locust entry point: `locust -f loadtests/locustfile.py --scenario smoke ...`.
+"""The Locust entry point: `locust -f loadtests/locustfile.py --scenario smoke ...`, in one
+process, or as Locust's master (`--master --expect-workers N`) and N workers (`--worker`).
 
-Two user classes: one `CitySessions` dispatcher that starts the scenario's sessions on
-schedule (an open workload), and `StoreStaff` clerks working the pickup desks.  With
-`--canary-host`, two malls share the load: each customer goes to one side by a stable hash
-(`loadtests.sides`), each side has its own desk and clerks, and every sample carries its side.
-The run ends by itself once every session has started and the stragglers have drained."""
+One user class, `CitySessions`: the city sending customers in.  Each load process that walks
+(the only one, or each worker) runs one, which starts its share of the scenario's sessions
+on schedule (an open workload; `load_plan` splits the schedule) and employs its share of the
+store clerks working the pickup desks.  With `--canary-host`, two malls share the load: each
+customer goes to one side by a stable hash (`loadtests.sides`), each side has its own desk
+and clerks, and every sample carries its side.  The run ends by itself once every session
+has started and the stragglers have drained; with workers, once every worker has handed its
+results to the master (`load_master`), which writes the run's files."""
 
 from __future__ import annotations
 
-import json
+import argparse
 import logging
+import math
+import os
 import random
+import socket
+import tempfile
 import time
 from pathlib import Path
 
 import gevent
 from gevent.pool import Pool
 from locust import User, constant, events, task
+from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.arrivals import Dispatcher
 from loadtests.client_metrics import LoadMetrics
 from loadtests.http_client import HttpClient
 from loadtests.journeys import JourneyEnded, Pace, Side, Staff, Walk, customer_journey
-from loadtests.load_plan import LoadPlan, plan
+from loadtests.load_master import RESULTS, LoadMaster, write_results
+from loadtests.load_plan import LoadPlan, plan, staff_share
+from loadtests.merged_metrics import snapshot
 from loadtests.records import RunRecords
 from loadtests.scenario import load_scenario
 from loadtests.sides import BASELINE, CANARY, side_of
-from loadtests.summary import client_summary
+from loadtests.summary import side_summaries
 from mall.privacy import mask_log_handlers
 
 log = logging.getLogger("loadtests")
@@ -58,24 +69,23 @@ def _options(parser) -> None:
     parser.add_argument("--linger-seconds", type=float, default=0,
                         help="Keep serving metrics this long after the load ends (a last "
                              "Prometheus scrape)")
+    parser.add_argument("--scenario-text", default="", include_in_web_ui=False,
+                        help=argparse.SUPPRESS)
 
 
 class Run:
-    """Everything one load-generator process shares between its users."""
+    """Everything one load process shares between its sessions and clerks: its share of the
+    schedule (worker `worker` of `workers`; the whole of it in one process)."""
 
-    def __init__(self, environment) -> None:
+    def __init__(self, environment, plan: LoadPlan, worker: int = 0, workers: int = 1) -> None:
         options = environment.parsed_options
         self.environment = environment
-        self.plan: LoadPlan = plan(load_scenario(options.scenario),
-                                   rate_factor=options.rate_factor)
+        self.worker, self.workers = worker, workers
+        self.plan = plan
         spec = self.plan.scenario.spec
         self.metrics = LoadMetrics()
-        if options.metrics_port:
-            self.metrics.serve(options.metrics_port)
         environment.events.request.add_listener(self.metrics.on_request)
         self.records = RunRecords(self.metrics)
-        self.report_dir = Path(options.report_dir) if options.report_dir else None
-        self.linger = options.linger_seconds
         self.clock_since = options.clock_since
         self.pace = Pace(spec.window.speed)
         hosts = {BASELINE: environment.host}
@@ -85,9 +95,11 @@ class Run:
         if self.routed:  # one address; the router's answers tell the sides apart
             hosts[CANARY] = environment.host
         self.canary_share = options.canary_share if options.canary_host else 0.0
+        self.clerks = staff_share(spec.load.staff, len(hosts), worker, workers)
+        walking = math.ceil(spec.load.max_sessions / workers)
         # One connection pool per host for every walker: the API keeps no cookies, and a
         # session per walk cost ~10% of the CPU.
-        pool_size = spec.load.max_sessions + spec.load.staff * 2
+        pool_size = walking + len(self.clerks) * 2
 
         def client(host: str) -> HttpClient:
             return HttpClient(host, environment.events.request, concurrency=pool_size)
@@ -100,9 +112,10 @@ class Run:
         self.usual_prices = {sku["sku_id"]: sku["price_fen"] for store in city.stores
                              for product in store.products for sku in product["skus"]}
         self.outcomes: dict[str, dict[str, int]] = {name: {} for name in self.sides}
-        self.dispatcher = Dispatcher(self.plan.schedule, self.plan.replay,
-                                     Pool(spec.load.max_sessions), self.walk_session,
-                                     self.metrics, spec.load.late_after_seconds)
+        self.share = self.plan.share(worker, workers)
+        self.dispatcher = Dispatcher(self.share, self.plan.replay, Pool(walking),
+                                     self.walk_session, self.metrics,
+                                     spec.load.late_after_seconds)
         self.cut_off = 0
         self.finished = False
 
@@ -112,14 +125,14 @@ class Run:
                     experiment_response=self.plan.scenario.spec.experiment_response)
 
     def walk_session(self, number: int, session) -> None:
-        ids = self.plan.customers[session.persona]
-        user_id = ids[session.customer % len(ids)]
+        user_id = self.plan.user_id(session)
         city = self.plan.city
         side = side_of(city.customers.openids[user_id - 1], self.canary_share)
         district = city.district_names[city.customers.district[user_id - 1]]
         walk = self.walk(side)
         walk.record = self.records.begin(number, None if self.routed else side,
-                                         session.persona, district, session.journey)
+                                         session.persona, district, session.journey, user_id,
+                                         self.plan.replay.real_elapsed(session.at))
         rng = random.Random(f"{self.plan.scenario.spec.city.seed}:walk:{number}")
         try:
             customer_journey(walk, session, user_id, rng)
@@ -134,79 +147,141 @@ class Run:
         counts = self.outcomes[side]
         counts[outcome] = counts.get(outcome, 0) + 1
 
+    def work(self) -> None:
+        """Walk this process's share: sessions on schedule, clerks at the desks until the
+        stragglers have drained and the desks are clear."""
+        self.records.origin = self.dispatcher.begin(self.clock_since)
+        clerks = [gevent.spawn(self.clerk, hired) for hired in self.clerks]
+        self.dispatcher.run()
+        spec = self.plan.scenario.spec
+        self.cut_off = self.dispatcher.drain(spec.load.drain_seconds)
+        for _ in range(int(spec.load.drain_seconds * 10)):
+            if not any(len(side.desk) for side in self.sides.values()):
+                break
+            gevent.sleep(0.1)
+        gevent.killall(clerks)
+        self.finished = True
+        self.metrics.finished.set(1)
+
+    def clerk(self, hired: int) -> None:
+        """Clerk number `hired` (its side and its random stream as in one process)."""
+        rng = random.Random(f"{self.plan.scenario.spec.city.seed}:staff:{hired}")
+        sides = list(self.sides)
+        staff = Staff(self.walk(sides[hired % len(sides)]), rng)
+        while True:
+            try:
+                if staff.work_once():
+                    continue
+            except JourneyEnded:
+                pass
+            gevent.sleep(0.1)
+
+    def facts(self) -> dict:
+        """Who this process is and how its share went, as the master names it."""
+        log = self.dispatcher.log
+        return {"worker": self.worker + 1, "workers": self.workers,
+                "host": socket.gethostname(), "pid": os.getpid(),
+                "scheduled": len(self.share), "started": sum(log.started.values()),
+                "late": log.late, "max_lateness_s": round(log.max_lateness, 3),
+                "cut_off": self.cut_off, "clerks": self.clerks, "finished": self.finished}
+
+    def results(self) -> dict:
+        return {"facts": self.facts(), "arrivals": self.dispatcher.log.handed_in(),
+                "sides": side_summaries(self.metrics, self.outcomes),
+                "records": self.records.handed_in(),
+                "metrics": snapshot(self.metrics.registry)}
+
+
+def _scenario(options):
+    """The scenario as the master read it (a worker on another machine gets its text), or
+    by name or path."""
+    if not options.scenario_text:
+        return load_scenario(options.scenario)
+    with tempfile.TemporaryDirectory(prefix="xingcheng-scenario-") as folder:
+        path = Path(folder) / f"{Path(options.scenario).stem}.toml"
+        path.write_text(options.scenario_text, encoding="utf-8")
+        return load_scenario(str(path))
+
+
+def _plan(options) -> LoadPlan:
+    return plan(_scenario(options), rate_factor=options.rate_factor)
+
 
 RUN: Run | None = None
+MASTER: LoadMaster | None = None
 
 
 @events.init.add_listener
 def _init(environment, **_) -> None:
-    global RUN
-    if environment.parsed_options is None:
+    global MASTER
+    options = environment.parsed_options
+    if options is None:
         return
     mask_log_handlers()  # loadgen.log: a journey's traceback may quote a customer's phone
-    RUN = Run(environment)
-    StoreStaff.fixed_count = RUN.plan.scenario.spec.load.staff * len(RUN.sides)
+    report_dir = Path(options.report_dir) if options.report_dir else None
+    if isinstance(environment.runner, MasterRunner):
+        options.scenario_text = Path(_scenario(options).path).read_text(encoding="utf-8")
+        MASTER = LoadMaster(environment, report_dir, options.metrics_port,
+                            options.linger_seconds)
+        CitySessions.fixed_count = options.expect_workers   # one per worker
+    elif isinstance(environment.runner, WorkerRunner):
+        environment.events.report_to_master.add_listener(_report)
+    else:
+        global RUN
+        RUN = Run(environment, _plan(options))
+        if options.metrics_port:
+            RUN.metrics.serve(options.metrics_port)
+
+
+def _report(client_id: str, data: dict) -> None:
+    """A worker's report to the master (every few seconds): its metrics for the one scrape
+    target, and how its share goes."""
+    if RUN is not None:
+        data["xingcheng"] = {"facts": RUN.facts(), "metrics": snapshot(RUN.metrics.registry)}
 
 
 @events.quitting.add_listener
-def _write_summary(environment, **_) -> None:
-    if RUN is None or RUN.report_dir is None:
+def _write_results(environment, **_) -> None:
+    """One process writes its files when it quits, finished or not (the harness reads
+    `finished`); workers have handed theirs to the master."""
+    options = environment.parsed_options
+    if RUN is None or not options or not options.report_dir or RUN.workers > 1 \
+            or isinstance(environment.runner, WorkerRunner):
         return
-    RUN.report_dir.mkdir(parents=True, exist_ok=True)
-    summary = client_summary(RUN.metrics, RUN.dispatcher.log, RUN.outcomes, RUN.cut_off,
-                             len(RUN.plan.schedule), RUN.finished)
-    (RUN.report_dir / "client.json").write_text(json.dumps(summary, indent=1,
-                                                           ensure_ascii=False))
-    (RUN.report_dir / "loadgen-metrics.prom").write_bytes(RUN.metrics.exposition())
-    RUN.records.write(RUN.report_dir)
-    if RUN.linger:  # the metrics server thread keeps answering while this one waits
-        time.sleep(RUN.linger)
+    write_results(Path(options.report_dir), [RUN.results()], RUN.metrics.exposition())
+    if options.linger_seconds:  # the metrics server thread keeps answering meanwhile
+        time.sleep(options.linger_seconds)
 
 
 class CitySessions(User):
-    """The dispatcher: not a customer, but the city sending customers in."""
+    """The city sending customers in: one per load process that walks."""
 
     fixed_count = 1
     wait_time = constant(0)
+    working = False
 
     @task
-    def run_schedule(self) -> None:
+    def run_share(self) -> None:
+        global RUN
+        runner = self.environment.runner
+        if CitySessions.working:   # a second one dispatched here: the share is walked once
+            gevent.sleep(1e9)
+        CitySessions.working = True
+        if isinstance(runner, WorkerRunner):
+            workers = self.environment.parsed_options.expect_workers
+            if runner.worker_index >= workers:
+                log.error("load worker index %d: the run expects %d workers; this one idles",
+                          runner.worker_index, workers)
+                gevent.sleep(1e9)
+            # The city is built in a thread of its own: it takes seconds, and the worker's
+            # heartbeats must go on meanwhile.
+            options = self.environment.parsed_options
+            built = gevent.get_hub().threadpool.apply(_plan, (options,))
+            RUN = Run(self.environment, built, runner.worker_index, workers)
+            RUN.work()
+            runner.send_message(RESULTS, RUN.results())
+            gevent.sleep(1e9)   # the master ends the run once every worker has handed in
         assert RUN is not None
-        RUN.records.origin = RUN.dispatcher.begin(RUN.clock_since)
-        RUN.dispatcher.run()
-        spec = RUN.plan.scenario.spec
-        RUN.cut_off = RUN.dispatcher.drain(spec.load.drain_seconds)
-        # Let the clerks clear the desk before stopping.
-        for _ in range(int(spec.load.drain_seconds * 10)):
-            if not any(len(side.desk) for side in RUN.sides.values()):
-                break
-            gevent.sleep(0.1)
-        RUN.finished = True
-        RUN.metrics.finished.set(1)
+        RUN.work()
         # quit() stops every user, this one included: call it from a greenlet of its own.
-        gevent.spawn(self.environment.runner.quit).join()
-
-
-class StoreStaff(User):
-    fixed_count = 4
-    wait_time = constant(0)
-
-    hired = 0
-
-    def on_start(self) -> None:
-        assert RUN is not None
-        StoreStaff.hired += 1
-        rng = random.Random(f"{RUN.plan.scenario.spec.city.seed}:staff:{StoreStaff.hired}")
-        sides = list(RUN.sides)
-        self.staff = Staff(RUN.walk(sides[StoreStaff.hired % len(sides)]), rng)
-
-    @task
-    def serve(self) -> None:
-        try:
-            if not self.staff.work_once():
-                self.wait_empty()
-        except JourneyEnded:
-            self.wait_empty()
-
-    def wait_empty(self) -> None:
-        gevent.sleep(0.1)
+        gevent.spawn(runner.quit).join()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import heapq
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -21,12 +22,14 @@ from .sides import BASELINE
 class SessionRecord:
     """One shopping session: who, on which side, and how far it got."""
 
-    number: int
+    number: int               # its index in the whole schedule, whichever worker started it
     side: str | None          # None until a gray router's answer says whose session it is
     persona: str
     district: str
     journey: str
     start_s: float
+    user_id: int = 0          # the customer (the mall's id, not personal data)
+    due_s: float = 0.0        # when the schedule had it start, seconds from the load's origin
     stage: str = "session"
     outcome: str = ""
     items: int = 0
@@ -55,9 +58,10 @@ class RunRecords:
         self.requests.append((self.now(), side, name, status, round(ms, 2), int(failed)))
 
     def begin(self, number: int, side: str | None, persona: str, district: str,
-              journey: str) -> SessionRecord:
+              journey: str, user_id: int, due_s: float) -> SessionRecord:
         """A session on `side`, or on a side to be named later (`assign`)."""
-        record = SessionRecord(number, None, persona, district, journey, self.now())
+        record = SessionRecord(number, None, persona, district, journey, self.now(), user_id,
+                               round(due_s, 3))
         self.sessions.append(record)
         if side is not None:
             self.assign(record, side)
@@ -85,15 +89,28 @@ class RunRecords:
         record.outcome = outcome
         self.metrics.session_gmv.labels(record.side).observe(record.gmv_fen / 100)
 
+    def handed_in(self) -> dict:
+        """The rows as plain data, for the master that merges the workers' records."""
+        return {"requests": self.requests,
+                "sessions": [[getattr(r, n) for n in SESSION_COLUMNS] for r in self.sessions]}
+
     def write(self, folder: Path) -> None:
-        with gzip.open(folder / "requests.csv.gz", "wt", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out)
-            writer.writerow(("t_s", "side", "name", "status", "ms", "failed"))
-            writer.writerows(self.requests)
-        names = [f.name for f in fields(SessionRecord)]
-        with gzip.open(folder / "sessions.csv.gz", "wt", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out)
-            writer.writerow(names)
-            for record in self.sessions:
-                writer.writerow(["" if getattr(record, n) is None else getattr(record, n)
-                                 for n in names])
+        write_rows(folder, [self.handed_in()])
+
+
+SESSION_COLUMNS = [f.name for f in fields(SessionRecord)]
+
+
+def write_rows(folder: Path, parts: list[dict]) -> None:
+    """`requests.csv.gz` in time order and `sessions.csv.gz` in schedule order, from one
+    process's rows or several workers' (times are seconds from the same clock anchor)."""
+    requests = heapq.merge(*(part["requests"] for part in parts), key=lambda row: row[0])
+    with gzip.open(folder / "requests.csv.gz", "wt", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(("t_s", "side", "name", "status", "ms", "failed"))
+        writer.writerows(requests)
+    sessions = sorted((row for part in parts for row in part["sessions"]), key=lambda r: r[0])
+    with gzip.open(folder / "sessions.csv.gz", "wt", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(SESSION_COLUMNS)
+        writer.writerows(["" if value is None else value for value in row] for row in sessions)

@@ -20,7 +20,6 @@ import asyncio
 import hashlib
 import json
 import secrets
-import subprocess
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -42,6 +41,7 @@ from .builds import BuildError
 from .client_metrics import FUNNEL
 from .compatibility import check as compatible
 from .databases import CACHE, Databases
+from .load_generator import ONE_PROCESS, LoadError, LoadGenerator, LoadShape
 from .run import (
     HARNESS,
     HARNESS_BUILD,
@@ -54,7 +54,6 @@ from .run import (
     interrupted,
     locust_command,
     start_malls,
-    stopped_at_exit,
     wind_down,
 )
 from .scenario import Scenario, ScenarioError, load_scenario
@@ -106,11 +105,11 @@ class RouterProcess:
     """`xingcheng router` from the harness's own code (it stands for the gateway, not for a
     build under test), and its admin endpoint."""
 
-    def __init__(self, report_dir: Path, baseline: str, canary: str) -> None:
+    def __init__(self, report_dir: Path, private: Path, baseline: str, canary: str) -> None:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.token = secrets.token_urlsafe(24)
-        token_file = report_dir / "router-admin-token"
+        token_file = private / "router-admin-token"
         token_file.touch(mode=0o600)
         token_file.write_text(self.token + "\n")
         command = ["router", "--baseline", baseline, "--canary", canary, "--port", str(port),
@@ -142,7 +141,7 @@ class RouterProcess:
 
 def rollout(name: str, baseline: str, canary: str, by: str, percents: list[int],
             reports: Path, console: Console, canary_faults: Path | None = None,
-            databases: Databases | None = None) -> int:
+            databases: Databases | None = None, load: LoadShape = ONE_PROCESS) -> int:
     databases = databases or Databases()
     try:
         scenario = load_scenario(name)
@@ -182,16 +181,16 @@ def rollout(name: str, baseline: str, canary: str, by: str, percents: list[int],
     try:
         since = start_malls(scenario, malls, payer, report_dir, console, faults,
                             shared_db=True, databases=databases)
-        router = RouterProcess(report_dir, malls[0].url, malls[1].url)
+        router = RouterProcess(report_dir, payer.private, malls[0].url, malls[1].url)
         steps = _drive(scenario, by, percents, districts, malls, payer, router, report_dir,
-                       console, since)
-    except HarnessError as exc:
+                       console, since, load)
+    except (HarnessError, LoadError) as exc:
         ended = harness_error(console, report_dir, exc)
     except KeyboardInterrupt:
         ended = interrupted(console, report_dir)
     finally:
         wind_down([router.process if router else None] + [mall.process for mall in malls]
-                  + [payer.process], databases, console, steps is not None)
+                  + [payer.process], databases, console, steps is not None, payer.private)
     if ended is not None:
         return ended
     try:
@@ -210,11 +209,11 @@ def _readings(loadgen_url: str, malls: list[Mall]) -> list:
 
 def _drive(scenario: Scenario, by: str, percents: list[int], districts: list[str],
            malls: list[Mall], payer: Payer, router: RouterProcess, report_dir: Path,
-           console: Console, since: float) -> list[Step]:
+           console: Console, since: float, shape: LoadShape) -> list[Step]:
     spec = scenario.spec
     metrics_port = free_port()
     loadgen = f"http://127.0.0.1:{metrics_port}"
-    command = locust_command(scenario, router.url, 2, report_dir, metrics_port, since, 1.0)
+    command = locust_command(scenario, router.url, report_dir, metrics_port, since, 1.0)
     command += ["--gray-router", "--payer-host", payer.url, "--payer-sides",
                 ",".join(payer.sides)]
     part = spec.window.real_seconds / len(percents)
@@ -227,8 +226,7 @@ def _drive(scenario: Scenario, by: str, percents: list[int], districts: list[str
         steps.append(Step(percent, rules, round(now, 1)))
         console.print(f"{now:6.1f} s  step {percent}% on the canary ({_describe(rules)})")
 
-    with (report_dir / "loadgen.log").open("w") as log, stopped_at_exit(
-            subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)) as locust:
+    with LoadGenerator(command, shape, report_dir) as locust:
         while time.time() < since:
             time.sleep(0.05)
         enter(percents[0], 0.0, f"step 1: {percents[0]}%")
@@ -267,8 +265,7 @@ def _drive(scenario: Scenario, by: str, percents: list[int], districts: list[str
                 enter(percents[index], now, f"step {index + 1}: {percents[index]}% "
                       f"(after promote at {step.percent}%)")
             # hold: the same step goes on, judged on all its samples at the next look
-    if locust.returncode != 0:
-        raise HarnessError(f"locust exited with {locust.returncode}; see loadgen.log")
+    locust.check()
     last = steps[-1]
     if last.ended_s is None:
         last.ended_s = round(time.time() - since, 1)

@@ -13,15 +13,14 @@ harness itself failed or was misused."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -40,15 +39,15 @@ from simulator import campaigns
 from simulator.city import build_city
 
 from . import builds, cores, crashes
-from .builds import Build, BuildError
+from .builds import Build, BuildError, free_port
 from .crashes import Crash, Crashes, CrashSpecError, Restartable
 from .databases import CACHE, Databases
+from .load_generator import LOCUSTFILE, ONE_PROCESS, LoadError, LoadGenerator, LoadShape
 from .report import evaluate, write
 from .scenario import Scenario, ScenarioError, load_scenario
 from .sides import BASELINE, CANARY
 from .summary import Observed
 
-LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 # Real seconds from starting the payer to the clock anchor: the payer, then the malls, then
 # the load generator (it builds the city's schedule) get ready one after the other; the
 # first sessions wait for the anchor, so the malls' clocks and the load's agree from the start.
@@ -62,12 +61,6 @@ INTERRUPTED = 130   # what a shell reports for a command stopped by Ctrl-C
 
 class HarnessError(Exception):
     """The run could not be carried out (not a verdict on the mall)."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def fetch(url: str, timeout: float = 5) -> str:
@@ -157,6 +150,9 @@ class Payer(Mall):
     build: Build = HARNESS_BUILD
     keys: Path = Path()
     sides: tuple[str, ...] = ()    # the sides whose build takes payments through it
+    # The run's secrets (the payer's keys, a router's admin token) stay out of the report
+    # folder, which is shared; `wind_down` removes them.
+    private: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="xingcheng-")))
 
 
 def start_malls(scenario: Scenario, malls: list[Mall], payer: Payer, report_dir: Path,
@@ -190,7 +186,7 @@ def start_malls(scenario: Scenario, malls: list[Mall], payer: Payer, report_dir:
     since = time.time() + STARTUP_LEAD_S
     if started:
         port = free_port()
-        payer.url, payer.keys = f"http://127.0.0.1:{port}", report_dir / "payment-keys.json"
+        payer.url, payer.keys = f"http://127.0.0.1:{port}", payer.private / "payment-keys.json"
         payer.command = ["paysandbox", "--db", str((report_dir / "paysandbox.db").resolve()),
                          "--keys", str(payer.keys.resolve()), "--port", str(port),
                          "--clock", clock, "--since", f"{since:.3f}"]
@@ -237,7 +233,7 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
         canary_faults: Path | None = None, prometheus: bool = False,
         kills: tuple[str, ...] = (), rate_factor: float = 1.0,
         serve_args: tuple[str, ...] = (), pin: bool = True,
-        databases: Databases | None = None) -> int:
+        databases: Databases | None = None, load: LoadShape = ONE_PROCESS) -> int:
     console = console or Console()
     databases = databases or Databases()
     try:
@@ -282,14 +278,15 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
             restartable["postgres"] = crashes.postgres_cluster()
         chaos = Crashes(schedule, since, restartable)
         verdict = _drive(scenario, malls, report_dir, console, loadgen_port or free_port(),
-                         canary_share, faults, prometheus, since, payer, chaos, rate_factor)
-    except (HarnessError, PrometheusError, CrashSpecError) as exc:
+                         canary_share, faults, prometheus, since, payer, chaos, rate_factor,
+                         load)
+    except (HarnessError, PrometheusError, CrashSpecError, LoadError) as exc:
         ended = harness_error(console, report_dir, exc)
     except KeyboardInterrupt:
         ended = interrupted(console, report_dir)
     finally:
         wind_down([mall.process for mall in malls] + [payer.process], databases, console,
-                  verdict is not None)
+                  verdict is not None, payer.private)
     if ended is not None:
         return ended
     verdict["facts"]["cores"] = {mall.side: sorted(mall.cores) for mall in malls if mall.cores}
@@ -316,25 +313,16 @@ def interrupted(console: Console, report_dir: Path) -> int:
 
 
 def wind_down(processes: list, databases: Databases, console: Console,
-              concluded: bool) -> None:
-    """Every process a run or rollout started is stopped and its cores released; without a
-    verdict to verify (a harness error, Ctrl-C, a bug on its way out) the databases go too,
-    once nothing uses them."""
+              concluded: bool, private: Path) -> None:
+    """Every process a run or rollout started is stopped, its cores released and its secrets
+    removed; without a verdict to verify (a harness error, Ctrl-C, a bug on its way out) the
+    databases go too, once nothing uses them."""
     for process in processes:
         builds.stop(process)
     cores.release()
+    shutil.rmtree(private, ignore_errors=True)
     if not concluded:
         databases.drop(console)
-
-
-@contextlib.contextmanager
-def stopped_at_exit(process: subprocess.Popen) -> Iterator[subprocess.Popen]:
-    """The load generator, stopped if the harness leaves before it ends (an interrupt, an
-    error): it would otherwise go on loading a mall that is gone (run and rollout)."""
-    try:
-        yield process
-    finally:
-        builds.stop(process)
 
 
 def _verify_sides(verdict: dict, malls: list[Mall], report_dir: Path,
@@ -413,7 +401,7 @@ def _conclude(scenario: Scenario, verdict: dict, console: Console) -> int:
 def _drive(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Console,
            metrics_port: int, canary_share: float, faults: dict[str, Path],
            prometheus: bool, since: float, payer: Payer, chaos: Crashes,
-           rate_factor: float) -> dict:
+           rate_factor: float, shape: LoadShape) -> dict:
     urls = {mall.side: mall.url for mall in malls}
     server = None
     if prometheus:
@@ -423,20 +411,21 @@ def _drive(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Con
         console.print(f"prometheus {server.url} (storage {server.folder / 'data'})")
     try:
         return _load(scenario, malls, report_dir, console, metrics_port, canary_share, faults,
-                     server, since, payer, chaos, rate_factor)
+                     server, since, payer, chaos, rate_factor, shape)
     finally:
         if server is not None:
             server.stop()
 
 
-def locust_command(scenario: Scenario, host: str, sides: int, report_dir: Path,
-                   metrics_port: int, since: float, rate_factor: float) -> list[str]:
-    """Locust, headless, walking the scenario's sessions against `host` with store staff for
-    each of `sides`; it stops by itself after the window and its drain."""
+def locust_command(scenario: Scenario, host: str, report_dir: Path, metrics_port: int,
+                   since: float, rate_factor: float) -> list[str]:
+    """Locust, headless, walking the scenario's sessions against `host` (one process; the
+    master's command with workers, `LoadGenerator`); it stops by itself after the window and
+    its drain."""
     spec = scenario.spec
     limit = spec.window.real_seconds + 3 * spec.load.drain_seconds + 120
     return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-            "--host", host, "--users", str(1 + spec.load.staff * sides),
+            "--host", host, "--users", "1",
             "--spawn-rate", "1000",
             "--run-time", f"{int(limit)}s", "--stop-timeout", "5",
             "--csv", str(report_dir / "locust"), "--only-summary",
@@ -449,13 +438,13 @@ def locust_command(scenario: Scenario, host: str, sides: int, report_dir: Path,
 def _load(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Console,
           metrics_port: int, canary_share: float, faults: dict[str, Path],
           server: PrometheusServer | None, since: float, payer: Payer, chaos: Crashes,
-          rate_factor: float) -> dict:
+          rate_factor: float, shape: LoadShape) -> dict:
     spec = scenario.spec
     urls = {mall.side: mall.url for mall in malls}
     console.print(f"malls {', '.join(f'{s} {u}/metrics' for s, u in urls.items())}; load "
                   f"generator http://127.0.0.1:{metrics_port}/metrics; report {report_dir}")
-    command = locust_command(scenario, urls[BASELINE], len(malls), report_dir, metrics_port,
-                             since, rate_factor)
+    command = locust_command(scenario, urls[BASELINE], report_dir, metrics_port, since,
+                             rate_factor)
     if CANARY in urls:
         command += ["--canary-host", urls[CANARY], "--canary-share", str(canary_share)]
     if payer.sides:
@@ -464,8 +453,7 @@ def _load(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Cons
         command += ["--linger-seconds", "8"]
     final_metrics, prometheus_at = report_dir / "loadgen-metrics.prom", None
     started, started_at = time.monotonic(), time.time()
-    with (report_dir / "loadgen.log").open("w") as log, stopped_at_exit(
-            subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)) as locust:
+    with LoadGenerator(command, shape, report_dir) as locust:
         chaos.start()
         with Live(console=console, auto_refresh=False,
                   transient=not console.is_terminal) as live:
@@ -492,9 +480,7 @@ def _load(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Cons
                     console.print(table)
     ended_at = time.time()
     chaos.join()
-    if locust.returncode != 0:
-        raise HarnessError(f"locust exited with {locust.returncode}; see "
-                           f"{report_dir / 'loadgen.log'}")
+    locust.check()
     client_file = report_dir / "client.json"
     if not client_file.exists():
         raise HarnessError(f"the load generator wrote no {client_file.name}; see loadgen.log")

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import re
 import shutil
 import signal
@@ -19,6 +20,7 @@ import click
 
 from mall.clock import Clock
 from xingcheng.database_option import DATABASE, EXISTING_DATABASE, engine_options
+from xingcheng.load_option import load_options
 
 
 class ClockParam(click.ParamType):
@@ -378,11 +380,12 @@ def token(db_path: Path, operator: bool, name: str, as_json: bool) -> None:
                    "payer and harness the others, where the machine has enough cores; "
                    "--no-pin shares them.")
 @engine_options
+@load_options
 def run(scenario: str, target: str | None, reports: Path, loadgen_port: int,
         baseline: str | None, canary: str | None, canary_share: float,
         canary_faults: Path | None, prometheus: bool, kills: tuple[str, ...],
         rate_factor: float, serve_args: tuple[str, ...], pin: bool, engine: str,
-        postgres_server: str) -> None:
+        postgres_server: str, load) -> None:
     """Run a scenario (a shipped name such as smoke, or a file).
 
     Single run: exit 0 pass, 1 fail.  Paired run (--canary): exit 0 promote, 1 rollback,
@@ -397,7 +400,7 @@ def run(scenario: str, target: str | None, reports: Path, loadgen_port: int,
                           baseline=baseline, canary=canary, canary_share=canary_share,
                           canary_faults=canary_faults, prometheus=prometheus, kills=kills,
                           rate_factor=rate_factor, serve_args=serve_args, pin=pin,
-                          databases=Databases(engine, postgres_server)))
+                          databases=Databases(engine, postgres_server), load=load))
 
 
 @main.command()
@@ -448,8 +451,9 @@ def verify(db_path: Path, grace: float, as_json: bool) -> None:
               help="One more argument for the mall of every step (repeatable), e.g. "
                    "--serve-arg=--faults=scenarios/faults/heavy.toml.")
 @engine_options
+@load_options
 def capacity(scenario: str, reports: Path, start: float, growth: float, steps: int,
-             serve_args: tuple[str, ...], engine: str, postgres_server: str) -> None:
+             serve_args: tuple[str, ...], engine: str, postgres_server: str, load) -> None:
     """容量评估: raise the scenario's arrival rate step by step until its SLO (latency and
     error thresholds) breaks; report the highest sessions/s held.  Exit 0 found, 1 not even
     the first step held, 2 harness error."""
@@ -459,7 +463,7 @@ def capacity(scenario: str, reports: Path, start: float, growth: float, steps: i
 
     stop_on_sigterm()
     sys.exit(search(scenario, reports, Console(), start, growth, steps, serve_args, engine,
-                    postgres_server))
+                    postgres_server, load))
 
 
 @main.command()
@@ -477,9 +481,10 @@ def capacity(scenario: str, reports: Path, start: float, growth: float, steps: i
 @click.option("--reports", type=click.Path(file_okay=False, path_type=Path),
               default="reports", show_default=True)
 @engine_options
+@load_options
 def rollout(baseline: str, canary: str, scenario: str, by: str, steps: str,
             canary_faults: Path | None, reports: Path, engine: str,
-            postgres_server: str) -> None:
+            postgres_server: str, load) -> None:
     """灰度发布: both builds on one database behind the gray router, the scenario's load
     through it, the canary's part widened step by step while the release gate promotes,
     or all traffic back to the baseline at once when it says rollback.  Exit 0 promoted,
@@ -497,7 +502,24 @@ def rollout(baseline: str, canary: str, scenario: str, by: str, steps: str,
     from loadtests.databases import Databases
 
     sys.exit(run_rollout(scenario, baseline, canary, by, percents, reports, Console(),
-                         canary_faults, Databases(engine, postgres_server)))
+                         canary_faults, Databases(engine, postgres_server), load))
+
+
+@main.command()
+@click.option("--master", required=True, metavar="HOST:PORT",
+              help="The master of a run started with --master-bind HOST:PORT.")
+def loadgen(master: str) -> None:
+    """A load worker for a run on another machine: Locust's worker with this harness's
+    journeys.  It takes the scenario, its share of the schedule and every setting from the
+    master, builds the same city from the scenario's seed, and starts nothing else; it ends
+    with the run."""
+    from loadtests.load_generator import worker_command
+
+    host, _, port = master.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter("give HOST:PORT", param_hint="--master")
+    command = worker_command(master)
+    os.execv(command[0], command)
 
 
 @main.command()
