@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from loadtests.load_plan import plan
+from loadtests.scenario import load_scenario
+
 from .phones import FULL_PHONE
 from .test_cli import serving
 
@@ -74,6 +77,9 @@ def test_an_impossible_threshold_fails_the_run_and_is_named(impossible_run):
     assert by_name["orders: count>0"]["observed"] > 0
     assert by_name["http_req_duration{name:create_order}: p(95)<0.001"]["passed"] is False
     assert verdict["sessions"]["started"] == verdict["sessions"]["scheduled"] > 50
+    # One process walks the whole schedule: every session, its customer and due time.
+    assert sessions_of(report) == planned(report.parent.parent / "impossible.toml")
+    assert not list(report.glob("payment-keys*")), "no secret stays in the report folder"
     checked = verdict["sides"]["baseline"]["verify"]
     assert checked["verified"] and checked["holds"] and len(checked["invariants"]) == 12
     assert (report / "locust_stats.csv").exists() and (report / "summary.md").exists()
@@ -119,6 +125,19 @@ def test_xingcheng_experiment_reports_the_arms_of_a_real_run(impossible_run, env
     assert walked["conversion"] < control["conversion"], (control, walked)
     conversion = by_key["payment_method"]["effects"][0]
     assert conversion["metric"] == "conversion" and conversion["effect"] < 0, conversion
+
+
+def sessions_of(report: Path) -> list[tuple]:
+    with gzip.open(report / "sessions.csv.gz", "rt") as rows:
+        return [(int(r["number"]), int(r["user_id"]), float(r["due_s"]), r["persona"],
+                 r["journey"]) for r in csv.DictReader(rows)]
+
+
+def planned(scenario: Path) -> list[tuple]:
+    """The sessions one process walks: the whole schedule, by number."""
+    whole = plan(load_scenario(str(scenario)))
+    return [(number, whole.user_id(s), round(whole.replay.real_elapsed(s.at), 3), s.persona,
+             s.journey) for number, s in enumerate(whole.schedule)]
 
 
 def first_created_orders(db: Path, speed: float) -> list[float]:
