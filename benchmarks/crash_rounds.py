@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from loadtests.crashes import payments_agree
 from loadtests.scenario import reseeded
+from orchestration.crashes import payments_agree
 
 ROOT = Path(__file__).resolve().parent.parent
 KILLS = ("baseline@40", "payer@80")

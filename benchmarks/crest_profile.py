@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from loadtests.load_plan import traffic_for  # noqa: E402
-from loadtests.run import STARTUP_LEAD_S, flatten  # noqa: E402
 from loadtests.scenario import load_scenario, resolve  # noqa: E402
+from orchestration.run import STARTUP_LEAD_S, flatten  # noqa: E402
 
 SAMPLES_PER_SECOND = 100
 TOP = 30

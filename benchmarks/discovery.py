@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 from crest_profile import histogram_quantile  # noqa: E402
 
-from loadtests import builds  # noqa: E402
-from loadtests.run import CACHE, flatten  # noqa: E402
+from orchestration import builds  # noqa: E402
+from orchestration.run import CACHE, flatten  # noqa: E402
 from simulator import tables  # noqa: E402
 from simulator.city import build_city  # noqa: E402
 from simulator.loader import load  # noqa: E402

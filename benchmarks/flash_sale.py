@@ -41,7 +41,7 @@ from mall_throughput import (
     server,
 )
 
-from mall.clock import SHANGHAI
+from shared.clock import SHANGHAI
 
 SOLD_OUT_RATIO_TARGET = 0.50
 REFUSALS = "mall_flash_sale_refusals_total"

@@ -113,9 +113,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         sys.path.insert(0, str(ROOT))
-        from loadtests.databases import Databases
-        from loadtests.run import free_port, wait_ready
         from loadtests.scenario import load_scenario
+        from orchestration.databases import Databases
+        from orchestration.run import free_port, wait_ready
 
         scenario_file = tmp / "efficiency.toml"
         scenario_file.write_text(SCENARIO.format(end_minute=10 + args.seconds * 40 // 60))

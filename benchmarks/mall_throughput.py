@@ -50,9 +50,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from loadtests.builds import stop
 from mall.storage import postgres_databases
 from mall.storage.postgres_databases import LOCAL_SERVER
+from orchestration.builds import stop
 
 HOST = "127.0.0.1"
 SERVER_CORE, WRK_CORE = "0", "1"
@@ -110,7 +110,7 @@ def server(command: list[str], ready_url: str, log: Path, timeout: float = 30.0,
     """Start a server pinned to the server core, wait until `ready_url` answers 200, and stop
     it on the way out whatever happened.  Its output goes to `log` (a pipe nobody reads
     would fill and stall it) and is shown if it dies before becoming ready.  `env` and `cwd`
-    run another build's code (loadtests/builds.py)."""
+    run another build's code (orchestration/builds.py)."""
     with log.open("wb") as out:
         proc = subprocess.Popen(["taskset", "-c", SERVER_CORE, *command], stdout=out,
                                 stderr=subprocess.STDOUT, env=env, cwd=cwd)

@@ -36,7 +36,7 @@ from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mall.clock import Clock
+from shared.clock import Clock
 
 from .haproxy import HaproxyFront
 from .metrics import RouterMetrics

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import gevent
 
-from mall.privacy import mask_text
+from shared.masking import mask_text
 from simulator import tables
 from simulator.city import City
 from simulator.sessions import FLASH_HUNT, Session

@@ -38,7 +38,7 @@ from loadtests.records import RunRecords
 from loadtests.scenario import load_scenario
 from loadtests.sides import BASELINE, CANARY, side_of
 from loadtests.summary import side_summaries
-from mall.privacy import mask_log_handlers
+from shared.masking import mask_log_handlers
 
 log = logging.getLogger("loadtests")
 

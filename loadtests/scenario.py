@@ -1,5 +1,10 @@
-"""Scenario files (`scenarios/*.toml`): what to simulate, how fast, on which city, and which
-thresholds decide the verdict.  Validated on load, with errors that name the field."""
+"""Scenario files (`scenarios/*.toml`): what to simulate, how fast, on which city, with
+which load.  Validated on load, with errors that name the field.
+
+This is the load client's reading: the `[thresholds]` and `[gate]` tables that decide the
+verdict are kept as written and parsed only by the run that judges
+(`orchestration.judged_scenario`), so a load worker needs neither the gate's statistics nor
+anything of the mall."""
 
 from __future__ import annotations
 
@@ -11,11 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from mall.experiments import Identifier
-from monitoring.gate import GateSettings
 from simulator import tables
-
-from .thresholds import Threshold, parse_thresholds
 
 SHIPPED = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -83,10 +84,10 @@ class ScenarioFile(_Strict):
     events: Events = Events()
     load: Load = Load()
     thresholds: dict[str, list[str]] = {}
-    gate: GateSettings = GateSettings()
+    gate: dict = {}   # the release gate's settings: `orchestration.judged_scenario` reads them
     # How customers respond to A/B experiments' arms: experiment -> arm -> the share of the
     # arm's customers who leave before ordering.  None by default: arms change nothing.
-    experiment_response: dict[Identifier, dict[Identifier, Share]] = {}
+    experiment_response: dict[str, dict[str, Share]] = {}
 
     @model_validator(mode="after")
     def _personas(self) -> ScenarioFile:
@@ -99,10 +100,10 @@ class ScenarioFile(_Strict):
 
 
 class Scenario:
-    def __init__(self, path: Path, spec: ScenarioFile, thresholds: list[Threshold]) -> None:
+    def __init__(self, path: Path, spec: ScenarioFile, text: str) -> None:
         self.path = path
         self.spec = spec
-        self.thresholds = thresholds
+        self.text = text   # as written (thresholds are judged against its lines)
 
     @property
     def name(self) -> str:
@@ -133,18 +134,28 @@ def resolve(name_or_path: str) -> Path:
 
 def load_scenario(name_or_path: str) -> Scenario:
     path = resolve(name_or_path)
+    return Scenario(path, *_read(path))
+
+
+def invalid(path: Path, exc: ValidationError, table: str = "") -> ScenarioError:
+    """The first error of a scenario's validation (or of one of its `table`s), naming its
+    field."""
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in ([table] if table else []) + list(first["loc"]))
+    where = where or "(top level)"
+    return ScenarioError(f"{path}: {where}: {first['msg']}")
+
+
+def _read(path: Path) -> tuple[ScenarioFile, str]:
     text = path.read_text(encoding="utf-8")
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path}: not valid TOML: {exc}") from exc
     try:
-        spec = ScenarioFile.model_validate(raw)
+        return ScenarioFile.model_validate(raw), text
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise ScenarioError(f"{path}: {where}: {first['msg']}") from exc
-    return Scenario(path, spec, parse_thresholds(spec.thresholds, text, str(path)))
+        raise invalid(path, exc) from exc
 
 
 def reseeded(name_or_path: str, offset: int, folder: Path) -> str:

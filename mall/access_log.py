@@ -23,10 +23,11 @@ from typing import TextIO
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from shared.clock import SHANGHAI
+from shared.masking import mask_text
+
 from .auth import PRINCIPAL
-from .clock import SHANGHAI
 from .metrics import MallMetrics
-from .privacy import mask_text
 
 METRICS = web.AppKey("metrics", MallMetrics)
 _UNMATCHED = "unmatched"

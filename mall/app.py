@@ -11,10 +11,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from shared.clock import Clock
+from shared.wechatpay import Keyring
+
 from . import __version__, keys, openapi
 from .access_log import METRICS, access_log_context, metrics_middleware
 from .auth import TokenSigner
-from .clock import Clock
 from .config import MallConfig
 from .errors import error_middleware
 from .experiments import SHIPPED as SHIPPED_EXPERIMENTS
@@ -29,7 +31,7 @@ from .pricing import stored
 from .privacy import Vault
 from .risk_control import SHIPPED as SHIPPED_RULES
 from .risk_control import RiskControl, load_rules
-from .routes import ROUTES, setup_routes
+from .routes import ROUTES, route_names, setup_routes
 from .scenes import load_scenes
 from .services.accounts import Accounts
 from .services.after_sales import AfterSales
@@ -53,7 +55,6 @@ from .shedding import LoadShedder
 from .storage import settings as stored_settings
 from .storage.database import Connection
 from .storage.engines import database_for
-from .wechatpay import Keyring
 
 log = logging.getLogger("mall")
 CLOCK_ANCHOR = "clock_anchor"
@@ -178,7 +179,8 @@ def create_app(config: MallConfig | None = None) -> web.Application:
         shedder = LoadShedder(config.shed_target_seconds, config.shed_interval_seconds,
                               metrics)
     middlewares = [metrics_middleware, front_door(shedder), error_middleware]
-    faults = ActiveFaults(config.faults) if config.faults is not None else None
+    faults = (ActiveFaults(config.faults, route_names()) if config.faults is not None
+              else None)
     if faults is not None:  # inside the metrics, so the mall's own histograms show it
         middlewares.append(faults.middleware)
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=middlewares)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .clock import Clock
+from shared.clock import Clock
+
 from .faults import FaultProfile
 
 

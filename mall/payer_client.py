@@ -12,8 +12,8 @@ from urllib.parse import quote
 
 import aiohttp
 
-from .clock import Clock
-from .wechatpay import MerchantSigner
+from shared.clock import Clock
+from shared.wechatpay import MerchantSigner
 
 TIMEOUT_S = 5.0
 

@@ -248,6 +248,11 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
+def route_names() -> set[str]:
+    """Every route as "METHOD /template" (what fault profiles name)."""
+    return {f"{route.method} {route.path}" for route in ROUTES}
+
+
 def guarded(route: Route, risk: RiskControl) -> Handler:
     """The handler behind the access check its route declares, and the risk-control rules
     that watch it (counted after authentication, so per-account rules know the account)."""

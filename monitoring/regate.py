@@ -12,7 +12,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from loadtests.scenario import ScenarioError, load_scenario
+from loadtests.scenario import ScenarioError
+from orchestration.judged_scenario import load_scenario
 
 from .gate import judge, table
 from .gate_inputs import recorded
@@ -31,7 +32,7 @@ def regate(report_dir: Path, prometheus: str | None = None, scenario: str | None
         if verdict.get("mode") != "paired":
             raise ValueError("this run had one side; the gate compares a canary with its "
                              "baseline (run with --canary BUILD)")
-        settings = load_scenario(scenario or verdict["scenario_path"]).spec.gate
+        settings = load_scenario(scenario or verdict["scenario_path"]).gate
         if prometheus:
             try:   # written apart from the gate; the recorded files need none of it
                 from .promql_source import instant_samples

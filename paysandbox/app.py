@@ -23,8 +23,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mall.clock import Clock
-from mall.wechatpay import Keyring, MerchantVerifier, PlatformSigner, encrypt_resource
+from shared.clock import Clock
+from shared.wechatpay import Keyring, MerchantVerifier, PlatformSigner, encrypt_resource
 
 from . import storage
 from .outbox import Outbox, OutboxMetrics

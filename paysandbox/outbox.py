@@ -13,8 +13,8 @@ import time
 import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from mall.clock import Clock
-from mall.wechatpay import PlatformSigner
+from shared.clock import Clock
+from shared.wechatpay import PlatformSigner
 
 from . import storage
 from .storage import Store

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from mall.clock import SHANGHAI, Clock
 from mall.opening_hours import is_open
 from mall.storage import bulk, coupons, flash_sales, group_buys, membership
 from mall.storage.database import Connection
 from mall.storage.engines import database_for
+from shared.clock import SHANGHAI, Clock
 
 from . import tables
 from .loader import FOUNDED

@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mall.clock import Clock
 from mall.storage import stores
 from mall.storage.engines import database_for
+from shared.clock import Clock
 from xingcheng.database_option import DATABASE
 
 from . import tables

@@ -10,10 +10,10 @@ from itertools import islice
 from pathlib import Path
 
 from mall import keys
-from mall.clock import SHANGHAI, Clock
 from mall.privacy import Vault
 from mall.storage import bulk, search_index, settings
 from mall.storage.engines import database_for
+from shared.clock import SHANGHAI, Clock
 
 from .city import City
 from .members import table_rows as member_rows

@@ -7,7 +7,7 @@ from __future__ import annotations
 from faker import Faker
 from faker.providers import BaseProvider
 
-from mall.privacy import mask_name, mask_phone
+from shared.masking import mask_name, mask_phone
 
 from .tables import ProductTemplate, StoreKind
 

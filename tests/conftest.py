@@ -18,13 +18,13 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from mall.app import create_app
-from mall.clock import Clock
 from mall.config import MallConfig
 from mall.services.registry import SERVICES
 from mall.storage import postgres_databases
 from mall.storage.engines import read_only
 from paysandbox.app import PayerConfig
 from paysandbox.app import create_app as create_payer
+from shared.clock import Clock
 
 from .api import Api
 

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from mall.privacy import mask_text
+from shared.masking import mask_text
 
 from .test_cli import call, serving
 

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import pytest
 
-from mall.clock import SHANGHAI, Clock
+from shared.clock import SHANGHAI, Clock
 
 from .test_cli import XINGCHENG, call, serving
 

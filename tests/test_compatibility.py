@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.compatibility import Break, compare_migrations
+from orchestration.compatibility import Break, compare_migrations
 
 from .test_cli import XINGCHENG
 

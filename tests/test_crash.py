@@ -10,7 +10,7 @@ import sqlite3
 
 import pytest
 
-from loadtests.crashes import payments_agree
+from orchestration.crashes import payments_agree
 
 from .test_run import xingcheng
 

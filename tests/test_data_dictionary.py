@@ -8,8 +8,8 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-from mall.clock import Clock
 from mall.storage import Database
+from shared.clock import Clock
 
 DICTIONARY = Path(__file__).resolve().parent.parent / "docs" / "data-dictionary.md"
 

@@ -8,10 +8,10 @@ from datetime import datetime
 
 import pytest
 
-from mall.clock import SHANGHAI
 from mall.geo import distance_km
 from mall.scenes import ScenesError, load_scenes
 from mall.services.discovery import distance_text
+from shared.clock import SHANGHAI
 
 from .conftest import WULI, Clock, Mall, Shop, open_shop
 from .data_files import refusal

@@ -19,9 +19,10 @@ import pytest
 
 from loadtests.client_metrics import LoadMetrics
 from loadtests.records import RunRecords, SessionRecord
-from loadtests.scenario import ScenarioError, load_scenario
-from mall.clock import Clock
+from loadtests.scenario import ScenarioError
 from mall.experiments import SHIPPED, Experiment, ExperimentsError, load_experiments
+from orchestration.judged_scenario import load_scenario
+from shared.clock import Clock
 
 from .data_files import refusal
 

@@ -18,6 +18,7 @@ from mall import __version__
 from mall.app import create_app
 from mall.config import MallConfig
 from mall.faults import ActiveFaults, FaultProfile, load_profile
+from mall.routes import route_names
 
 from .conftest import Mall, open_shop, order_body
 from .test_cli import XINGCHENG, serving
@@ -31,6 +32,10 @@ PAY = "POST /api/v1/orders/{order_id}/pay"
 
 def profile(seed: int = 3, **faults) -> FaultProfile:
     return FaultProfile.model_validate({"name": "rehearsal", "seed": seed, **faults})
+
+
+def active(faults: FaultProfile) -> ActiveFaults:
+    return ActiveFaults(faults, route_names())
 
 
 async def count_rows(mall: Mall, table: str) -> int:
@@ -67,7 +72,7 @@ def test_latency_draws_follow_their_distribution_share_and_seed():
     n = 2000
 
     def draws(latency: dict, seed: int = 3) -> list[float]:
-        faults = ActiveFaults(profile(seed, latency=[{"route": CREATE, **latency}]))
+        faults = active(profile(seed, latency=[{"route": CREATE, **latency}]))
         return [faults.delay(CREATE) * 1000 for _ in range(n)]
 
     lognormal = draws({"lognormal": {"median_ms": 30, "sigma": 0.3}})
@@ -81,7 +86,7 @@ def test_latency_draws_follow_their_distribution_share_and_seed():
     assert set(shared) == {0, 25} and low <= shared.count(25) <= high
     assert draws({"fixed_ms": 25, "share": 0.2}) == shared           # a rehearsal replays
     assert draws({"fixed_ms": 25, "share": 0.2}, seed=4) != shared
-    assert ActiveFaults(profile(latency=[{"route": CREATE, "fixed_ms": 5}])).delay(PAY) == 0
+    assert active(profile(latency=[{"route": CREATE, "fixed_ms": 5}])).delay(PAY) == 0
 
 
 async def test_injected_errors_land_at_their_rate_and_write_nothing(start_mall):
@@ -161,7 +166,7 @@ async def test_prices_change_on_listed_skus_only(start_mall):
 
 def test_a_share_of_skus_is_chosen_stably_by_seed():
     def changed(seed: int) -> set[int]:
-        faults = ActiveFaults(profile(seed, prices=[{"factor": 2, "share": 0.3}]))
+        faults = active(profile(seed, prices=[{"factor": 2, "share": 0.3}]))
         return {sku for sku in range(1, 2001) if faults.price(sku, 100) == 200}
 
     low, high = binomial_bounds(2000, 0.3)
@@ -173,7 +178,7 @@ def test_prices_round_half_up_in_fen_and_never_to_nothing():
     # Floats would give 57 (50 * 1.15 = 57.49999...), 28 (30 * 0.95) and 0.
     cases = [(1.15, 50, 58), (0.95, 30, 29), (1.1, 1805, 1986), (0.01, 10, 1), (1.0, 1, 1)]
     for factor, stored, served in cases:
-        assert ActiveFaults(profile(prices=[{"factor": factor}])).price(7, stored) == served
+        assert active(profile(prices=[{"factor": factor}])).price(7, stored) == served
 
 
 async def test_no_profile_no_middleware_no_change_and_build_info_says_which(start_mall,

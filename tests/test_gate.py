@@ -19,10 +19,11 @@ from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from loadtests.client_metrics import BASKET_BUCKETS, GMV_BUCKETS, LATENCY_BUCKETS
-from loadtests.scenario import SHIPPED, ScenarioError, load_scenario
+from loadtests.scenario import SHIPPED, ScenarioError
 from monitoring import comparisons
 from monitoring.gate import GateSettings, judge, markdown, table
 from monitoring.gate_inputs import Buckets, recorded
+from orchestration.judged_scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ("login", "catalogue", "create_order")
@@ -350,7 +351,7 @@ def test_gate_settings_errors_name_the_field(tmp_path):
 
 def test_smoke_writes_out_every_default_and_each_shipped_scenario_has_a_gate():
     smoke = (SHIPPED / "smoke.toml").read_text(encoding="utf-8")
-    assert load_scenario("smoke").spec.gate == GateSettings()
+    assert load_scenario("smoke").gate == GateSettings()
     defaults = GateSettings().model_dump()
     for key in (*defaults, *defaults["rates"], *defaults["values"]):
         if key not in ("rates", "values"):

@@ -17,8 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from loadtests.load_plan import SplitError, plan, staff_share
 from loadtests.merged_metrics import MergedMetrics, snapshot
-from loadtests.run import flatten
 from loadtests.scenario import load_scenario
+from orchestration.run import flatten
 
 from .test_run import SHORT, planned, sessions_of
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtests import builds
 from loadtests.sides import CANARY, side_of
 from monitoring.promql_source import query as instant
+from orchestration import builds
 
 from .test_cli import free_port
 from .test_run import xingcheng

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mall.wechatpay import Keyring
+from shared.wechatpay import Keyring
 
 from .conftest import open_shop, order_body
 from .test_cli import XINGCHENG, call, free_port, serving

@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 
-from mall import wechatpay
+from shared import wechatpay
 
 from .conftest import order_body, paid_order
 

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from mall.clock import SHANGHAI, Clock
-from mall.privacy import mask_log_handlers, mask_phone
+from shared.clock import SHANGHAI, Clock
+from shared.masking import mask_log_handlers, mask_phone
 
 from .conftest import open_shop, order_body, paid_order, rows_of, stored_bytes
 from .test_cli import XINGCHENG, call, serving

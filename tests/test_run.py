@@ -193,7 +193,7 @@ def test_misuse_is_exit_2(tmp_path, env):
 def test_a_mall_with_workers_is_pinned_to_a_core_per_worker_or_not_at_all(monkeypatch):
     """Two workers kept to one core starve beside their database; on a machine without a
     core per worker and one for the load, nothing is pinned."""
-    from loadtests import cores
+    from orchestration import cores
 
     assert cores.processes_of(("--no-shedding", "--workers=2")) == 2
     assert cores.processes_of(("--workers", "3", "--pool-size=30")) == 3

@@ -9,10 +9,10 @@ import io
 import pytest
 from rich.console import Console
 
-from loadtests import builds, rollout, run
-from loadtests.databases import Databases
 from mall.storage import postgres_databases
 from mall.storage.postgres_databases import LOCAL_SERVER
+from orchestration import builds, rollout, run
+from orchestration.databases import Databases
 
 
 def test_a_run_database_is_dropped_from_the_server():

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.scenario import SHIPPED, ScenarioError, load_scenario
-from loadtests.summary import Observed, percentile
-from loadtests.thresholds import ThresholdError, parse_thresholds
+from loadtests.scenario import SHIPPED, ScenarioError
+from orchestration.judged_scenario import load_scenario
+from orchestration.observed import Observed, percentile
+from orchestration.thresholds import ThresholdError, parse_thresholds
 
 GOOD = """name = "tiny"
 [window]

@@ -13,7 +13,7 @@ import sqlite3
 import pytest
 
 from mall import search_terms
-from mall.clock import Clock
+from shared.clock import Clock
 from simulator import tables
 from simulator.city import build_city
 from simulator.loader import load

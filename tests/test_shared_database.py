@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from mall.clock import Clock
 from mall.storage.engines import database_for
 from mall.verification import verify
+from shared.clock import Clock
 
 from .api import Api
 from .conftest import open_shop, order_body, rows_of

@@ -7,8 +7,8 @@ import sqlite3
 
 import pytest
 
-from mall.clock import Clock
 from mall.storage import Database, settings
+from shared.clock import Clock
 
 
 @pytest.fixture

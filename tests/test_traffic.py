@@ -7,7 +7,7 @@ import itertools
 from collections import Counter
 from datetime import datetime, timedelta
 
-from mall.clock import SHANGHAI
+from shared.clock import SHANGHAI
 from simulator import tables
 from simulator.sessions import sessions
 from simulator.traffic_curves import (

@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from mall.clock import Clock
+from shared.clock import Clock
 from xingcheng.database_option import DATABASE, EXISTING_DATABASE, engine_options
 from xingcheng.load_option import load_options
 
@@ -70,7 +70,7 @@ def anchored(clock: Clock | None, since: float | None) -> Clock:
 
 def logging_to_stderr() -> None:
     """Log lines on stderr, every one through the masking filter."""
-    from mall.privacy import mask_log_handlers
+    from shared.masking import mask_log_handlers
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -201,8 +201,10 @@ def serve(db_path: Path | str, pool_size: int, workers: int, redis_url: str | No
     from mall.faults import FaultProfileError, load_profile
     from mall.member_levels import MembershipRulesError, load_membership
     from mall.risk_control import RiskRulesError, load_rules
+    from mall.routes import route_names
 
-    faults = _read_or_refuse(load_profile, faults_file, FaultProfileError, "fault profile")
+    faults = _read_or_refuse(lambda path: load_profile(path, route_names()), faults_file,
+                             FaultProfileError, "fault profile")
     _read_or_refuse(load_rules, risk_rules, RiskRulesError, "risk rules")
     _read_or_refuse(load_membership, membership, MembershipRulesError, "membership file")
     _read_or_refuse(load_experiments, experiments, ExperimentsError, "experiments")
@@ -391,8 +393,8 @@ def run(scenario: str, target: str | None, reports: Path, loadgen_port: int,
     Single run: exit 0 pass, 1 fail.  Paired run (--canary): exit 0 promote, 1 rollback,
     3 hold.  Exit 2 on a harness error, 130 when interrupted (Ctrl-C or SIGTERM: processes
     stopped, databases dropped, no verdict)."""
-    from loadtests.databases import Databases
-    from loadtests.run import run as run_scenario
+    from orchestration.databases import Databases
+    from orchestration.run import run as run_scenario
 
     stop_on_sigterm()
 
@@ -459,7 +461,7 @@ def capacity(scenario: str, reports: Path, start: float, growth: float, steps: i
     the first step held, 2 harness error."""
     from rich.console import Console
 
-    from loadtests.capacity import capacity as search
+    from orchestration.capacity import capacity as search
 
     stop_on_sigterm()
     sys.exit(search(scenario, reports, Console(), start, growth, steps, serve_args, engine,
@@ -491,7 +493,7 @@ def rollout(baseline: str, canary: str, scenario: str, by: str, steps: str,
     1 rolled back, 3 held, 2 harness error, 130 interrupted."""
     from rich.console import Console
 
-    from loadtests.rollout import rollout as run_rollout
+    from orchestration.rollout import rollout as run_rollout
 
     stop_on_sigterm()
     try:
@@ -499,7 +501,7 @@ def rollout(baseline: str, canary: str, scenario: str, by: str, steps: str,
     except ValueError as exc:
         raise click.BadParameter("comma-separated whole percentages, e.g. 5,25,50,100",
                                  param_hint="--steps") from exc
-    from loadtests.databases import Databases
+    from orchestration.databases import Databases
 
     sys.exit(run_rollout(scenario, baseline, canary, by, percents, reports, Console(),
                          canary_faults, Databases(engine, postgres_server), load))
@@ -513,7 +515,7 @@ def loadgen(master: str) -> None:
     journeys.  It takes the scenario, its share of the schedule and every setting from the
     master, builds the same city from the scenario's seed, and starts nothing else; it ends
     with the run."""
-    from loadtests.load_generator import worker_command
+    from orchestration.load_generator import worker_command
 
     host, _, port = master.rpartition(":")
     if not host or not port.isdigit():
@@ -529,9 +531,9 @@ def loadgen(master: str) -> None:
 def compat(baseline: str, canary: str) -> None:
     """Compatibility before traffic: the canary's API and migrations against the baseline's.
     Exit 0 compatible, 1 breaks (each named), 2 a build cannot be read."""
-    from loadtests import builds
-    from loadtests.compatibility import check
-    from loadtests.run import CACHE
+    from orchestration import builds
+    from orchestration.compatibility import check
+    from orchestration.run import CACHE
 
     try:
         worktrees = CACHE / "builds"

@@ -12,7 +12,7 @@ def load_options(command):
     @functools.wraps(command)
     def with_shape(*args, workers: int, master_bind: str | None, expect_workers: int,
                    **kwargs):
-        from loadtests.load_generator import LoadShape
+        from orchestration.load_generator import LoadShape
 
         try:
             shape = LoadShape(workers, master_bind or "", expect_workers)

@@ -6,10 +6,12 @@ import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from shared.clock import Clock
+from shared.masking import mask_address, mask_name, mask_phone
+
 from ..auth import Principal, TokenSigner
-from ..clock import Clock
 from ..errors import BadRequest, Forbidden, NotFound, Unauthorized
-from ..privacy import Vault, mask_address, mask_name, mask_phone
+from ..privacy import Vault
 from ..schemas import AddressIn
 from ..storage import Database, settings, users
 from ..storage.personal_data import ERASURES

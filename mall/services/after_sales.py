@@ -16,8 +16,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from shared.clock import Clock
+
 from ..auth import Principal
-from ..clock import Clock
 from ..errors import BadRequest, Conflict, NotFound
 from ..metrics import MallMetrics
 from ..payer_client import PayerClient, PayerUnavailable, RefundRefused

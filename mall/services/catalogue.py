@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
 
+from shared.clock import Clock
+
 from ..auth import Principal
-from ..clock import Clock
 from ..errors import Conflict, NotFound
 from ..json_body import encode
 from ..metrics import MallMetrics

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.clock import Clock
+
 from ..auth import Principal
-from ..clock import Clock
 from ..errors import BadRequest, Conflict, NotFound
 from ..metrics import MallMetrics
 from ..schemas import CouponsQuery, CouponTemplateIn

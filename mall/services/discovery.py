@@ -18,8 +18,9 @@ from itertools import groupby
 from sqlite3 import Row
 from typing import Literal
 
+from shared.clock import Clock
+
 from .. import search_terms
-from ..clock import Clock
 from ..errors import BadRequest
 from ..geo import bounding_box, distance_km
 from ..metrics import MallMetrics

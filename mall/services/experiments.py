@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.clock import Clock
+
 from ..auth import Principal
-from ..clock import Clock
 from ..experiments import ExperimentFile
 from ..metrics import MallMetrics
 

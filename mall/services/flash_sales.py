@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from sqlite3 import Row
 
+from shared.clock import Clock
+
 from ..auth import Principal
-from ..clock import Clock
 from ..errors import ApiError, BadRequest, Conflict, NotFound
 from ..metrics import MallMetrics
 from ..schemas import FlashOrderIn, FlashSaleIn, FlashSalesQuery, OrderIn, OrderLineIn

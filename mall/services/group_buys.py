@@ -15,8 +15,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from shared.clock import Clock
+
 from ..auth import Principal
-from ..clock import Clock
 from ..errors import Conflict, NotFound
 from ..metrics import MallMetrics
 from ..schemas import CampaignOrderIn, GroupBuyIn, GroupBuysQuery, OrderIn, OrderLineIn

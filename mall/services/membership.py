@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from shared.clock import Clock
+
 from ..auth import Principal
-from ..clock import Clock
 from ..errors import BadRequest, Conflict, NotFound
 from ..member_levels import Level, MembershipRules
 from ..metrics import MallMetrics

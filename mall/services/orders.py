@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from sqlite3 import Row
 
+from shared.clock import SHANGHAI, Clock
+
 from ..auth import Principal
-from ..clock import SHANGHAI, Clock
 from ..errors import ApiError, BadRequest, Conflict, NotFound, Unprocessable
 from ..metrics import MallMetrics
 from ..opening_hours import is_open

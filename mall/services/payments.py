@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
+from shared.clock import Clock
+from shared.wechatpay import NONCE, SERIAL, SIGNATURE, TIMESTAMP, PlatformVerifier, decrypt_resource
+
 from ..auth import Principal
-from ..clock import Clock
 from ..errors import ApiError, BadRequest, Conflict, NotFound, Unauthorized
 from ..metrics import MallMetrics
 from ..payer_client import PayerClient, PayerUnavailable
 from ..storage import Database, group_buys, orders, payments
-from ..wechatpay import NONCE, SERIAL, SIGNATURE, TIMESTAMP, PlatformVerifier, decrypt_resource
 from .orders import Orders
 
 log = logging.getLogger("mall.payments")

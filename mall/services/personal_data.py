@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from shared.clock import Clock
+
 from ..auth import Principal
-from ..clock import Clock
 from ..errors import Conflict, Unauthorized
 from ..privacy import Vault
 from ..storage import Database, membership, orders, payments, personal_data, users

@@ -9,8 +9,9 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
+from shared.clock import Clock
+
 from ..auth import Principal
-from ..clock import Clock
 from ..errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from ..metrics import MallMetrics
 from ..storage import Database, orders

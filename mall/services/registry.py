@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from shared.clock import Clock
+
 from ..auth import TokenSigner
-from ..clock import Clock
 from ..config import MallConfig
 from ..metrics import MallMetrics
 from ..payer_client import PayerClient

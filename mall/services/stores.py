@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from sqlite3 import Row
 
+from shared.clock import Clock
+
 from ..auth import Principal
-from ..clock import Clock
 from ..errors import BadRequest, NotFound
 from ..geo import bounding_box, distance_km
 from ..opening_hours import is_open

@@ -41,7 +41,8 @@ from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
-from ..clock import Clock
+from shared.clock import Clock
+
 from . import dialect
 
 T = TypeVar("T")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..clock import Clock
+from shared.clock import Clock
+
 from .database import Database, open_read_only
 from .postgresql import PgDatabase, ReadOnly, is_postgresql
 

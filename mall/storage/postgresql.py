@@ -42,7 +42,8 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from ..clock import Clock
+from shared.clock import Clock
+
 from .database import LOCK_SCOPES, DatabaseUnavailable, migrations
 from .dialect import to_postgresql
 

@@ -29,18 +29,21 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from mall.clock import SHANGHAI
+from loadtests.client_metrics import FUNNEL
+from loadtests.scenario import ScenarioError
+from loadtests.sides import BASELINE, CANARY
 from mall.verification import NotVerifiable, verify
 from monitoring.gate import judge
 from monitoring.gate_inputs import between, parse
 from monitoring.rollout_report import write_rollout_report
+from shared.clock import SHANGHAI
 from simulator.city import build_city
 
 from . import builds
 from .builds import BuildError
-from .client_metrics import FUNNEL
 from .compatibility import check as compatible
 from .databases import CACHE, Databases
+from .judged_scenario import JudgedScenario, load_scenario
 from .load_generator import ONE_PROCESS, LoadError, LoadGenerator, LoadShape
 from .run import (
     HARNESS,
@@ -56,8 +59,6 @@ from .run import (
     start_malls,
     wind_down,
 )
-from .scenario import Scenario, ScenarioError, load_scenario
-from .sides import BASELINE, CANARY
 
 PROMOTED, ROLLED_BACK, HELD = 0, 1, 3
 BY = ("share", "store", "district")
@@ -207,7 +208,7 @@ def _readings(loadgen_url: str, malls: list[Mall]) -> list:
     return samples
 
 
-def _drive(scenario: Scenario, by: str, percents: list[int], districts: list[str],
+def _drive(scenario: JudgedScenario, by: str, percents: list[int], districts: list[str],
            malls: list[Mall], payer: Payer, router: RouterProcess, report_dir: Path,
            console: Console, since: float, shape: LoadShape) -> list[Step]:
     spec = scenario.spec
@@ -246,7 +247,7 @@ def _drive(scenario: Scenario, by: str, percents: list[int], districts: list[str
                 step.samples = _requests_per_side(own)
                 next_look = now + part
                 continue
-            gate = judge(spec.gate, own)
+            gate = judge(scenario.gate, own)
             step.ended_s, step.gate = round(now, 1), gate
             step.verdict, step.deciding = gate["verdict"], gate["deciding"]
             step.samples = _requests_per_side(own)
@@ -317,7 +318,7 @@ def _describe(rules: dict) -> str:
     return f"districts {', '.join(rules.get('districts', [])) or 'none'}"
 
 
-def _conclude(scenario: Scenario, by: str, percents: list[int], malls: list[Mall],
+def _conclude(scenario: JudgedScenario, by: str, percents: list[int], malls: list[Mall],
               steps: list[Step], report_dir: Path, console: Console,
               database: Path | str | None) -> int:
     rolled = next((s for s in steps if s.verdict == "rollback"), None)

@@ -21,10 +21,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from loadtests.scenario import ScenarioError
+
 from .databases import LOCAL_SERVER, Databases
+from .judged_scenario import load_scenario
 from .load_generator import ONE_PROCESS, LoadShape
 from .run import HARNESS, INTERRUPTED, flatten, run
-from .scenario import ScenarioError, load_scenario
 
 SLO_METRICS = ("http_req_duration", "http_req_failed", "http_5xx")
 SHED_SHARE = 0.01         # the mall shed more of its requests than this: past its capacity

@@ -30,11 +30,13 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from mall.clock import SHANGHAI
+from loadtests.scenario import ScenarioError
+from loadtests.sides import BASELINE, CANARY
 from mall.verification import NotVerifiable, verify
 from monitoring.gate import table as gate_table
 from monitoring.prometheus_server import PrometheusError, PrometheusServer
 from monitoring.promql_source import instant_samples
+from shared.clock import SHANGHAI
 from simulator import campaigns
 from simulator.city import build_city
 
@@ -42,11 +44,10 @@ from . import builds, cores, crashes
 from .builds import Build, BuildError, free_port
 from .crashes import Crash, Crashes, CrashSpecError, Restartable
 from .databases import CACHE, Databases
+from .judged_scenario import JudgedScenario, load_scenario
 from .load_generator import LOCUSTFILE, ONE_PROCESS, LoadError, LoadGenerator, LoadShape
+from .observed import Observed
 from .report import evaluate, write
-from .scenario import Scenario, ScenarioError, load_scenario
-from .sides import BASELINE, CANARY
-from .summary import Observed
 
 # Real seconds from starting the payer to the clock anchor: the payer, then the malls, then
 # the load generator (it builds the city's schedule) get ready one after the other; the
@@ -107,7 +108,7 @@ def wait_ready(base: str, process: subprocess.Popen | None, seconds: float = 30)
     raise HarnessError(f"{base} did not become ready in {seconds:.0f}s")
 
 
-def check_city(base: str, scenario: Scenario) -> None:
+def check_city(base: str, scenario: JudgedScenario) -> None:
     """Against an external mall: its store 1 must be the scenario city's store 1."""
     expected = build_city(scenario.preset, scenario.spec.city.seed).stores[0]
     try:
@@ -130,7 +131,7 @@ class Mall:
     process: subprocess.Popen | None = None
     command: list[str] = field(default_factory=list)
     log: Path = Path()
-    cores: frozenset[int] | None = None   # cores of its own (loadtests/cores.py), or any
+    cores: frozenset[int] | None = None   # cores of its own (orchestration/cores.py), or any
 
     def restartable(self) -> Restartable:
         def restart() -> None:
@@ -155,7 +156,7 @@ class Payer(Mall):
     private: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="xingcheng-")))
 
 
-def start_malls(scenario: Scenario, malls: list[Mall], payer: Payer, report_dir: Path,
+def start_malls(scenario: JudgedScenario, malls: list[Mall], payer: Payer, report_dir: Path,
                 console: Console, faults: dict[str, Path],
                 serve_args: tuple[str, ...] = (), shared_db: bool = False,
                 pin: bool = True, databases: Databases | None = None) -> float:
@@ -349,7 +350,7 @@ def _verify_sides(verdict: dict, malls: list[Mall], report_dir: Path,
                                              + "\n", encoding="utf-8")
 
 
-def _conclude(scenario: Scenario, verdict: dict, console: Console) -> int:
+def _conclude(scenario: JudgedScenario, verdict: dict, console: Console) -> int:
     breached = []
     for side, data in verdict["sides"].items():
         checked = data.get("verify", {})
@@ -398,7 +399,7 @@ def _conclude(scenario: Scenario, verdict: dict, console: Console) -> int:
     return PASSED
 
 
-def _drive(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Console,
+def _drive(scenario: JudgedScenario, malls: list[Mall], report_dir: Path, console: Console,
            metrics_port: int, canary_share: float, faults: dict[str, Path],
            prometheus: bool, since: float, payer: Payer, chaos: Crashes,
            rate_factor: float, shape: LoadShape) -> dict:
@@ -417,7 +418,7 @@ def _drive(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Con
             server.stop()
 
 
-def locust_command(scenario: Scenario, host: str, report_dir: Path, metrics_port: int,
+def locust_command(scenario: JudgedScenario, host: str, report_dir: Path, metrics_port: int,
                    since: float, rate_factor: float) -> list[str]:
     """Locust, headless, walking the scenario's sessions against `host` (one process; the
     master's command with workers, `LoadGenerator`); it stops by itself after the window and
@@ -435,7 +436,7 @@ def locust_command(scenario: Scenario, host: str, report_dir: Path, metrics_port
             "--rate-factor", f"{rate_factor:g}"]
 
 
-def _load(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Console,
+def _load(scenario: JudgedScenario, malls: list[Mall], report_dir: Path, console: Console,
           metrics_port: int, canary_share: float, faults: dict[str, Path],
           server: PrometheusServer | None, since: float, payer: Payer, chaos: Crashes,
           rate_factor: float, shape: LoadShape) -> dict:
@@ -521,7 +522,7 @@ def _load(scenario: Scenario, malls: list[Mall], report_dir: Path, console: Cons
     return write(report_dir, scenario, observed, results, facts, builds_seen, from_prometheus)
 
 
-def live_table(scenario: Scenario, load: dict[str, float], malls: dict[str, dict[str, float]],
+def live_table(scenario: JudgedScenario, load: dict[str, float], malls: dict[str, dict[str, float]],
                elapsed: float) -> Table:
     """What the terminal shows each second: the clock, arrivals, and each side's health."""
     spec = scenario.spec

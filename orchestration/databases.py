@@ -15,14 +15,13 @@ from pathlib import Path
 import asyncpg
 from rich.console import Console
 
+from loadtests.scenario import Scenario
 from mall.storage import postgres_databases
 from mall.storage.database import migrations
 from mall.storage.postgres_databases import LOCAL_SERVER
 from mall.storage.postgresql import BULK_LOAD_VERSION
 from simulator.city import build_city
 from simulator.loader import load
-
-from .scenario import Scenario
 
 ENGINES = ("sqlite", "postgresql")
 CACHE = Path(os.environ.get("XINGCHENG_CACHE", ".xingcheng-cache"))

@@ -15,9 +15,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import loadtests
+
 from . import builds
 
-LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+LOCUSTFILE = Path(loadtests.__file__).with_name("locustfile.py")
 LOCAL_WAIT_S = 60      # for workers started here to connect
 REMOTE_WAIT_S = 600    # for workers on other machines, started by hand
 

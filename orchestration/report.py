@@ -10,13 +10,13 @@ from monitoring.gate import judge, markdown
 from monitoring.gate_inputs import recorded
 from monitoring.report_html import write_report
 
-from .scenario import Scenario
-from .summary import Observed, percentile
+from .judged_scenario import JudgedScenario
+from .observed import Observed, percentile
 
 STEP_PERCENTILES = (50, 95, 99)
 
 
-def evaluate(scenario: Scenario, observed: Observed) -> list[dict]:
+def evaluate(scenario: JudgedScenario, observed: Observed) -> list[dict]:
     results = []
     for threshold in scenario.thresholds:
         value = observed.value(threshold)
@@ -53,7 +53,7 @@ def side_summary(observed: Observed, results: list[dict], build: dict) -> dict:
     }
 
 
-def write(report_dir: Path, scenario: Scenario, observed: dict[str, Observed],
+def write(report_dir: Path, scenario: JudgedScenario, observed: dict[str, Observed],
           results: dict[str, list[dict]], facts: dict, builds: dict[str, dict],
           from_prometheus: list | None = None) -> dict:
     """verdict.json and summary.md for a single or a paired run (the gate adds its part)."""
@@ -72,9 +72,9 @@ def write(report_dir: Path, scenario: Scenario, observed: dict[str, Observed],
     if verdict["mode"] == "single":
         verdict["passed"] = verdict["sides"]["baseline"]["passed"]
     else:
-        verdict["gate"] = judge(scenario.spec.gate, recorded(report_dir), results)
+        verdict["gate"] = judge(scenario.gate, recorded(report_dir), results)
         if from_prometheus is not None:  # the same judgement from what Prometheus holds
-            again = judge(scenario.spec.gate, from_prometheus, results)
+            again = judge(scenario.gate, from_prometheus, results)
             verdict["gate_prometheus"] = {
                 "verdict": again["verdict"],
                 "same_classification": _classes(again) == _classes(verdict["gate"]),
