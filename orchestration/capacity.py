@@ -26,7 +26,7 @@ from loadtests.scenario import ScenarioError
 from .databases import LOCAL_SERVER, Databases
 from .judged_scenario import load_scenario
 from .load_generator import ONE_PROCESS, LoadShape
-from .run import HARNESS, INTERRUPTED, flatten, run
+from .run import HARNESS, INTERRUPTED, RunSettings, flatten, run
 
 SLO_METRICS = ("http_req_duration", "http_req_failed", "http_5xx")
 SHED_SHARE = 0.01         # the mall shed more of its requests than this: past its capacity
@@ -106,8 +106,9 @@ def capacity(name: str, reports: Path, console: Console, start: float = 1.0,
     for number in range(steps):
         console.print(f"step {number + 1}: {scenario.name} at x{factor:g} the arrival rate")
         before = set(folder.iterdir())
-        code = run(name, reports=folder, console=Console(quiet=True), rate_factor=factor,
-                   serve_args=serve_args, databases=Databases(engine, server), load=load)
+        code = run(RunSettings(name, reports=folder, rate_factor=factor, serve_args=serve_args,
+                               databases=Databases(engine, server), load=load),
+                   Console(quiet=True))
         made = sorted(set(folder.iterdir()) - before)
         if code == INTERRUPTED:   # Ctrl-C or SIGTERM: the step's run stopped its processes
             return INTERRUPTED

@@ -183,8 +183,8 @@ def rollout(name: str, baseline: str, canary: str, by: str, percents: list[int],
         since = start_malls(scenario, malls, payer, report_dir, console, faults,
                             shared_db=True, databases=databases)
         router = RouterProcess(report_dir, payer.private, malls[0].url, malls[1].url)
-        steps = _drive(scenario, by, percents, districts, malls, payer, router, report_dir,
-                       console, since, load)
+        stepping = Stepping(scenario, by, percents, districts, router, console)
+        steps = _drive(scenario, stepping, malls, payer, router, report_dir, since, load)
     except (HarnessError, LoadError) as exc:
         ended = harness_error(console, report_dir, exc)
     except KeyboardInterrupt:
@@ -208,74 +208,91 @@ def _readings(loadgen_url: str, malls: list[Mall]) -> list:
     return samples
 
 
-def _drive(scenario: JudgedScenario, by: str, percents: list[int], districts: list[str],
-           malls: list[Mall], payer: Payer, router: RouterProcess, report_dir: Path,
-           console: Console, since: float, shape: LoadShape) -> list[Step]:
-    spec = scenario.spec
+class Stepping:
+    """The rollout's steps as the load runs: each judged by the release gate on its own
+    samples once it has run its part of the window; promote widens the canary's part, hold
+    lets the step go on, rollback sends all traffic to the baseline for the rest."""
+
+    def __init__(self, scenario: JudgedScenario, by: str, percents: list[int],
+                 districts: list[str], router: RouterProcess, console: Console) -> None:
+        self.scenario, self.by, self.percents, self.districts = scenario, by, percents, districts
+        self.router, self.console = router, console
+        self.part = scenario.spec.window.real_seconds / len(percents)
+        self.steps: list[Step] = []
+        self.before: list = []     # the readings at the step's start: none for the first
+        self.rolled_back = False
+        self.next_look = self.part
+
+    def enter(self, index: int, now: float, note: str) -> None:
+        percent = self.percents[index]
+        rules = rules_for(self.by, percent, self.districts)
+        self.router.set(rules, note)
+        self.steps.append(Step(percent, rules, round(now, 1)))
+        self.console.print(f"{now:6.1f} s  step {percent}% on the canary ({_describe(rules)})")
+
+    def due(self, now: float) -> bool:
+        return not self.rolled_back and now >= self.next_look
+
+    def look(self, now: float, after: list) -> None:
+        step = self.steps[-1]
+        own = step_samples(self.before, after)
+        step.samples = _requests_per_side(own)
+        self.next_look = now + self.part
+        if step.percent == 100:   # nothing left to decide: what it served, for the table
+            return
+        gate = judge(self.scenario.gate, own)
+        step.ended_s, step.gate = round(now, 1), gate
+        step.verdict, step.deciding = gate["verdict"], gate["deciding"]
+        self.console.print(f"{now:6.1f} s  step {step.percent}%: {step.verdict.upper()}"
+                           + (f" ({'; '.join(step.deciding[:2])})" if step.deciding else ""),
+                           markup=False, soft_wrap=True)
+        if step.verdict == "rollback":
+            self.router.set({}, f"rollback at {step.percent}%: "
+                            + "; ".join(step.deciding)[:150])
+            self.rolled_back = True
+            self.console.print(f"{now:6.1f} s  ROLLBACK: all traffic to the baseline")
+        elif step.verdict == "promote":
+            self.before = after
+            index = len(self.steps)
+            self.enter(index, now, f"step {index + 1}: {self.percents[index]}% "
+                       f"(after promote at {step.percent}%)")
+        # hold: the same step goes on, judged on all its samples at the next look
+
+    def end(self, now: float) -> list[Step]:
+        last = self.steps[-1]
+        if last.ended_s is None:
+            last.ended_s = round(now, 1)
+            if last.percent == 100:
+                last.verdict = "served"
+            elif last.verdict == "running":
+                last.verdict = "hold"
+                last.deciding = ["the load ended before the step was judged"]
+        return self.steps
+
+
+def _drive(scenario: JudgedScenario, stepping: Stepping, malls: list[Mall], payer: Payer,
+           router: RouterProcess, report_dir: Path, since: float,
+           shape: LoadShape) -> list[Step]:
     metrics_port = free_port()
     loadgen = f"http://127.0.0.1:{metrics_port}"
     command = locust_command(scenario, router.url, report_dir, metrics_port, since, 1.0)
     command += ["--gray-router", "--payer-host", payer.url, "--payer-sides",
                 ",".join(payer.sides)]
-    part = spec.window.real_seconds / len(percents)
-    steps: list[Step] = []
-    index, before, rolled_back = 0, [], False   # the first step counts from nothing
-
-    def enter(percent: int, now: float, note: str) -> None:
-        rules = rules_for(by, percent, districts)
-        router.set(rules, note)
-        steps.append(Step(percent, rules, round(now, 1)))
-        console.print(f"{now:6.1f} s  step {percent}% on the canary ({_describe(rules)})")
-
     with LoadGenerator(command, shape, report_dir) as locust:
         while time.time() < since:
             time.sleep(0.05)
-        enter(percents[0], 0.0, f"step 1: {percents[0]}%")
-        next_look = part
+        stepping.enter(0, 0.0, f"step 1: {stepping.percents[0]}%")
         while locust.poll() is None:
             time.sleep(0.2)
             now = time.time() - since
-            if rolled_back or now < next_look:
+            if not stepping.due(now):
                 continue
             try:
-                after = _readings(loadgen, malls)
+                stepping.look(now, _readings(loadgen, malls))
             except OSError:
                 continue
-            step = steps[-1]
-            own = step_samples(before, after)
-            if step.percent == 100:   # nothing left to decide: what it served, for the table
-                step.samples = _requests_per_side(own)
-                next_look = now + part
-                continue
-            gate = judge(scenario.gate, own)
-            step.ended_s, step.gate = round(now, 1), gate
-            step.verdict, step.deciding = gate["verdict"], gate["deciding"]
-            step.samples = _requests_per_side(own)
-            console.print(f"{now:6.1f} s  step {step.percent}%: {step.verdict.upper()}"
-                          + (f" ({'; '.join(step.deciding[:2])})" if step.deciding else ""),
-                          markup=False, soft_wrap=True)
-            next_look = now + part
-            if step.verdict == "rollback":
-                router.set({}, f"rollback at {step.percent}%: "
-                           + "; ".join(step.deciding)[:150])
-                rolled_back = True
-                console.print(f"{now:6.1f} s  ROLLBACK: all traffic to the baseline")
-            elif step.verdict == "promote":
-                index += 1
-                before = after
-                enter(percents[index], now, f"step {index + 1}: {percents[index]}% "
-                      f"(after promote at {step.percent}%)")
-            # hold: the same step goes on, judged on all its samples at the next look
     locust.check()
-    last = steps[-1]
-    if last.ended_s is None:
-        last.ended_s = round(time.time() - since, 1)
-        if last.percent == 100:
-            last.verdict = "served"
-        elif last.verdict == "running":
-            last.verdict = "hold"
-            last.deciding = ["the load ended before the step was judged"]
-    return steps
+    return stepping.end(time.time() - since)
 
 
 def step_samples(before: list, after: list) -> list:

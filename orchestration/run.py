@@ -228,66 +228,51 @@ def _pay_where_it_pays(mall: Mall, ready: dict, payer: Payer) -> None:
     payer.sides += (mall.side,)
 
 
-def run(name: str, target: str | None = None, reports: Path = Path("reports"),
-        console: Console | None = None, loadgen_port: int = 0, *,
-        baseline: str | None = None, canary: str | None = None, canary_share: float = 0.5,
-        canary_faults: Path | None = None, prometheus: bool = False,
-        kills: tuple[str, ...] = (), rate_factor: float = 1.0,
-        serve_args: tuple[str, ...] = (), pin: bool = True,
-        databases: Databases | None = None, load: LoadShape = ONE_PROCESS) -> int:
+@dataclass(frozen=True)
+class RunSettings:
+    """What a run is asked for: `xingcheng run`'s options, and each step of `capacity`."""
+
+    scenario: str
+    target: str | None = None          # a mall already running (a single run)
+    reports: Path = Path("reports")
+    loadgen_port: int = 0              # the load's metrics port (0: any free one)
+    baseline: str | None = None        # a paired run's builds
+    canary: str | None = None
+    canary_share: float = 0.5
+    canary_faults: Path | None = None
+    prometheus: bool = False
+    kills: tuple[str, ...] = ()        # crash rehearsals, WHO@SECONDS[+DOWN]
+    rate_factor: float = 1.0
+    serve_args: tuple[str, ...] = ()   # for every mall the run starts
+    pin: bool = True
+    databases: Databases = field(default_factory=Databases)
+    load: LoadShape = ONE_PROCESS
+
+
+def run(settings: RunSettings, console: Console | None = None) -> int:
     console = console or Console()
-    databases = databases or Databases()
     try:
-        scenario = load_scenario(name)
-        schedule = [Crash.parse(spec) for spec in kills]
-        late = [c for c in schedule if c.at_s + c.down_s >= scenario.spec.window.real_seconds]
-        if late:
-            raise CrashSpecError(f"--kill {late[0].target}@{late[0].at_s:g}: the load lasts "
-                                 f"{scenario.spec.window.real_seconds:g} s; a crash must be "
-                                 "over before it ends")
-        if canary is None and (baseline is not None or canary_faults is not None):
-            raise ScenarioError("--baseline and --canary-faults need --canary BUILD")
-        if canary is not None and target is not None:
-            raise ScenarioError("--target is for a single run; give --baseline URL instead")
-        worktrees = CACHE / "builds"
-        if canary is None:
-            malls = [Mall(BASELINE, builds.resolve(target or str(builds.REPO), worktrees))]
-        else:
-            malls = [Mall(BASELINE, builds.resolve(baseline or str(builds.REPO), worktrees)),
-                     Mall(CANARY, builds.resolve(canary, worktrees))]
-        if canary_faults is not None and not canary_faults.is_file():
-            raise ScenarioError(f"{canary_faults}: no such fault profile")
+        scenario, malls, schedule = _prepare(settings)
     except (ScenarioError, BuildError, ValueError) as exc:
         console.print(f"[red]harness error:[/red] {exc}")
         return HARNESS
     stamp = datetime.now(SHANGHAI).strftime("%Y%m%d-%H%M%S")
-    report_dir = reports / f"{scenario.name}-{stamp}"
+    report_dir = settings.reports / f"{scenario.name}-{stamp}"
     report_dir.mkdir(parents=True, exist_ok=True)
-    faults = {CANARY: canary_faults} if canary_faults else {}
-    payer = Payer()
+    under_way = RunUnderWay(settings, scenario, malls, report_dir, console)
+    databases = settings.databases
     ended: int | None = None
     verdict: dict | None = None
     try:
-        for mall in malls:
-            console.print(f"{mall.side}: {mall.build.describe()}"
-                          + (f", faults {faults[mall.side]}" if mall.side in faults else ""))
-        since = start_malls(scenario, malls, payer, report_dir, console, faults, serve_args,
-                            pin=pin, databases=databases)
-        restartable = {process.side: process.restartable() for process in (*malls, payer)
-                       if process.process is not None}
-        if databases.engine == "postgresql":
-            restartable["postgres"] = crashes.postgres_cluster()
-        chaos = Crashes(schedule, since, restartable)
-        verdict = _drive(scenario, malls, report_dir, console, loadgen_port or free_port(),
-                         canary_share, faults, prometheus, since, payer, chaos, rate_factor,
-                         load)
+        under_way.start(schedule)
+        verdict = under_way.drive()
     except (HarnessError, PrometheusError, CrashSpecError, LoadError) as exc:
         ended = harness_error(console, report_dir, exc)
     except KeyboardInterrupt:
         ended = interrupted(console, report_dir)
     finally:
-        wind_down([mall.process for mall in malls] + [payer.process], databases, console,
-                  verdict is not None, payer.private)
+        wind_down([mall.process for mall in malls] + [under_way.payer.process], databases,
+                  console, verdict is not None, under_way.payer.private)
     if ended is not None:
         return ended
     verdict["facts"]["cores"] = {mall.side: sorted(mall.cores) for mall in malls if mall.cores}
@@ -298,6 +283,32 @@ def run(name: str, target: str | None = None, reports: Path = Path("reports"),
         databases.drop(console)
     console.print(f"report: {report_dir}/report.html (summary.md, verdict.json)")
     return _conclude(scenario, verdict, console)
+
+
+def _prepare(settings: RunSettings) -> tuple[JudgedScenario, list[Mall], list[Crash]]:
+    """The scenario, the sides and the crash schedule, or the misuse that stops the run."""
+    scenario = load_scenario(settings.scenario)
+    schedule = [Crash.parse(spec) for spec in settings.kills]
+    late = [c for c in schedule if c.at_s + c.down_s >= scenario.spec.window.real_seconds]
+    if late:
+        raise CrashSpecError(f"--kill {late[0].target}@{late[0].at_s:g}: the load lasts "
+                             f"{scenario.spec.window.real_seconds:g} s; a crash must be "
+                             "over before it ends")
+    canary, baseline = settings.canary, settings.baseline
+    if canary is None and (baseline is not None or settings.canary_faults is not None):
+        raise ScenarioError("--baseline and --canary-faults need --canary BUILD")
+    if canary is not None and settings.target is not None:
+        raise ScenarioError("--target is for a single run; give --baseline URL instead")
+    worktrees = CACHE / "builds"
+    if canary is None:
+        malls = [Mall(BASELINE, builds.resolve(settings.target or str(builds.REPO),
+                                               worktrees))]
+    else:
+        malls = [Mall(BASELINE, builds.resolve(baseline or str(builds.REPO), worktrees)),
+                 Mall(CANARY, builds.resolve(canary, worktrees))]
+    if settings.canary_faults is not None and not settings.canary_faults.is_file():
+        raise ScenarioError(f"{settings.canary_faults}: no such fault profile")
+    return scenario, malls, schedule
 
 
 def harness_error(console: Console, report_dir: Path, exc: Exception) -> int:
@@ -399,25 +410,6 @@ def _conclude(scenario: JudgedScenario, verdict: dict, console: Console) -> int:
     return PASSED
 
 
-def _drive(scenario: JudgedScenario, malls: list[Mall], report_dir: Path, console: Console,
-           metrics_port: int, canary_share: float, faults: dict[str, Path],
-           prometheus: bool, since: float, payer: Payer, chaos: Crashes,
-           rate_factor: float, shape: LoadShape) -> dict:
-    urls = {mall.side: mall.url for mall in malls}
-    server = None
-    if prometheus:
-        server = PrometheusServer(report_dir / "prometheus", report_dir.name, urls,
-                                  f"127.0.0.1:{metrics_port}")
-        server.start()
-        console.print(f"prometheus {server.url} (storage {server.folder / 'data'})")
-    try:
-        return _load(scenario, malls, report_dir, console, metrics_port, canary_share, faults,
-                     server, since, payer, chaos, rate_factor, shape)
-    finally:
-        if server is not None:
-            server.stop()
-
-
 def locust_command(scenario: JudgedScenario, host: str, report_dir: Path, metrics_port: int,
                    since: float, rate_factor: float) -> list[str]:
     """Locust, headless, walking the scenario's sessions against `host` (one process; the
@@ -436,26 +428,107 @@ def locust_command(scenario: JudgedScenario, host: str, report_dir: Path, metric
             "--rate-factor", f"{rate_factor:g}"]
 
 
-def _load(scenario: JudgedScenario, malls: list[Mall], report_dir: Path, console: Console,
-          metrics_port: int, canary_share: float, faults: dict[str, Path],
-          server: PrometheusServer | None, since: float, payer: Payer, chaos: Crashes,
-          rate_factor: float, shape: LoadShape) -> dict:
-    spec = scenario.spec
-    urls = {mall.side: mall.url for mall in malls}
-    console.print(f"malls {', '.join(f'{s} {u}/metrics' for s, u in urls.items())}; load "
-                  f"generator http://127.0.0.1:{metrics_port}/metrics; report {report_dir}")
-    command = locust_command(scenario, urls[BASELINE], report_dir, metrics_port, since,
-                             rate_factor)
-    if CANARY in urls:
-        command += ["--canary-host", urls[CANARY], "--canary-share", str(canary_share)]
-    if payer.sides:
-        command += ["--payer-host", payer.url, "--payer-sides", ",".join(payer.sides)]
-    if server is not None:  # the load generator waits for Prometheus's last scrape
-        command += ["--linger-seconds", "8"]
-    final_metrics, prometheus_at = report_dir / "loadgen-metrics.prom", None
-    started, started_at = time.monotonic(), time.time()
-    with LoadGenerator(command, shape, report_dir) as locust:
-        chaos.start()
+class RunUnderWay:
+    """One run from its malls' start to its verdict: what it was asked, what it started,
+    where it writes."""
+
+    def __init__(self, settings: RunSettings, scenario: JudgedScenario, malls: list[Mall],
+                 report_dir: Path, console: Console) -> None:
+        self.settings = settings
+        self.scenario = scenario
+        self.malls = malls
+        self.report_dir = report_dir
+        self.console = console
+        self.faults = {CANARY: settings.canary_faults} if settings.canary_faults else {}
+        self.payer = Payer()
+        self.metrics_port = settings.loadgen_port or free_port()
+        self.since = 0.0
+        self.chaos = Crashes([], 0.0, {})
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return {mall.side: mall.url for mall in self.malls}
+
+    def start(self, schedule: list[Crash]) -> None:
+        """The payer and the malls, on the scenario's clock; the crash rehearsal armed."""
+        for mall in self.malls:
+            self.console.print(f"{mall.side}: {mall.build.describe()}" + (
+                f", faults {self.faults[mall.side]}" if mall.side in self.faults else ""))
+        settings = self.settings
+        self.since = start_malls(self.scenario, self.malls, self.payer, self.report_dir,
+                                 self.console, self.faults, settings.serve_args,
+                                 pin=settings.pin, databases=settings.databases)
+        restartable = {process.side: process.restartable()
+                       for process in (*self.malls, self.payer) if process.process is not None}
+        if settings.databases.engine == "postgresql":
+            restartable["postgres"] = crashes.postgres_cluster()
+        self.chaos = Crashes(schedule, self.since, restartable)
+
+    def drive(self) -> dict:
+        """The load, watched live (and by a real Prometheus if asked), then judged."""
+        server = None
+        if self.settings.prometheus:
+            server = PrometheusServer(self.report_dir / "prometheus", self.report_dir.name,
+                                      self.urls, f"127.0.0.1:{self.metrics_port}")
+            server.start()
+            self.console.print(f"prometheus {server.url} (storage {server.folder / 'data'})")
+        try:
+            return self._load(server)
+        finally:
+            if server is not None:
+                server.stop()
+
+    def _load_command(self, server: PrometheusServer | None) -> list[str]:
+        settings, urls, payer = self.settings, self.urls, self.payer
+        command = locust_command(self.scenario, urls[BASELINE], self.report_dir,
+                                 self.metrics_port, self.since, settings.rate_factor)
+        if CANARY in urls:
+            command += ["--canary-host", urls[CANARY], "--canary-share",
+                        str(settings.canary_share)]
+        if payer.sides:
+            command += ["--payer-host", payer.url, "--payer-sides", ",".join(payer.sides)]
+        if server is not None:  # the load generator waits for Prometheus's last scrape
+            command += ["--linger-seconds", "8"]
+        return command
+
+    def _load(self, server: PrometheusServer | None) -> dict:
+        self.console.print(
+            f"malls {', '.join(f'{s} {u}/metrics' for s, u in self.urls.items())}; load "
+            f"({self.settings.load.describe()}) http://127.0.0.1:{self.metrics_port}/metrics; "
+            f"report {self.report_dir}")
+        started, started_at = time.monotonic(), time.time()
+        with LoadGenerator(self._load_command(server), self.settings.load,
+                           self.report_dir) as locust:
+            self.chaos.start()
+            prometheus_at = self._watch(locust, server, started)
+        ended_at = time.time()
+        self.chaos.join()
+        locust.check()
+        client_file = self.report_dir / "client.json"
+        if not client_file.exists():
+            raise HarnessError(f"the load generator wrote no {client_file.name}; see "
+                               "loadgen.log")
+        client = json.loads(client_file.read_text())
+        if not client["finished"]:
+            raise HarnessError("the load generator stopped before its schedule ended")
+        observed = self._observed(client)
+        facts = self._facts(time.monotonic() - started, started_at, ended_at)
+        results = {side: evaluate(self.scenario, seen) for side, seen in observed.items()}
+        from_prometheus = None
+        if server is not None:
+            if prometheus_at is None:
+                raise HarnessError("prometheus never scraped the load generator's final state")
+            facts["prometheus"] = {"url": server.url, "at": prometheus_at,
+                                   "storage": str(server.folder / "data")}
+            from_prometheus = instant_samples(server.url, prometheus_at, self.report_dir.name)
+        return write(self.report_dir, self.scenario, observed, results, facts,
+                     self._builds_seen(), from_prometheus)
+
+    def _watch(self, locust: LoadGenerator, server: PrometheusServer | None,
+               started: float) -> float | None:
+        """The live table until the load ends; when Prometheus scraped its final state."""
+        final_metrics, prometheus_at = self.report_dir / "loadgen-metrics.prom", None
+        console = self.console
         with Live(console=console, auto_refresh=False,
                   transient=not console.is_terminal) as live:
             every = LIVE_SECONDS if console.is_terminal else PRINTED_SECONDS
@@ -468,58 +541,52 @@ def _load(scenario: JudgedScenario, malls: list[Mall], report_dir: Path, console
                 if elapsed - last_drawn < every:
                     continue
                 try:
-                    loadgen = scrape(f"http://127.0.0.1:{metrics_port}/metrics", LIVE_LOADGEN)
+                    loadgen = scrape(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                     LIVE_LOADGEN)
                     mall_now = {side: scrape(f"{url}/metrics", LIVE_MALL)
-                                for side, url in urls.items()}
+                                for side, url in self.urls.items()}
                 except (OSError, ValueError):
                     continue
                 last_drawn = elapsed
-                table = live_table(scenario, loadgen, mall_now, elapsed)
+                table = live_table(self.scenario, loadgen, mall_now, elapsed)
                 if console.is_terminal:
                     live.update(table, refresh=True)
                 else:
                     console.print(table)
-    ended_at = time.time()
-    chaos.join()
-    locust.check()
-    client_file = report_dir / "client.json"
-    if not client_file.exists():
-        raise HarnessError(f"the load generator wrote no {client_file.name}; see loadgen.log")
-    client = json.loads(client_file.read_text())
-    if not client["finished"]:
-        raise HarnessError("the load generator stopped before its schedule ended")
-    observed = {}
-    for side, url in urls.items():
-        try:
-            text = fetch(f"{url}/metrics")
-        except OSError as exc:
-            raise HarnessError(f"the {side} mall stopped answering: {exc}") from exc
-        (report_dir / f"mall-{side}.prom").write_text(text, encoding="utf-8")
-        observed[side] = Observed(client, flatten(text), side)
-    builds_seen = {mall.side: {"build": mall.build.spec, "kind": mall.build.kind,
-                               "commit": mall.build.commit, "url": mall.url,
-                               "faults": str(faults[mall.side]) if mall.side in faults
-                               else None} for mall in malls}
-    facts = {"window": f"{spec.window.start.isoformat()} - {spec.window.end.isoformat()}",
-             "speed": spec.window.speed, "real_seconds": spec.window.real_seconds,
-             "city": f"{spec.city.preset}/seed {spec.city.seed}",
-             "canary_share": canary_share if CANARY in urls else None,
-             "wall_seconds": round(time.monotonic() - started, 1),
-             "started_at": round(started_at, 3), "ended_at": round(ended_at, 3),
-             "clock_anchor": round(since, 3), "rate_factor": rate_factor}
-    if chaos.crashes:
-        facts["crashes"] = {"schedule": chaos.facts(), "errors": chaos.errors,
-                            "clients": crashes.client_errors(report_dir / "requests.csv.gz",
-                                                             chaos.crashes)}
-    results = {side: evaluate(scenario, seen) for side, seen in observed.items()}
-    from_prometheus = None
-    if server is not None:
-        if prometheus_at is None:
-            raise HarnessError("prometheus never scraped the load generator's final state")
-        facts["prometheus"] = {"url": server.url, "at": prometheus_at,
-                               "storage": str(server.folder / "data")}
-        from_prometheus = instant_samples(server.url, prometheus_at, report_dir.name)
-    return write(report_dir, scenario, observed, results, facts, builds_seen, from_prometheus)
+        return prometheus_at
+
+    def _observed(self, client: dict) -> dict[str, Observed]:
+        observed = {}
+        for side, url in self.urls.items():
+            try:
+                text = fetch(f"{url}/metrics")
+            except OSError as exc:
+                raise HarnessError(f"the {side} mall stopped answering: {exc}") from exc
+            (self.report_dir / f"mall-{side}.prom").write_text(text, encoding="utf-8")
+            observed[side] = Observed(client, flatten(text), side)
+        return observed
+
+    def _facts(self, wall: float, started_at: float, ended_at: float) -> dict:
+        spec, settings = self.scenario.spec, self.settings
+        facts = {"window": f"{spec.window.start.isoformat()} - {spec.window.end.isoformat()}",
+                 "speed": spec.window.speed, "real_seconds": spec.window.real_seconds,
+                 "city": f"{spec.city.preset}/seed {spec.city.seed}",
+                 "canary_share": settings.canary_share if CANARY in self.urls else None,
+                 "wall_seconds": round(wall, 1),
+                 "started_at": round(started_at, 3), "ended_at": round(ended_at, 3),
+                 "clock_anchor": round(self.since, 3), "rate_factor": settings.rate_factor,
+                 "load": self.settings.load.describe()}
+        if self.chaos.crashes:
+            facts["crashes"] = {"schedule": self.chaos.facts(), "errors": self.chaos.errors,
+                                "clients": crashes.client_errors(
+                                    self.report_dir / "requests.csv.gz", self.chaos.crashes)}
+        return facts
+
+    def _builds_seen(self) -> dict:
+        return {mall.side: {"build": mall.build.spec, "kind": mall.build.kind,
+                            "commit": mall.build.commit, "url": mall.url,
+                            "faults": str(self.faults[mall.side]) if mall.side in self.faults
+                            else None} for mall in self.malls}
 
 
 def live_table(scenario: JudgedScenario, load: dict[str, float], malls: dict[str, dict[str, float]],

@@ -52,7 +52,7 @@ def test_a_run_broken_by_a_bug_still_drops_its_database(tmp_path, monkeypatch, c
     console, databases = Console(file=io.StringIO()), Databases(engine="postgresql")
     with pytest.raises(RuntimeError, match="a bug while staging"):
         if command == "run":
-            run.run("smoke", reports=tmp_path, console=console, databases=databases)
+            run.run(run.RunSettings("smoke", reports=tmp_path, databases=databases), console)
         else:
             rollout.rollout("smoke", str(builds.REPO), str(builds.REPO), "share", [50],
                             tmp_path, console, databases=databases)

@@ -394,15 +394,16 @@ def run(scenario: str, target: str | None, reports: Path, loadgen_port: int,
     3 hold.  Exit 2 on a harness error, 130 when interrupted (Ctrl-C or SIGTERM: processes
     stopped, databases dropped, no verdict)."""
     from orchestration.databases import Databases
+    from orchestration.run import RunSettings
     from orchestration.run import run as run_scenario
 
     stop_on_sigterm()
 
-    sys.exit(run_scenario(scenario, target, reports, loadgen_port=loadgen_port,
-                          baseline=baseline, canary=canary, canary_share=canary_share,
-                          canary_faults=canary_faults, prometheus=prometheus, kills=kills,
-                          rate_factor=rate_factor, serve_args=serve_args, pin=pin,
-                          databases=Databases(engine, postgres_server), load=load))
+    sys.exit(run_scenario(RunSettings(
+        scenario, target, reports, loadgen_port, baseline=baseline, canary=canary,
+        canary_share=canary_share, canary_faults=canary_faults, prometheus=prometheus,
+        kills=kills, rate_factor=rate_factor, serve_args=serve_args, pin=pin,
+        databases=Databases(engine, postgres_server), load=load)))
 
 
 @main.command()
