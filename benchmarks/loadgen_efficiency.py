@@ -7,7 +7,16 @@ state: the generator's CPU time is sampled from /proc twice a second and set aga
 Locust's own request-count history, skipping the first 10 s (imports, city, schedule) and
 the last 5 s, so a generator that idles between arrivals is not penalised either.
 
-    python benchmarks/loadgen_efficiency.py [--seconds 45]
+Then what N load workers hold (`--hold`): the highest rate factor of late-night's crest
+(22:00-22:40 at 40x, one minute of load) that N workers start with no session late and the
+arrival curve within 3% in every 10-s window busier than 5 sessions/s, for N = 1 and 2.  A
+2-core machine has no core to spare beside the mall for a second worker, so each worker is
+held to the same small share of core 1 (`--worker-cpu`, a CPU quota of its own through the
+cgroup cpu controller): the question is whether two such workers carry twice what one
+does, i.e. whether the split scales, not what this machine's cores can drive.  The workers
+are `xingcheng loadgen` processes of a run started with --master-bind/--expect-workers.
+
+    python benchmarks/loadgen_efficiency.py [--seconds 45] [--hold] [--worker-cpu 0.1]
 """
 
 from __future__ import annotations
@@ -101,10 +110,124 @@ def server_errors(exposition: str) -> int:
                      if line.startswith("mall_http_requests_total") and FIVE_XX in line))
 
 
+CREST = textwrap.dedent("""
+    name = "late-night-crest"
+    [window]
+    day = "weekday"
+    start = "2026-11-27T22:00:00+08:00"
+    end = "2026-11-27T22:40:00+08:00"
+    speed = 40
+    [city]
+    preset = "district"
+    seed = 7
+    daily_orders = 20_000
+    [load]
+    staff = 8
+    max_sessions = 3000
+    drain_seconds = 10
+    [thresholds]
+    "http_5xx" = ["count==0"]
+""")
+FACTORS = (0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0)
+
+
+class CpuQuota:
+    """A cgroup of the cpu controller (v1 or v2) that holds its processes to `cores`."""
+
+    def __init__(self, name: str, cores: float) -> None:
+        v1, v2 = Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup")
+        if (v1 / "cpu.cfs_quota_us").exists():
+            self.path = v1 / name
+            self.path.mkdir(exist_ok=True)
+            (self.path / "cpu.cfs_period_us").write_text("100000")
+            (self.path / "cpu.cfs_quota_us").write_text(str(int(cores * 100_000)))
+        elif (v2 / "cgroup.controllers").exists():
+            self.path = v2 / name
+            self.path.mkdir(exist_ok=True)
+            (self.path / "cpu.max").write_text(f"{int(cores * 100_000)} 100000")
+        else:
+            raise OSError("no cgroup cpu controller to hold a worker to a share of a core")
+
+    def add(self, pid: int) -> None:
+        (self.path / "cgroup.procs").write_text(str(pid))
+
+    def remove(self) -> None:
+        for _ in range(50):
+            try:
+                self.path.rmdir()
+                return
+            except OSError:
+                time.sleep(0.2)
+
+
+def held(workers: int, factor: float, cores: float, scenario: Path, tmp: Path,
+         env: dict) -> dict:
+    """One run of the crest at `factor` by `workers` loadgen workers, each held to `cores`."""
+    from orchestration.builds import free_port
+
+    port, reports = free_port(), tmp / f"hold-{workers}-{factor:g}"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    run = subprocess.Popen([sys.executable, "-m", "xingcheng.cli", "run", str(scenario),
+                            "--rate-factor", f"{factor:g}", "--master-bind",
+                            f"127.0.0.1:{port}", "--expect-workers", str(workers),
+                            "--reports", str(reports)], env=env, **quiet)
+    quotas, loads = [], []
+    try:
+        for n in range(workers):
+            quota = CpuQuota(f"xingcheng-loadgen-{os.getpid()}-{n}", cores)
+            quotas.append(quota)
+            load = subprocess.Popen([*(["taskset", "-c", "1"] if shutil.which("taskset")
+                                       else []), sys.executable, "-m", "xingcheng.cli",
+                                     "loadgen", "--master", f"127.0.0.1:{port}"],
+                                    env=env, **quiet)
+            quota.add(load.pid)
+            loads.append(load)
+        run.wait(timeout=900)
+    finally:
+        for process in (run, *loads):
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)
+        for quota in quotas:
+            quota.remove()
+    client = json.loads(next(reports.iterdir()).joinpath("client.json").read_text())
+    sessions, error = client["sessions"], client["arrival_rate_error"] or 0.0
+    return {"factor": factor, "late": sessions["late"], "started": sessions["started"],
+            "rate_error": error, "held": sessions["late"] == 0 and error <= 0.03,
+            "per_s": max(w["target_per_s"] for w in client["arrival_windows"])}
+
+
+def hold(cores: float, env: dict) -> None:
+    print(f"what N workers hold: late-night's crest, each worker held to {cores:g} of a core")
+    print(f"{'workers':>7} {'factor':>6} {'peak/s':>7} {'started':>8} {'late':>5} "
+          f"{'rate err':>8}  held")
+    best: dict[int, float] = {}
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        scenario = Path(tmp_dir) / "late-night-crest.toml"
+        scenario.write_text(CREST)
+        start = 0
+        for workers in (1, 2):
+            for factor in FACTORS[start:]:
+                seen = held(workers, factor, cores, scenario, Path(tmp_dir), env)
+                print(f"{workers:>7} {factor:>6g} {seen['per_s']:>7.1f} {seen['started']:>8} "
+                      f"{seen['late']:>5} {seen['rate_error']:>8.1%}  "
+                      f"{'yes' if seen['held'] else 'NO'}", flush=True)
+                if not seen["held"]:
+                    break
+                best[workers] = factor
+            start = max(FACTORS.index(best.get(workers, FACTORS[0])), 0)
+    for workers in (1, 2):
+        print(f"{workers} worker(s): held x{best.get(workers, 0):g}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=45,
                         help="length of each run; startup (imports, city, schedule) is in it")
+    parser.add_argument("--hold", action="store_true",
+                        help="then what 1 and 2 load workers hold (about 15 minutes)")
+    parser.add_argument("--worker-cpu", type=float, default=0.1,
+                        help="the share of a core each worker may use in --hold")
     args = parser.parse_args()
     env = {**os.environ, "XINGCHENG_CACHE": str(ROOT / ".xingcheng-cache")}
     def pinned(core: str) -> list[str]:
@@ -178,6 +301,8 @@ def main() -> None:
     print(f"ratio {ratio:.0%} (target {TARGET:.0%}: {'met' if ratio >= TARGET else 'MISSED'});"
           f" journeys ran {wall:.0f}s wall, {client['sessions']['started']} sessions,"
           f" {client['sessions']['late']} late; mall 5xx answers: {server_errors(mall_metrics)}")
+    if args.hold:
+        hold(args.worker_cpu, env)
 
 
 if __name__ == "__main__":

@@ -511,6 +511,12 @@ class RunUnderWay:
         client = json.loads(client_file.read_text())
         if not client["finished"]:
             raise HarnessError("the load generator stopped before its schedule ended")
+        if len(client["workers"]) > 1:
+            for worker in client["workers"]:
+                self.console.print(
+                    f"load worker {worker['worker']} ({worker['host']}, pid {worker['pid']}): "
+                    f"{worker['started']} of {worker['scheduled']} sessions started, "
+                    f"{worker['late']} late (at most {worker['max_lateness_s']:g} s)")
         observed = self._observed(client)
         facts = self._facts(time.monotonic() - started, started_at, ended_at)
         results = {side: evaluate(self.scenario, seen) for side, seen in observed.items()}
