@@ -12,11 +12,13 @@ Then what N load workers hold (`--hold`): the highest rate factor of late-night'
 arrival curve within 3% in every 10-s window busier than 5 sessions/s, for N = 1 and 2.  A
 2-core machine has no core to spare beside the mall for a second worker, so each worker is
 held to the same small share of core 1 (`--worker-cpu`, a CPU quota of its own through the
-cgroup cpu controller): the question is whether two such workers carry twice what one
-does, i.e. whether the split scales, not what this machine's cores can drive.  The workers
-are `xingcheng loadgen` processes of a run started with --master-bind/--expect-workers.
+cgroup cpu controller, from the moment the load begins: building the city is not what is
+measured): the question is whether two such workers carry twice what one does, i.e.
+whether the split scales, not what this machine's cores can drive.  The workers are
+`xingcheng loadgen` processes of a run started with --master-bind/--expect-workers.
 
-    python benchmarks/loadgen_efficiency.py [--seconds 45] [--hold] [--worker-cpu 0.1]
+    python benchmarks/loadgen_efficiency.py [--seconds 45] [--hold [--no-ratio]]
+        [--worker-cpu 0.05]
 """
 
 from __future__ import annotations
@@ -165,23 +167,25 @@ def held(workers: int, factor: float, cores: float, scenario: Path, tmp: Path,
     """One run of the crest at `factor` by `workers` loadgen workers, each held to `cores`."""
     from orchestration.builds import free_port
 
-    port, reports = free_port(), tmp / f"hold-{workers}-{factor:g}"
+    port, metrics, reports = free_port(), free_port(), tmp / f"hold-{workers}-{factor:g}"
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     run = subprocess.Popen([sys.executable, "-m", "xingcheng.cli", "run", str(scenario),
                             "--rate-factor", f"{factor:g}", "--master-bind",
                             f"127.0.0.1:{port}", "--expect-workers", str(workers),
-                            "--reports", str(reports)], env=env, **quiet)
+                            "--loadgen-port", str(metrics), "--reports", str(reports)],
+                           env=env, **quiet)
     quotas, loads = [], []
     try:
-        for n in range(workers):
+        for _ in range(workers):
+            loads.append(subprocess.Popen([*(["taskset", "-c", "1"] if shutil.which("taskset")
+                                             else []), sys.executable, "-m", "xingcheng.cli",
+                                           "loadgen", "--master", f"127.0.0.1:{port}"],
+                                          env=env, **quiet))
+        walking(f"http://127.0.0.1:{metrics}/metrics", run)
+        for n, load in enumerate(loads):
             quota = CpuQuota(f"xingcheng-loadgen-{os.getpid()}-{n}", cores)
             quotas.append(quota)
-            load = subprocess.Popen([*(["taskset", "-c", "1"] if shutil.which("taskset")
-                                       else []), sys.executable, "-m", "xingcheng.cli",
-                                     "loadgen", "--master", f"127.0.0.1:{port}"],
-                                    env=env, **quiet)
             quota.add(load.pid)
-            loads.append(load)
         run.wait(timeout=900)
     finally:
         for process in (run, *loads):
@@ -195,6 +199,21 @@ def held(workers: int, factor: float, cores: float, scenario: Path, tmp: Path,
     return {"factor": factor, "late": sessions["late"], "started": sessions["started"],
             "rate_error": error, "held": sessions["late"] == 0 and error <= 0.03,
             "per_s": max(w["target_per_s"] for w in client["arrival_windows"])}
+
+
+def walking(metrics_url: str, run: subprocess.Popen) -> None:
+    """Until the load's clock shows on its metrics page: every worker has built its plan
+    and the first sessions are due."""
+    while run.poll() is None:
+        try:
+            page = urllib.request.urlopen(metrics_url, timeout=2).read().decode()
+            clock = [line.split()[1] for line in page.splitlines()
+                     if line.startswith("loadgen_simulated_time_seconds ")]
+            if clock and float(clock[0]) > 0:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
 
 
 def hold(cores: float, env: dict) -> None:
@@ -226,9 +245,16 @@ def main() -> None:
                         help="length of each run; startup (imports, city, schedule) is in it")
     parser.add_argument("--hold", action="store_true",
                         help="then what 1 and 2 load workers hold (about 15 minutes)")
-    parser.add_argument("--worker-cpu", type=float, default=0.1,
+    parser.add_argument("--worker-cpu", type=float, default=0.05,
                         help="the share of a core each worker may use in --hold")
+    parser.add_argument("--no-ratio", action="store_true",
+                        help="with --hold: only that, not the journeys' ratio")
     args = parser.parse_args()
+    env = {**os.environ, "XINGCHENG_CACHE": str(ROOT / ".xingcheng-cache")}
+    if args.no_ratio:
+        sys.path.insert(0, str(ROOT))
+        hold(args.worker_cpu, env)
+        return
     env = {**os.environ, "XINGCHENG_CACHE": str(ROOT / ".xingcheng-cache")}
     def pinned(core: str) -> list[str]:
         return ["taskset", "-c", core] if shutil.which("taskset") else []
