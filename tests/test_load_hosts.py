@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_run import SHORT, planned, sessions_of
+from .test_run import planned, scenario_and_city, sessions_of
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBNET = "10.213.{}.{}"
@@ -75,16 +75,7 @@ def on(host: tuple[str, str], args: list[str], env: dict, log: Path) -> subproce
 
 
 def test_a_master_and_a_worker_on_two_hosts_load_a_mall_on_a_third(tmp_path, env):
-    scenario = tmp_path / "hosts.toml"
-    scenario.write_text(SHORT.format(name="hosts", extra='"order_completion" = ["rate>0.5"]'),
-                        encoding="utf-8")
-    cached = Path(env["XINGCHENG_CACHE"]) / "cities" / "small-7.db"
-    if not cached.exists():
-        subprocess.run([sys.executable, "-m", "xingcheng.cli", "city", "generate", "--preset",
-                        "small", "--seed", "7", "--db", str(cached)], env=env, check=True,
-                       capture_output=True, timeout=240)
-    db = tmp_path / "mall.db"
-    db.write_bytes(cached.read_bytes())
+    scenario, db = scenario_and_city(tmp_path, env, "hosts")
     keys = tmp_path / "payment-keys.json"
     started: list[subprocess.Popen] = []
     shipped = (ROOT / "mall" / "data" / "risk_rules.toml").read_text(encoding="utf-8")

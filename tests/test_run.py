@@ -150,11 +150,10 @@ def first_created_orders(db: Path, speed: float) -> list[float]:
     return [(datetime.fromisoformat(s) - start).total_seconds() / speed for s in stamps]
 
 
-@pytest.mark.slow  # a real run
-def test_run_against_a_running_mall_with_target(tmp_path, env):
-    # The city cache is filled by the previous run, or made here on first use.
-    scenario = tmp_path / "target.toml"
-    scenario.write_text(SHORT.format(name="target", extra='"order_completion" = ["rate>0.5"]'),
+def scenario_and_city(tmp_path: Path, env: dict, name: str) -> tuple[Path, Path]:
+    """A short scenario for a mall started by the test, and a copy of its city to serve."""
+    scenario = tmp_path / f"{name}.toml"
+    scenario.write_text(SHORT.format(name=name, extra='"order_completion" = ["rate>0.5"]'),
                         encoding="utf-8")
     cached = Path(env["XINGCHENG_CACHE"]) / "cities" / "small-7.db"
     if not cached.exists():
@@ -162,6 +161,13 @@ def test_run_against_a_running_mall_with_target(tmp_path, env):
                           str(cached)], env, tmp_path).returncode == 0
     db = tmp_path / "mall.db"
     db.write_bytes(cached.read_bytes())
+    return scenario, db
+
+
+@pytest.mark.slow  # a real run
+def test_run_against_a_running_mall_with_target(tmp_path, env):
+    # The city cache is filled by the previous run, or made here on first use.
+    scenario, db = scenario_and_city(tmp_path, env, "target")
     keys = str(tmp_path / "payment-keys.json")
     with serving(tmp_path / "payer.db", "--keys", keys, command="paysandbox", env=env) as payer, \
             serving(db, "--clock", "2026-11-27T22:20+08:00@40", "--no-access-log",
