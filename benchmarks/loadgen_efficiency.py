@@ -48,7 +48,7 @@ BARE = textwrap.dedent("""
 
         @task
         def store(self):
-            self.client.get("/api/v1/stores/1", name="store")
+            self.client.get("{path}", name="bare")
 """)
 
 SCENARIO = textwrap.dedent("""
@@ -247,6 +247,10 @@ def main() -> None:
                         help="then what 1 and 2 load workers hold (about 15 minutes)")
     parser.add_argument("--worker-cpu", type=float, default=0.05,
                         help="the share of a core each worker may use in --hold")
+    parser.add_argument("--bare-path", default="/api/v1/stores/1",
+                        help="what the bare loop asks for (a catalogue page, "
+                             "/api/v1/stores/1/products, shows how much of the gap is the "
+                             "journeys' larger answers)")
     parser.add_argument("--no-ratio", action="store_true",
                         help="with --hold: only that, not the journeys' ratio")
     args = parser.parse_args()
@@ -295,7 +299,7 @@ def main() -> None:
             locust = [*pinned("1"), sys.executable, "-m", "locust",
                       "--headless", "--host", host, "--only-summary", "--loglevel", "ERROR",
                       "--exit-code-on-error", "0"]
-            (tmp / "bare.py").write_text(BARE)
+            (tmp / "bare.py").write_text(BARE.replace("{path}", args.bare_path))
             bare = steady(cpu_samples([*locust, "-f", str(tmp / "bare.py"), "--users", "50",
                                        "--spawn-rate", "50", "--run-time", f"{args.seconds}s",
                                        "--csv", str(tmp / "bare")], env),
@@ -320,7 +324,8 @@ def main() -> None:
     bare_rate, journey_rate = bare[0] / bare[1], journeys[0] / journeys[1]
     print(f"steady state (first {SKIP_HEAD} s and last {SKIP_TAIL} s of each run left out)")
     print(f"{'load generator':<34} {'requests':>9} {'cpu s':>7} {'req/cpu-s':>10}")
-    print(f"{'bare FastHttpUser loop (ref)':<34} {bare[0]:>9} {bare[1]:>7.1f} {bare_rate:>10.0f}")
+    print(f"{'bare FastHttpUser loop (ref)':<34} {bare[0]:>9} {bare[1]:>7.1f} {bare_rate:>10.0f}"
+          f"  GET {args.bare_path}")
     print(f"{'journey users (open workload)':<34} {journeys[0]:>9} {journeys[1]:>7.1f} "
           f"{journey_rate:>10.0f}")
     ratio = journey_rate / bare_rate
