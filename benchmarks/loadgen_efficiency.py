@@ -18,7 +18,7 @@ whether the split scales, not what this machine's cores can drive.  The workers 
 `xingcheng loadgen` processes of a run started with --master-bind/--expect-workers.
 
     python benchmarks/loadgen_efficiency.py [--seconds 45] [--hold [--no-ratio]]
-        [--worker-cpu 0.05]
+        [--worker-cpu 0.1]
 """
 
 from __future__ import annotations
@@ -245,7 +245,7 @@ def main() -> None:
                         help="length of each run; startup (imports, city, schedule) is in it")
     parser.add_argument("--hold", action="store_true",
                         help="then what 1 and 2 load workers hold (about 15 minutes)")
-    parser.add_argument("--worker-cpu", type=float, default=0.05,
+    parser.add_argument("--worker-cpu", type=float, default=0.1,
                         help="the share of a core each worker may use in --hold")
     parser.add_argument("--bare-path", default="/api/v1/stores/1",
                         help="what the bare loop asks for (a catalogue page, "

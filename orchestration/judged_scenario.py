@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pydantic import TypeAdapter, ValidationError
 
-from loadtests.scenario import Scenario, invalid, resolve
+from loadtests.scenario import Scenario, invalid
+from loadtests.scenario import load_scenario as read_scenario
 from mall.experiments import Identifier
 from monitoring.gate import GateSettings
 
@@ -31,6 +32,4 @@ class JudgedScenario(Scenario):
 
 
 def load_scenario(name_or_path: str) -> JudgedScenario:
-    from loadtests.scenario import load_scenario as read
-
-    return JudgedScenario(read(str(resolve(name_or_path))))
+    return JudgedScenario(read_scenario(name_or_path))
