@@ -130,7 +130,7 @@ CREST = textwrap.dedent("""
     [thresholds]
     "http_5xx" = ["count==0"]
 """)
-FACTORS = (0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0)
+FACTORS = (0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
 
 
 class CpuQuota:

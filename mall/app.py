@@ -48,6 +48,7 @@ from .services.payments import Payments
 from .services.personal_data import PersonalData
 from .services.pickup import Pickup
 from .services.registry import SERVICES, Services
+from .services.store_kpis import StoreKpis
 from .services.stores import Stores
 from .services.write_once import WriteOnce
 from .shared_limits import SharedWindows
@@ -112,6 +113,7 @@ async def open_services(config: MallConfig, metrics: MallMetrics,
         payments=payments,
         after_sales=after_sales,
         group_buys=GroupBuys(db, clock, metrics, orders, after_sales),
+        store_kpis=StoreKpis(db, clock),
         payer=payer,
     )
 
@@ -142,6 +144,7 @@ async def _sweeper(services: Services) -> None:
                 now = services.clock.stamp()
                 await services.orders.audit_stock(audited_from)
                 audited_from = now
+            await services.store_kpis.visits.flush()
             await services.discovery.reindex_stale()
             await services.accounts.refresh_deleted()
             await services.db.checkpoint()
@@ -166,6 +169,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         await sweeper
     if services.payer is not None:
         await services.payer.stop()
+    await services.store_kpis.visits.flush()
     await services.db.close()
 
 

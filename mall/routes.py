@@ -102,6 +102,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", f"{V1}/admin/stores/{{store_id}}/pickup-points", admin.add_pickup_point,
           "operator", "Add a pickup point (a locker) to a store", schemas.PickupPointIn,
           status=201, tag="admin"),
+    Route("GET", f"{V1}/admin/kpis", admin.area_kpis, "operator",
+          "The stores' figures by district and business circle, and the city's, for a "
+          "window of the mall's clock", query=schemas.KpisQuery, tag="admin"),
     Route("POST", f"{V1}/admin/coupons", coupons.issue, "operator",
           "Issue a coupon template: 满减, fixed or percent; for a store, a district, a "
           "campus or the whole city", schemas.CouponTemplateIn, status=201, tag="admin"),
@@ -227,6 +230,10 @@ ROUTES: tuple[Route, ...] = (
           tag="merchant"),
     Route("GET", f"{S}/orders/{{order_id}}", merchant.store_order, "store",
           "One of the store's orders", tag="merchant"),
+    Route("GET", f"{S}/kpis", merchant.store_kpis, "store",
+          "How the store is doing (门店运营看板): GMV, orders, refunds, conversion from "
+          "visits, repurchase, top products, low stock, pickup waiting time, for a window "
+          "of the mall's clock", query=schemas.KpisQuery, tag="merchant"),
     Route("GET", f"{S}/pickup-queue", merchant.pickup_queue, "store",
           "Paid and ready pickup orders, oldest first", tag="merchant"),
     Route("POST", f"{S}/orders/{{order_id}}/ready", merchant.mark_ready, "store",

@@ -281,6 +281,18 @@ class StoreOrdersQuery(PageQuery):
     status: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,20}$")] | None = None
 
 
+# A window's end: a local day (its midnight) or an ISO 8601 instant; the service reads it.
+Instant = Annotated[str, StringConstraints(min_length=10, max_length=40,
+                                           pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}")]
+
+
+class KpisQuery(Query):
+    """A dashboard's window on the mall's clock: [from, to), by default the current day."""
+    from_: Instant | None = Field(None, alias="from")
+    to: Instant | None = None
+    granularity: Literal["hour", "day"] = "hour"
+
+
 # Response shapes, for routes that declare one (the OpenAPI document then lets a client, and
 # schemathesis, check every answer).  Not strict: they describe, they do not parse input.
 

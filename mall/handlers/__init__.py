@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..auth import PRINCIPAL, Principal
+from ..auth import PRINCIPAL, Principal, bearer_token
+from ..errors import Unauthorized
 from ..json_body import encode
 from ..services.registry import SERVICES, Services
 
@@ -26,3 +27,17 @@ def services(request: web.Request) -> Services:
 
 def principal(request: web.Request) -> Principal:
     return request[PRINCIPAL]
+
+
+def visitor(request: web.Request) -> int | None:
+    """The customer a public page is shown to, when their token comes with the request (the
+    mini-program sends it on every request once logged in); None for anyone else."""
+    token = bearer_token(request.headers.get("Authorization"))
+    if token is None:
+        return None
+    svc = services(request)
+    try:
+        seen = svc.signer.verify(token, svc.clock.wall())
+    except Unauthorized:
+        return None
+    return None if seen.is_operator else seen.user_id

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import validation
-from ..schemas import PickupPointIn, StaffIn, StoreIn
+from ..schemas import KpisQuery, PickupPointIn, StaffIn, StoreIn
 from . import principal, reply, services
 
 
@@ -26,3 +26,8 @@ async def add_pickup_point(request: web.Request) -> web.Response:
     data = await validation.body(request, PickupPointIn)
     return reply(await services(request).stores.add_pickup_point(principal(request), store_id,
                                                                   data), 201)
+
+
+async def area_kpis(request: web.Request) -> web.Response:
+    query = validation.query(request, KpisQuery)
+    return reply(await services(request).store_kpis.by_area(query))

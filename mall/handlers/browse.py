@@ -6,7 +6,7 @@ from aiohttp import web
 
 from .. import validation
 from ..schemas import ProductsQuery, StoresQuery
-from . import reply, reply_bytes, services
+from . import reply, reply_bytes, services, visitor
 
 
 async def list_stores(request: web.Request) -> web.Response:
@@ -22,7 +22,11 @@ async def get_store(request: web.Request) -> web.Response:
 async def list_products(request: web.Request) -> web.Response:
     store_id = validation.path_id(request, "store_id")
     query = validation.query(request, ProductsQuery)
-    return reply_bytes(await services(request).catalogue.products_page(store_id, query))
+    page = await services(request).catalogue.products_page(store_id, query)
+    customer = visitor(request)
+    if customer is not None:   # a store visit, for its dashboard's conversion
+        services(request).store_kpis.visits.saw(store_id, customer)
+    return reply_bytes(page)
 
 
 async def get_product(request: web.Request) -> web.Response:

@@ -5,7 +5,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import validation
-from ..schemas import BulkStockIn, PageQuery, PickupCode, ProductIn, StockIn, StoreOrdersQuery
+from ..schemas import (
+    BulkStockIn,
+    KpisQuery,
+    PageQuery,
+    PickupCode,
+    ProductIn,
+    StockIn,
+    StoreOrdersQuery,
+)
 from . import principal, reply, services
 
 
@@ -52,6 +60,12 @@ def _store_order(request: web.Request) -> tuple[int, int]:
 async def store_order(request: web.Request) -> web.Response:
     store_id, order_id = _store_order(request)
     return reply(await services(request).orders.for_store(store_id, order_id))
+
+
+async def store_kpis(request: web.Request) -> web.Response:
+    store_id = validation.path_id(request, "store_id")
+    query = validation.query(request, KpisQuery)
+    return reply(await services(request).store_kpis.for_store(store_id, query))
 
 
 async def pickup_queue(request: web.Request) -> web.Response:

@@ -26,6 +26,7 @@ from .orders import Orders
 from .payments import Payments
 from .personal_data import PersonalData
 from .pickup import Pickup
+from .store_kpis import StoreKpis
 from .stores import Stores
 
 
@@ -50,6 +51,7 @@ class Services:
     pickup: Pickup
     payments: Payments
     after_sales: AfterSales
+    store_kpis: StoreKpis
     payer: PayerClient | None
 
 

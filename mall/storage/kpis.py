@@ -1,0 +1,128 @@
+"""What the stores' dashboards read: paid orders, refunds, visits, customers, handed-over
+orders and low stock, for a window of the mall's clock, per store or per district or
+business circle.  Rows come back per order or per customer and the service sums them: a
+store's day is a few hundred rows, the city's a few tens of thousands."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from sqlite3 import Row
+
+from .database import Connection
+
+# The column a group is keyed by; `{t}` is the alias of the table that names the store, so
+# that one store's figures are found through that table's (store_id, ...) index.
+GROUPS = {"store": "{t}.store_id", "district": "s.district_code",
+          "business_circle": "s.business_circle"}
+
+
+def _keyed(group: str, table: str, key: object | None) -> tuple[str, str, tuple]:
+    """(the key column, the condition keeping to one group or none, its parameters)."""
+    column = GROUPS[group].format(t=table)
+    return (column, f" AND {column} = ?", (key,)) if key is not None else (column, "", ())
+
+
+async def record_visits(conn: Connection, visits: Iterable[tuple[int, str, int]]) -> None:
+    """(store_id, hour stamp, user_id) rows; a visit already counted stays one."""
+    await conn.executemany(
+        "INSERT OR IGNORE INTO store_visits (store_id, hour, user_id) VALUES (?, ?, ?)",
+        list(visits))
+
+
+async def paid_orders(conn: Connection, group: str, key: object | None, since: str,
+                      until: str) -> list[Row]:
+    """(key, user_id, total_fen, paid_at) of every order paid in [since, until)."""
+    column, where, params = _keyed(group, "o", key)
+    return list(await conn.execute_fetchall(
+        f"SELECT {column} AS key, o.user_id, o.total_fen, o.paid_at FROM orders o"
+        " JOIN stores s ON s.id = o.store_id"
+        f" WHERE o.paid_at >= ? AND o.paid_at < ?{where}", (since, until, *params)))
+
+
+async def refunds(conn: Connection, group: str, key: object | None, since: str,
+                  until: str) -> list[Row]:
+    """(key, refunds, refunded_fen): refunds paid back to customers in [since, until)."""
+    column, where, params = _keyed(group, "o", key)
+    return list(await conn.execute_fetchall(
+        f"SELECT {column} AS key, COUNT(*) AS refunds, SUM(r.amount_fen) AS refunded_fen"
+        " FROM refunds r JOIN orders o ON o.id = r.order_id JOIN stores s ON s.id = o.store_id"
+        f" WHERE r.status = 'succeeded' AND r.settled_at >= ? AND r.settled_at < ?{where}"
+        f" GROUP BY {column}", (since, until, *params)))
+
+
+async def orders_created(conn: Connection, group: str, key: object | None, since: str,
+                         until: str) -> list[Row]:
+    """(key, orders): orders placed in [since, until), paid or not."""
+    column, where, params = _keyed(group, "o", key)
+    return list(await conn.execute_fetchall(
+        f"SELECT {column} AS key, COUNT(*) AS orders FROM orders o"
+        " JOIN stores s ON s.id = o.store_id"
+        f" WHERE o.created_at >= ? AND o.created_at < ?{where} GROUP BY {column}",
+        (since, until, *params)))
+
+
+async def visits(conn: Connection, group: str, key: object | None, since: str,
+                 until: str) -> list[Row]:
+    """(key, visits): customer visits of stores in the clock hours starting in the window."""
+    column, where, params = _keyed(group, "v", key)
+    return list(await conn.execute_fetchall(
+        f"SELECT {column} AS key, COUNT(*) AS visits FROM store_visits v"
+        " JOIN stores s ON s.id = v.store_id"
+        f" WHERE v.hour >= ? AND v.hour < ?{where} GROUP BY {column}",
+        (since, until, *params)))
+
+
+async def customers(conn: Connection, group: str, key: object | None, since: str,
+                    until: str, month_before: str) -> list[Row]:
+    """Per group and customer who paid in [since, until): when they first paid there (ever,
+    before `until`) and how many orders they paid there from `month_before` to `until`."""
+    column, where, params = _keyed(group, "o", key)
+    return list(await conn.execute_fetchall(
+        f"SELECT {column} AS key, o.user_id, MIN(o.paid_at) AS first_paid,"
+        " SUM(CASE WHEN o.paid_at >= ? THEN 1 ELSE 0 END) AS paid_in_month"
+        " FROM orders o JOIN stores s ON s.id = o.store_id"
+        f" WHERE o.paid_at IS NOT NULL AND o.paid_at < ?{where}"
+        f" GROUP BY {column}, o.user_id HAVING MAX(o.paid_at) >= ?",
+        (month_before, until, *params, since)))
+
+
+async def handed_over(conn: Connection, group: str, key: object | None, since: str,
+                      until: str) -> list[Row]:
+    """(key, paid_at, handed_over_at) of pickup orders handed over in [since, until)."""
+    column, where, params = _keyed(group, "o", key)
+    return list(await conn.execute_fetchall(
+        f"SELECT {column} AS key, o.paid_at, o.handed_over_at FROM orders o"
+        " JOIN stores s ON s.id = o.store_id"
+        " WHERE o.fulfilment = 'pickup' AND o.handed_over_at >= ? AND o.handed_over_at < ?"
+        f"{where}", (since, until, *params)))
+
+
+async def products_sold(conn: Connection, store_id: int, since: str, until: str) -> list[Row]:
+    """(sku_id, product_name, units, gmv_fen) of the lines of orders paid in the window, at
+    the prices they were sold at (before coupons and points)."""
+    return list(await conn.execute_fetchall(
+        "SELECT l.sku_id, l.product_name, SUM(l.qty) AS units,"
+        " SUM(l.qty * l.unit_price_fen) AS gmv_fen"
+        " FROM orders o JOIN order_lines l ON l.order_id = o.id"
+        " WHERE o.store_id = ? AND o.paid_at >= ? AND o.paid_at < ?"
+        " GROUP BY l.sku_id, l.product_name", (store_id, since, until)))
+
+
+async def low_stock(conn: Connection, store_id: int, at_most: int, limit: int) -> list[Row]:
+    """The store's SKUs with `at_most` or fewer available (on hand, less held), fewest first."""
+    return list(await conn.execute_fetchall(
+        "SELECT i.sku_id, p.name AS product_name, k.spec, i.on_hand,"
+        " i.on_hand - i.reserved AS available"
+        " FROM inventory i JOIN skus k ON k.id = i.sku_id JOIN products p ON p.id = k.product_id"
+        " WHERE i.store_id = ? AND i.on_hand - i.reserved <= ?"
+        " ORDER BY available, i.sku_id LIMIT ?", (store_id, at_most, limit)))
+
+
+async def group_names(conn: Connection, group: str) -> dict[object, str]:
+    """Each district's or business circle's key -> the name shown."""
+    if group == "district":
+        rows = await conn.execute_fetchall("SELECT code, name FROM districts")
+        return {code: name for code, name in rows}
+    rows = await conn.execute_fetchall(
+        "SELECT DISTINCT business_circle FROM stores WHERE business_circle IS NOT NULL")
+    return {name: name for (name,) in rows}
