@@ -18,6 +18,7 @@ from . import __version__, keys, openapi
 from .access_log import METRICS, access_log_context, metrics_middleware
 from .auth import TokenSigner
 from .config import MallConfig
+from .dashboard_page import setup_dashboard
 from .errors import error_middleware
 from .experiments import SHIPPED as SHIPPED_EXPERIMENTS
 from .experiments import load_experiments
@@ -198,6 +199,7 @@ def create_app(config: MallConfig | None = None) -> web.Application:
     app[openapi.OPENAPI] = openapi.build(ROUTES, __version__)
     shared = (SharedWindows(config.redis_url, metrics, config.redis_prefix)
               if config.redis_url else None)
+    setup_dashboard(app)
     setup_routes(app, RiskControl(load_rules(config.risk_rules or SHIPPED_RULES), metrics,
                                   shared))
     if shared is not None:

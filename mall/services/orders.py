@@ -291,9 +291,14 @@ class Orders:
         return page
 
     async def pickup_queue(self, store_id: int, limit: int = 50) -> dict:
+        """Oldest first, each with how long its customer has waited since paying (mall
+        clock), as the store's dashboard shows it."""
         rows = await orders.pickup_queue(self.db.reader(), store_id, limit)
-        return {"items": [present(row, [], for_customer=False) | {"lines": None}
-                          for row in rows]}
+        now = self.clock.now()
+        return {"now": self.clock.stamp(now), "items": [
+            present(row, [], for_customer=False) | {"lines": None, "waiting_s": round(
+                (now - datetime.fromisoformat(row["paid_at"])).total_seconds(), 1)}
+            for row in rows]}
 
     async def cancel(self, principal: Principal, order_id: int) -> dict:
         order = await orders.order(self.db.reader(), order_id)
