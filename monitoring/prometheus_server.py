@@ -32,12 +32,13 @@ def _free_port() -> int:
 
 class PrometheusServer:
     def __init__(self, folder: Path, run: str, malls: dict[str, str],
-                 loadgen: str | None = None) -> None:
-        """`malls` is side -> base URL; `loadgen` the load generator's host:port, if any."""
+                 loadgen: str | tuple[str, ...] = ()) -> None:
+        """`malls` is side -> base URL; `loadgen` the load generator's host:port, if any
+        (several: load processes taking turns, as `xingcheng up`'s chunks do)."""
         self.folder = folder
         self.run = run
         self.malls = malls
-        self.loadgen = loadgen
+        self.loadgen = (loadgen,) if isinstance(loadgen, str) else loadgen
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -53,8 +54,8 @@ class PrometheusServer:
         groups = [{"targets": [url.split("://", 1)[-1]],
                    "labels": {"kind": "mall", "side": side, "run": self.run}}
                   for side, url in self.malls.items()]
-        if self.loadgen is not None:
-            groups.append({"targets": [self.loadgen],
+        if self.loadgen:
+            groups.append({"targets": list(self.loadgen),
                            "labels": {"kind": "loadgen", "run": self.run}})
         (config / "targets" / "run.json").write_text(json.dumps(groups, indent=1))
         log = (self.folder / "prometheus.log").open("w")

@@ -111,9 +111,11 @@ def start(build: Build, command: list[str], log: Path, again: bool = False,
     assert build.path is not None
     env = {**os.environ, "PYTHONPATH": str(build.path), "XINGCHENG_BUILD_COMMIT": build.commit}
     with log.open("a" if again else "w") as out:
+        # A session of its own: the terminal's Ctrl-C reaches the harness alone, which
+        # stops what it started in its order (`xingcheng up`: the crowd, the mall, the payer).
         process = subprocess.Popen([sys.executable, "-m", "xingcheng.cli", *command],
                                    cwd=build.path, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT)
+                                   stderr=subprocess.STDOUT, start_new_session=True)
     if cores is not None:
         # One that died at once is reported by the wait for it to answer, with its log.
         with contextlib.suppress(ProcessLookupError):

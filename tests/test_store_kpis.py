@@ -179,3 +179,21 @@ async def test_a_merchant_sees_only_their_own_stores_and_bad_windows_name_their_
     by_day = await mall.api.get(path, params={"from": "2026-11-01", "to": "2026-12-01",
                                               "granularity": "day"}, token=a.merchant)
     assert by_day.status == 200 and len(by_day.body["series"]) == 30
+
+
+async def test_the_dashboard_page_is_served_by_the_mall_with_its_charting_script(mall):
+    session, base = mall.api.session, mall.api.base_url
+    async with session.get(f"{base}/merchant", allow_redirects=False) as moved:
+        assert moved.status == 302 and moved.headers["Location"] == "/merchant/"
+    async with session.get(f"{base}/merchant/") as page:
+        html = await page.text()
+        assert page.status == 200 and page.content_type == "text/html"
+    assert "门店运营看板" in html and 'src="plotly.min.js"' in html and "http" not in html
+    async with session.get(f"{base}/merchant/plotly.min.js") as script:
+        assert script.status == 200 and script.content_type == "text/javascript"
+        assert len(await script.read()) > 1_000_000
+    async with session.get(f"{base}/merchant/dashboard.js") as script:
+        code = await script.text()
+        assert script.status == 200 and "/kpis" in code and "pickup-queue" in code
+    async with session.get(f"{base}/merchant/secrets.py") as missing:
+        assert missing.status == 404 and (await missing.json())["error"]["code"] == "not_found"

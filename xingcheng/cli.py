@@ -407,6 +407,42 @@ def run(scenario: str, target: str | None, reports: Path, loadgen_port: int,
 
 
 @main.command()
+@click.option("--at", metavar="HH:MM|INSTANT|SCENARIO",
+              help="Where the simulated clock starts: a time on the scenario's day, an ISO "
+                   "8601 instant, or a peak by name (late-night, after-school, ...).  Default: "
+                   "the scenario's start, or where the folder's city stopped.")
+@click.option("--scenario", default="late-night", show_default=True,
+              help="The city, persona mix and staff of the crowd (a shipped name or a file).")
+@click.option("--speed", type=click.FloatRange(0.01, 3600), default=1.0, show_default=True,
+              help="Simulated seconds per real second.")
+@click.option("--rate-factor", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+              help="Scale the crowd.")
+@click.option("--quiet-city", is_flag=True, help="The mall with no background crowd.")
+@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path),
+              default="xingcheng-city", show_default=True,
+              help="Where the city's databases, logs and clock are kept between `up`s.")
+@click.option("--fresh", is_flag=True, help="Start the folder's city over.")
+@click.option("--prometheus/--no-prometheus", default=True, show_default=True,
+              help="A real Prometheus (Debian's, when installed) scraping the mall and crowd.")
+@click.option("--serve-arg", "serve_args", multiple=True, metavar="ARG",
+              help="One more argument for the mall (repeatable), e.g. --serve-arg=--workers=2.")
+@engine_options
+def up(at: str | None, scenario: str, speed: float, rate_factor: float, quiet_city: bool,
+       folder: Path, fresh: bool, prometheus: bool, serve_args: tuple[str, ...], engine: str,
+       postgres_server: str) -> None:
+    """Bring the simulated city to life until Ctrl-C: the payer, the mall and a crowd that
+    follows the city's curve with no end.  Ctrl-C stops them, runs `verify` and exits 0 when
+    every invariant holds; `xingcheng up` again resumes the same city and clock."""
+    from orchestration.databases import Databases
+    from orchestration.living_city import UpSettings
+    from orchestration.living_city import up as bring_up
+
+    stop_on_sigterm()
+    sys.exit(bring_up(UpSettings(folder, scenario, at, speed, rate_factor, quiet_city, fresh,
+                                 prometheus, serve_args, Databases(engine, postgres_server))))
+
+
+@main.command()
 @click.option("--db", "db_path", type=DATABASE, default="xingcheng.db", show_default=True,
               help="The mall's database: a SQLite file, or a postgresql:// URL.")
 @click.option("--grace", type=click.FloatRange(min=0), default=300, show_default=True,
