@@ -94,14 +94,14 @@ def ask_all(port: int, asked: list[tuple[str, str]]) -> dict[str, list[float]]:
     return times
 
 
-def at_the_mall(port: int) -> dict[str, dict[float, float]]:
+def at_the_mall(port: int, routes: dict[str, str] = ROUTES) -> dict[str, dict[float, float]]:
     """Each step's cumulative buckets in the mall's own histogram: upper bound -> count."""
     conn = http.client.HTTPConnection(HOST, port, timeout=10)
     conn.request("GET", "/metrics")
     samples = flatten(conn.getresponse().read().decode())
     conn.close()
     found = {}
-    for step, route in ROUTES.items():
+    for step, route in routes.items():
         buckets: dict[float, float] = {}
         for key, value in samples.items():
             if key.startswith("mall_http_request_duration_seconds_bucket{") and \
