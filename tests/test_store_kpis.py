@@ -82,7 +82,10 @@ async def city(start_mall):
     a = await open_shop(mall, stock=6, price_fen=1800)
     b = await open_shop(mall, merchant_openid="merchant-2", name="梅溪湖烘焙",
                         district="岳麓区", circle="梅溪湖", price_fen=2500)
+    quiet = await open_shop(mall, merchant_openid="merchant-3", name="开福寺素斋",
+                            district="开福区", circle="开福寺", price_fen=900)
     c = {name: await api.login(name) for name in ("c1", "c2", "c3", "c4", "c5")}
+    await api.get(f"/api/v1/stores/{quiet.store_id}/products", token=c["c5"])  # looks only
     for name in ("c1", "c1", "c2", "c4", "c5"):
         await api.get(f"/api/v1/stores/{a.store_id}/products", token=c[name])
     await api.get(f"/api/v1/stores/{a.store_id}/products")        # anonymous: no visit
@@ -105,13 +108,13 @@ async def city(start_mall):
         "store_id": a.store_id, "lines": [{"sku_id": a.sku_id, "qty": 1}],
         "fulfilment": "pickup"})
     assert unpaid.status == 201
-    return mall, a, b, c, middle
+    return mall, a, b, c, middle, quiet
 
 
 async def test_a_stores_figures_equal_the_tables_in_two_windows(city):
-    mall, a, b, _, middle = city
+    mall, a, b, _, middle, quiet_shop = city
     day = (START.date().isoformat(), (START.date() + timedelta(days=1)).isoformat())
-    for shop in (a, b):
+    for shop in (a, b, quiet_shop):
         for since, until in (day, (middle, None)):
             query = {"from": since} | ({"to": until} if until else {})
             got = await mall.api.get(f"/api/v1/merchant/stores/{shop.store_id}/kpis",
@@ -142,29 +145,34 @@ async def test_a_stores_figures_equal_the_tables_in_two_windows(city):
     assert whole["low_stock"] == [{"sku_id": a.sku_id, "product_name": "口味虾 中份",
                                    "spec": "标准", "on_hand": on_hand,
                                    "available": on_hand - reserved}]
+    quiet = (await mall.api.get(f"/api/v1/merchant/stores/{quiet_shop.store_id}/kpis",
+                                token=quiet_shop.merchant)).body
+    assert (quiet["visits"], quiet["paid_orders"], quiet["conversion"]) == (1, 0, 0.0)
+    assert quiet["avg_order_fen"] is None and quiet["pickup_wait_s"]["p50"] is None
     later = (await mall.api.get(f"/api/v1/merchant/stores/{a.store_id}/kpis",
                                 params={"from": middle}, token=a.merchant)).body
     assert later["paid_orders"] == 2 and later["customers"]["returning"] == 1
 
 
 async def test_the_operator_sees_the_same_figures_by_district(city):
-    mall, a, _, _, _ = city
+    mall, a, _, _, _, _ = city
     got = await mall.api.get("/api/v1/admin/kpis", params={"from": "2026-11-27"},
                              token=a.operator)
     assert got.status == 200, got.body
     districts = {row["name"]: row for row in got.body["districts"]}
-    assert set(districts) == {"天心区", "岳麓区"}
+    assert set(districts) == {"天心区", "岳麓区", "开福区"}
     for row in got.body["districts"]:
         same(row, await recomputed(mall, None, got.body["from"], got.body["to"],
                                    district=row["key"]))
     assert districts["天心区"]["gmv_fen"] == 7200 and districts["岳麓区"]["gmv_fen"] == 2500
-    assert {row["name"] for row in got.body["business_circles"]} == {"五一广场", "梅溪湖"}
+    assert {row["name"] for row in got.body["business_circles"]} == {"五一广场", "梅溪湖",
+                                                                     "开福寺"}
     refused = await mall.api.get("/api/v1/admin/kpis", token=a.merchant)
     assert refused.status == 403
 
 
 async def test_a_merchant_sees_only_their_own_stores_and_bad_windows_name_their_field(city):
-    mall, a, b, c, _ = city
+    mall, a, b, c, _, _ = city
     path = f"/api/v1/merchant/stores/{a.store_id}/kpis"
     assert (await mall.api.get(path, token=b.merchant)).status == 403
     assert (await mall.api.get(path, token=c["c1"])).status == 403
