@@ -217,7 +217,7 @@ def walking(metrics_url: str, run: subprocess.Popen) -> None:
         time.sleep(0.2)
 
 
-def hold(cores: float, env: dict) -> None:
+def hold(cores: float, env: dict, lowest: float = FACTORS[0]) -> None:
     print(f"what N workers hold: late-night's crest, each worker held to {cores:g} of a core")
     print(f"{'workers':>7} {'factor':>6} {'peak/s':>7} {'started':>8} {'late':>5} "
           f"{'rate err':>8}  held")
@@ -225,7 +225,7 @@ def hold(cores: float, env: dict) -> None:
     with tempfile.TemporaryDirectory() as tmp_dir:
         scenario = Path(tmp_dir) / "late-night-crest.toml"
         scenario.write_text(CREST)
-        start = 0
+        start = FACTORS.index(lowest)
         for workers in (1, 2):
             for factor in FACTORS[start:]:
                 seen = held(workers, factor, cores, scenario, Path(tmp_dir), env)
@@ -252,13 +252,15 @@ def main() -> None:
                         help="what the bare loop asks for (a catalogue page, "
                              "/api/v1/stores/1/products, shows how much of the gap is the "
                              "journeys' larger answers)")
+    parser.add_argument("--start-factor", type=float, default=FACTORS[0], choices=FACTORS,
+                        help="with --hold: the lowest rate factor tried (a shorter climb)")
     parser.add_argument("--no-ratio", action="store_true",
                         help="with --hold: only that, not the journeys' ratio")
     args = parser.parse_args()
     env = {**os.environ, "XINGCHENG_CACHE": str(ROOT / ".xingcheng-cache")}
     if args.no_ratio:
         sys.path.insert(0, str(ROOT))
-        hold(args.worker_cpu, env)
+        hold(args.worker_cpu, env, args.start_factor)
         return
     env = {**os.environ, "XINGCHENG_CACHE": str(ROOT / ".xingcheng-cache")}
     def pinned(core: str) -> list[str]:
@@ -343,7 +345,7 @@ def main() -> None:
           f" journeys ran {wall:.0f}s wall, {client['sessions']['started']} sessions,"
           f" {client['sessions']['late']} late; mall 5xx answers: {server_errors(mall_metrics)}")
     if args.hold:
-        hold(args.worker_cpu, env)
+        hold(args.worker_cpu, env, args.start_factor)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ crest's catalogue pages cost no extra write each (a crash loses at most a sweep'
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
 from datetime import datetime, timedelta
 
 from shared.clock import SHANGHAI, Clock
@@ -59,13 +57,6 @@ class VisitCounter:
         self.written = {v for v in self.written | batch if v[1] >= hour}
 
 
-def nearest_rank(ordered: list[float], share: float) -> float | None:
-    """The p-quantile of sorted values by the nearest-rank rule (no interpolation)."""
-    if not ordered:
-        return None
-    return ordered[max(math.ceil(share * len(ordered)) - 1, 0)]
-
-
 def _ratio(part: float, whole: float) -> float | None:
     return round(part / whole, 4) if whole else None
 
@@ -91,21 +82,21 @@ class StoreKpis:
     async def for_store(self, store_id: int, query: KpisQuery) -> dict:
         since, until, granularity = self.window(query)
         await self.visits.flush()   # this process's visits so far count
-        conn = self.db.reader()
+        conn = self.db.scan_reader()
         store = await conn.execute_fetchall("SELECT name FROM stores WHERE id = ?",
                                             (store_id,))
         if not store:
             raise NotFound("store", "store_id")
         s, u = self.clock.stamp(since), self.clock.stamp(until)
-        paid = await stored.paid_orders(conn, "store", store_id, s, u)
         figures = (await self._figures(conn, "store", store_id, since, until))[store_id]
+        hours = await stored.paid_by_hour(conn, "store", store_id, s, u)
         sold = await stored.products_sold(conn, store_id, s, u)
         low = await stored.low_stock(conn, store_id, LOW_STOCK_AT_MOST, LOW_STOCK_SHOWN)
         return {
             "store_id": store_id, "store_name": store[0][0], "from": s, "to": u,
             "granularity": granularity, **figures,
-            "series": _series(paid, since, until, granularity, self.clock),
-            "heatmap": _heatmap(paid),
+            "series": _series(hours, since, until, granularity, self.clock),
+            "heatmap": _heatmap(hours),
             "top_products": {
                 "by_units": [dict(row) for row in sorted(
                     sold, key=lambda r: (-r["units"], r["sku_id"]))[:TOP_PRODUCTS]],
@@ -116,12 +107,13 @@ class StoreKpis:
         }
 
     async def by_area(self, query: KpisQuery) -> dict:
-        """The operator's view: the figures by district and by business circle, and for the
-        whole city."""
+        """The operator's view: the figures by district and by business circle, and the
+        city's hours."""
         since, until, granularity = self.window(query)
         await self.visits.flush()
-        conn = self.db.reader()
-        out: dict = {"from": self.clock.stamp(since), "to": self.clock.stamp(until)}
+        conn = self.db.scan_reader()
+        out: dict = {"from": self.clock.stamp(since), "to": self.clock.stamp(until),
+                     "granularity": granularity}
         for group, title in (("district", "districts"), ("business_circle",
                                                           "business_circles")):
             names = await stored.group_names(conn, group)
@@ -129,10 +121,9 @@ class StoreKpis:
             out[title] = sorted(({"key": key, "name": names.get(key, str(key)), **f}
                                  for key, f in figures.items() if key is not None),
                                 key=lambda row: (-row["gmv_fen"], str(row["key"])))
-        paid = await stored.paid_orders(conn, "district", None, self.clock.stamp(since),
-                                        self.clock.stamp(until))
-        out["series"] = _series(paid, since, until, granularity, self.clock)
-        out["heatmap"] = _heatmap(paid)
+        hours = await stored.paid_by_hour(conn, "district", None, out["from"], out["to"])
+        out["series"] = _series(hours, since, until, granularity, self.clock)
+        out["heatmap"] = _heatmap(hours)
         return out
 
     async def _figures(self, conn, group: str, key: object | None, since: datetime,
@@ -140,51 +131,48 @@ class StoreKpis:
         """The scalar figures of each group (of the one group `key`, or of all)."""
         s, u = self.clock.stamp(since), self.clock.stamp(until)
         month = self.clock.stamp(until - timedelta(days=REPURCHASE_DAYS))
-        paid: dict[object, list] = defaultdict(list)
-        for row in await stored.paid_orders(conn, group, key, s, u):
-            paid[row["key"]].append(row["total_fen"])
-        refunds = {row["key"]: row for row in await stored.refunds(conn, group, key, s, u)}
-        visits = {row["key"]: row["visits"]
-                  for row in await stored.visits(conn, group, key, s, u)}
-        created = {row["key"]: row["orders"]
-                   for row in await stored.orders_created(conn, group, key, s, u)}
-        buyers: dict[object, list] = defaultdict(list)
-        for row in await stored.customers(conn, group, key, s, u, month):
-            buyers[row["key"]].append(row)
-        waits: dict[object, list[float]] = defaultdict(list)
-        for row in await stored.handed_over(conn, group, key, s, u):
-            waits[row["key"]].append((datetime.fromisoformat(row["handed_over_at"])
-                                      - datetime.fromisoformat(row["paid_at"])).total_seconds())
-        keys = {key} if key is not None else set(paid) | set(refunds) | set(visits) | set(
-            created) | set(waits)
-        return {k: _scalars(paid.get(k, []), refunds.get(k), visits.get(k, 0),
-                            created.get(k, 0), buyers.get(k, []), sorted(waits.get(k, [])), s)
-                for k in keys}
+
+        def by_key(rows) -> dict:
+            return {row["key"]: row for row in rows}
+
+        paid = by_key(await stored.paid_totals(conn, group, key, s, u))
+        refunds = by_key(await stored.refunds(conn, group, key, s, u))
+        visits = by_key(await stored.visits(conn, group, key, s, u))
+        created = by_key(await stored.orders_created(conn, group, key, s, u))
+        buyers = by_key(await stored.customers(conn, group, key, s, u, month))
+        waits = by_key(await stored.pickup_waits(conn, group, key, s, u))
+        keys = {key} if key is not None else set().union(paid, refunds, visits, created,
+                                                          waits)
+        return {k: _scalars(paid.get(k), refunds.get(k), visits.get(k), created.get(k),
+                            buyers.get(k), waits.get(k)) for k in keys}
 
 
-def _scalars(paid: list[int], refund, visits: int, created: int, buyers: list, waits: list,
-             since: str) -> dict:
-    gmv, orders = sum(paid), len(paid)
+def _scalars(paid, refund, visit, created, buyers, waits) -> dict:
+    """A group's figures from its rows (None where it had none)."""
+    gmv, orders = (paid["gmv_fen"], paid["paid_orders"]) if paid else (0, 0)
     refunds = refund["refunds"] if refund else 0
-    new = sum(1 for b in buyers if b["first_paid"] >= since)
-    again = sum(1 for b in buyers if b["paid_in_month"] >= 2)
+    visits = visit["visits"] if visit else 0
+    placed = created["orders"] if created else 0
+    paying, new, again = (buyers["paying"], buyers["new"], buyers["again"]) if buyers else \
+        (0, 0, 0)
     return {
         "gmv_fen": gmv, "paid_orders": orders,
         "avg_order_fen": gmv // orders if orders else None,
         "refunds": refunds, "refunded_fen": refund["refunded_fen"] if refund else 0,
         "refund_rate": _ratio(refunds, orders),
-        "visits": visits, "orders_created": created, "conversion": _ratio(orders, visits),
+        "visits": visits, "orders_created": placed, "conversion": _ratio(orders, visits),
         "funnel": [{"stage": "visits", "label": "进店", "count": visits},
-                   {"stage": "ordered", "label": "下单", "count": created},
+                   {"stage": "ordered", "label": "下单", "count": placed},
                    {"stage": "paid", "label": "支付", "count": orders}],
-        "customers": {"paying": len(buyers), "new": new, "returning": len(buyers) - new,
-                      "repurchase_rate": _ratio(again, len(buyers))},
-        "pickup_wait_s": {"orders": len(waits), "p50": nearest_rank(waits, 0.5),
-                          "p90": nearest_rank(waits, 0.9)},
+        "customers": {"paying": paying, "new": new, "returning": paying - new,
+                      "repurchase_rate": _ratio(again, paying)},
+        "pickup_wait_s": {"orders": waits["orders"] if waits else 0,
+                          "p50": round(waits["p50"], 1) if waits else None,
+                          "p90": round(waits["p90"], 1) if waits else None},
     }
 
 
-def _series(paid: list, since: datetime, until: datetime, granularity: str,
+def _series(hours: list, since: datetime, until: datetime, granularity: str,
             clock: Clock) -> list[dict]:
     """GMV and paid orders per hour or local day of the window, empty buckets included."""
     width = 13 if granularity == "hour" else 10      # "YYYY-MM-DDTHH" or "YYYY-MM-DD"
@@ -195,20 +183,20 @@ def _series(paid: list, since: datetime, until: datetime, granularity: str,
     while at < until:
         buckets[clock.stamp(at)[:width]] = [0, 0]
         at += STEP[granularity]
-    for row in paid:
-        bucket = buckets.get(row["paid_at"][:width])
+    for row in hours:
+        bucket = buckets.get(row["hour"][:width])
         if bucket is not None:
-            bucket[0] += row["total_fen"]
-            bucket[1] += 1
+            bucket[0] += row["gmv_fen"]
+            bucket[1] += row["paid_orders"]
     return [{"at": at, "gmv_fen": gmv, "paid_orders": n} for at, (gmv, n) in buckets.items()]
 
 
-def _heatmap(paid: list) -> dict:
+def _heatmap(hours: list) -> dict:
     """Paid orders by weekday (Monday first) and local hour."""
     counts = [[0] * 24 for _ in WEEKDAYS]
-    for row in paid:
-        at = datetime.fromisoformat(row["paid_at"])
-        counts[at.weekday()][at.hour] += 1
+    for row in hours:
+        day = datetime.strptime(row["hour"][:10], "%Y-%m-%d")
+        counts[day.weekday()][int(row["hour"][11:13])] += row["paid_orders"]
     return {"weekdays": list(WEEKDAYS), "hours": list(range(24)), "counts": counts}
 
 

@@ -3,7 +3,8 @@
 Storage modules are written once, in the SQL both engines read, in SQLite's spelling of the
 few things they spell differently.  For PostgreSQL each statement is rewritten here, once per
 distinct text (a cache): `?`, `?N` and `:name` placeholders become `$N`; `INSERT OR IGNORE`
-becomes `ON CONFLICT DO NOTHING`; `group_concat`, `instr`, `char` and `json_each` become
+becomes `ON CONFLICT DO NOTHING`; `julianday(column)` (of a stamp) becomes the same day
+number from the epoch; `group_concat`, `instr`, `char` and `json_each` become
 `string_agg`, `strpos`, `chr` and `json_array_elements_text` (whose values are text: a
 statement comparing them with numbers says `SELECT CAST(value AS INTEGER) FROM json_each(?)`,
 which both engines read, and which PostgreSQL reads through `id_list`, planned for a few ids:
@@ -23,6 +24,7 @@ _GROUP_CONCAT = re.compile(r"group_concat\(\s*([^(),]+?)\s*(?:,\s*char\(31\)\s*)
 _JSON_EACH = re.compile(r"json_each\(\s*(\$\d+)\s*\)", re.IGNORECASE)
 _ID_LIST = re.compile(r"SELECT\s+CAST\(\s*value\s+AS\s+INTEGER\s*\)\s+FROM\s+json_each\("
                       r"\s*(\$\d+)\s*\)", re.IGNORECASE)
+_JULIANDAY = re.compile(r"\bjulianday\(\s*([\w.]+)\s*\)", re.IGNORECASE)
 _INSERT_OR_IGNORE = re.compile(r"^\s*INSERT\s+OR\s+IGNORE\s+INTO", re.IGNORECASE)
 _RETURNING = re.compile(r"\sRETURNING\s", re.IGNORECASE)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -54,6 +56,8 @@ def to_postgresql(sql: str) -> tuple[str, tuple[str, ...] | None]:
     text = _ID_LIST.sub(r"SELECT value FROM id_list(\1::json)", text)   # migration 0015
     text = _JSON_EACH.sub(r"json_array_elements_text(\1::json)", text)
     text = re.sub(r"\binstr\(", "strpos(", text, flags=re.IGNORECASE)
+    text = _JULIANDAY.sub(r"(extract(epoch from (\1)::timestamptz)::float8 / 86400.0"
+                          r" + 2440587.5)", text)
     text = re.sub(r"\bchar\(31\)", "chr(31)", text, flags=re.IGNORECASE)
     if _INSERT_OR_IGNORE.match(text):
         text = _INSERT_OR_IGNORE.sub("INSERT INTO", text, count=1)

@@ -1,7 +1,8 @@
 """What the stores' dashboards read: paid orders, refunds, visits, customers, handed-over
 orders and low stock, for a window of the mall's clock, per store or per district or
-business circle.  Rows come back per order or per customer and the service sums them: a
-store's day is a few hundred rows, the city's a few tens of thousands."""
+business circle.  Everything is summed in SQL, percentiles too (a window function), so that
+the city's day (hundreds of thousands of orders) comes back as a few rows per group; the
+service runs these on a connection of its own, off the event loop (`Database.scan_reader`)."""
 
 from __future__ import annotations
 
@@ -29,14 +30,27 @@ async def record_visits(conn: Connection, visits: Iterable[tuple[int, str, int]]
         list(visits))
 
 
-async def paid_orders(conn: Connection, group: str, key: object | None, since: str,
+async def paid_totals(conn: Connection, group: str, key: object | None, since: str,
                       until: str) -> list[Row]:
-    """(key, user_id, total_fen, paid_at) of every order paid in [since, until)."""
+    """(key, paid_orders, gmv_fen): orders paid in [since, until)."""
     column, where, params = _keyed(group, "o", key)
     return list(await conn.execute_fetchall(
-        f"SELECT {column} AS key, o.user_id, o.total_fen, o.paid_at FROM orders o"
-        " JOIN stores s ON s.id = o.store_id"
-        f" WHERE o.paid_at >= ? AND o.paid_at < ?{where}", (since, until, *params)))
+        f"SELECT {column} AS key, COUNT(*) AS paid_orders, SUM(o.total_fen) AS gmv_fen"
+        " FROM orders o JOIN stores s ON s.id = o.store_id"
+        f" WHERE o.paid_at >= ? AND o.paid_at < ?{where} GROUP BY {column}",
+        (since, until, *params)))
+
+
+async def paid_by_hour(conn: Connection, group: str, key: object | None, since: str,
+                       until: str) -> list[Row]:
+    """(hour, paid_orders, gmv_fen) per local clock hour ("YYYY-MM-DDTHH") of the window, of
+    one group or of every store."""
+    _, where, params = _keyed(group, "o", key)
+    return list(await conn.execute_fetchall(
+        "SELECT substr(o.paid_at, 1, 13) AS hour, COUNT(*) AS paid_orders,"
+        " SUM(o.total_fen) AS gmv_fen FROM orders o JOIN stores s ON s.id = o.store_id"
+        f" WHERE o.paid_at >= ? AND o.paid_at < ?{where} GROUP BY 1",
+        (since, until, *params)))
 
 
 async def refunds(conn: Connection, group: str, key: object | None, since: str,
@@ -74,27 +88,36 @@ async def visits(conn: Connection, group: str, key: object | None, since: str,
 
 async def customers(conn: Connection, group: str, key: object | None, since: str,
                     until: str, month_before: str) -> list[Row]:
-    """Per group and customer who paid in [since, until): when they first paid there (ever,
-    before `until`) and how many orders they paid there from `month_before` to `until`."""
+    """(key, paying, new, again): customers who paid in [since, until); of them, those whose
+    first paid order there (ever) is in the window, and those with two or more paid there
+    from `month_before` to `until`."""
     column, where, params = _keyed(group, "o", key)
     return list(await conn.execute_fetchall(
-        f"SELECT {column} AS key, o.user_id, MIN(o.paid_at) AS first_paid,"
+        "SELECT key, COUNT(*) AS paying, SUM(CASE WHEN first_paid >= ? THEN 1 ELSE 0 END)"
+        " AS new, SUM(CASE WHEN paid_in_month >= 2 THEN 1 ELSE 0 END) AS again FROM"
+        f" (SELECT {column} AS key, o.user_id, MIN(o.paid_at) AS first_paid,"
         " SUM(CASE WHEN o.paid_at >= ? THEN 1 ELSE 0 END) AS paid_in_month"
         " FROM orders o JOIN stores s ON s.id = o.store_id"
         f" WHERE o.paid_at IS NOT NULL AND o.paid_at < ?{where}"
-        f" GROUP BY {column}, o.user_id HAVING MAX(o.paid_at) >= ?",
-        (month_before, until, *params, since)))
+        f" GROUP BY {column}, o.user_id HAVING MAX(o.paid_at) >= ?) AS buyers GROUP BY key",
+        (since, month_before, until, *params, since)))
 
 
-async def handed_over(conn: Connection, group: str, key: object | None, since: str,
-                      until: str) -> list[Row]:
-    """(key, paid_at, handed_over_at) of pickup orders handed over in [since, until)."""
+async def pickup_waits(conn: Connection, group: str, key: object | None, since: str,
+                       until: str) -> list[Row]:
+    """(key, orders, p50, p90): seconds from paid to handed over of the pickup orders handed
+    over in [since, until), by the nearest-rank rule (rank ceil(p * n))."""
     column, where, params = _keyed(group, "o", key)
     return list(await conn.execute_fetchall(
-        f"SELECT {column} AS key, o.paid_at, o.handed_over_at FROM orders o"
-        " JOIN stores s ON s.id = o.store_id"
+        "SELECT key, n AS orders, MAX(CASE WHEN rn = (n + 1) / 2 THEN wait END) AS p50,"
+        " MAX(CASE WHEN rn = (9 * n + 9) / 10 THEN wait END) AS p90 FROM"
+        " (SELECT key, wait, ROW_NUMBER() OVER (PARTITION BY key ORDER BY wait) AS rn,"
+        " COUNT(*) OVER (PARTITION BY key) AS n FROM"
+        f" (SELECT {column} AS key,"
+        " (julianday(o.handed_over_at) - julianday(o.paid_at)) * 86400 AS wait"
+        " FROM orders o JOIN stores s ON s.id = o.store_id"
         " WHERE o.fulfilment = 'pickup' AND o.handed_over_at >= ? AND o.handed_over_at < ?"
-        f"{where}", (since, until, *params)))
+        f"{where}) AS waits) AS ranked GROUP BY key, n", (since, until, *params)))
 
 
 async def products_sold(conn: Connection, store_id: int, since: str, until: str) -> list[Row]:
