@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from .browser import CHROMIUM, watched_page
 from .test_cli import call, serving
-from .test_report_html import ARGS, CHROMIUM
 from .test_run import scenario_and_city, xingcheng
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,8 +78,6 @@ def pay_an_order(base: str, payer: str, db: Path, store_id: int) -> int:
 
 
 def test_a_merchant_reads_the_dashboard_of_a_living_store(tmp_path, env):
-    from playwright.sync_api import sync_playwright
-
     scenario, db = scenario_and_city(tmp_path, env, "dashboard")
     keys = str(tmp_path / "payment-keys.json")
     OUTPUT.mkdir(exist_ok=True)
@@ -95,55 +93,45 @@ def test_a_merchant_reads_the_dashboard_of_a_living_store(tmp_path, env):
                 " ON u.id = f.user_id WHERE f.store_id = o.store_id) FROM orders o"
                 " WHERE o.paid_at >= ? GROUP BY o.store_id"
                 " ORDER BY COUNT(*) DESC, o.store_id LIMIT 2", (DAY[0],)).fetchall()
-        seen: dict[str, list] = {"errors": [], "requests": []}
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1366, "height": 900})
-                page.on("console", lambda m: seen["errors"].append(m.text)
-                        if m.type == "error" else None)
-                page.on("pageerror", lambda e: seen["errors"].append(str(e)))
-                page.on("request", lambda r: seen["requests"].append(r.url))
-                page.goto(f"{base}/merchant/")
-                page.fill("#openid", merchant)
-                page.click("button[type=submit]")
-                page.wait_for_selector("#board:not([hidden])")
-                page.fill("#day", "2026-11-27")
-                page.dispatch_event("#day", "change")
-                page.wait_for_function("document.querySelectorAll('.main-svg').length >= 4")
-                order_id = pay_an_order(base, payer, db, store_id)
-                page.wait_for_selector(f"#queue tr[data-order='{order_id}']", timeout=15_000)
-                expected = tiles_from_sql(db, store_id)   # the paid order is in them
-                page.dispatch_event("#day", "change")     # the KPIs are read again
-                page.wait_for_function("want => document.getElementById('t-gmv').innerText"
-                                       " === want", arg=expected["t-gmv"], timeout=10_000)
-                shown = {tile: page.inner_text(f"#{tile}") for tile in (
-                    "t-gmv", "t-orders", "t-aov", "t-conversion", "t-customers", "t-refunds")}
-                assert shown == expected
-                assert int(shown["t-orders"]) > 1
-                assert page.locator("#store option").count() >= 1
-                page.screenshot(path=str(OUTPUT / "dashboard-desktop.png"), full_page=True)
-                page.set_viewport_size({"width": 390, "height": 844})
-                time.sleep(0.5)
-                page.screenshot(path=str(OUTPUT / "dashboard-phone.png"), full_page=True)
-                wide = page.evaluate("document.documentElement.scrollWidth")
-                assert wide <= 390, f"the phone layout scrolls sideways ({wide} px)"
-                assert seen["errors"] == []
-                # Another store's merchant logs in and asks for this store: refused (which
-                # Chromium logs as a failed load, the one error expected).
-                page.click("#logout")
-                page.wait_for_selector("#login:not([hidden])")
-                page.fill("#openid", other)
-                page.click("button[type=submit]")
-                page.wait_for_selector("#board:not([hidden])")
-                refused = page.evaluate(
-                    "id => fetch(`/api/v1/merchant/stores/${id}/kpis`, {headers: "
-                    "{Authorization: 'Bearer ' + sessionStorage.getItem('xc-token')}})"
-                    ".then(r => r.status)", store_id)
-                assert refused == 403
-                assert other_store != store_id
-            finally:
-                browser.close()
+        with watched_page(1366, 900) as (page, seen):
+            page.goto(f"{base}/merchant/")
+            page.fill("#openid", merchant)
+            page.click("button[type=submit]")
+            page.wait_for_selector("#board:not([hidden])")
+            page.fill("#day", "2026-11-27")
+            page.dispatch_event("#day", "change")
+            page.wait_for_function("document.querySelectorAll('.main-svg').length >= 4")
+            order_id = pay_an_order(base, payer, db, store_id)
+            page.wait_for_selector(f"#queue tr[data-order='{order_id}']", timeout=15_000)
+            expected = tiles_from_sql(db, store_id)   # the paid order is in them
+            page.dispatch_event("#day", "change")     # the KPIs are read again
+            page.wait_for_function("want => document.getElementById('t-gmv').innerText"
+                                   " === want", arg=expected["t-gmv"], timeout=10_000)
+            shown = {tile: page.inner_text(f"#{tile}") for tile in (
+                "t-gmv", "t-orders", "t-aov", "t-conversion", "t-customers", "t-refunds")}
+            assert shown == expected
+            assert int(shown["t-orders"]) > 1
+            assert page.locator("#store option").count() >= 1
+            page.screenshot(path=str(OUTPUT / "dashboard-desktop.png"), full_page=True)
+            page.set_viewport_size({"width": 390, "height": 844})
+            time.sleep(0.5)
+            page.screenshot(path=str(OUTPUT / "dashboard-phone.png"), full_page=True)
+            wide = page.evaluate("document.documentElement.scrollWidth")
+            assert wide <= 390, f"the phone layout scrolls sideways ({wide} px)"
+            assert seen["errors"] == []
+            # Another store's merchant logs in and asks for this store: refused (which
+            # Chromium logs as a failed load, the one error expected).
+            page.click("#logout")
+            page.wait_for_selector("#login:not([hidden])")
+            page.fill("#openid", other)
+            page.click("button[type=submit]")
+            page.wait_for_selector("#board:not([hidden])")
+            refused = page.evaluate(
+                "id => fetch(`/api/v1/merchant/stores/${id}/kpis`, {headers: "
+                "{Authorization: 'Bearer ' + sessionStorage.getItem('xc-token')}})"
+                ".then(r => r.status)", store_id)
+            assert refused == 403
+            assert other_store != store_id
     assert seen["errors"] == ["Failed to load resource: the server responded with a status "
                               "of 403 (Forbidden)"]
     outside = [url for url in seen["requests"] if not url.startswith(base + "/")]

@@ -9,13 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from .browser import CHROMIUM, watched_page
 from .phones import FULL_PHONE
 from .test_run import SHORT, xingcheng
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 pytestmark = [
     pytest.mark.slow,  # two real runs, then Chromium
     pytest.mark.skipif(not Path(CHROMIUM).exists(),
@@ -41,30 +39,17 @@ def reports(tmp_path_factory, env) -> dict[str, Path]:
 
 
 def render(report: Path, shot: Path) -> dict:
-    from playwright.sync_api import sync_playwright
-
-    seen: dict = {"errors": [], "requests": []}
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("console", lambda m: seen["errors"].append(m.text)
-                    if m.type == "error" else None)
-            page.on("pageerror", lambda e: seen["errors"].append(str(e)))
-            page.on("request", lambda r: seen["requests"].append(r.url))
-            page.goto((report / "report.html").as_uri())
-            page.wait_for_function("document.querySelectorAll('.main-svg').length > 0")
-            seen["plots"] = page.locator(".js-plotly-plot").count()
-            seen["empty_plots"] = page.evaluate(
-                "[...document.querySelectorAll('.js-plotly-plot')]"
-                ".filter(p => !p.querySelector('.main-svg')).length")
-            seen["first"] = page.evaluate(
-                "document.querySelector('h1').nextElementSibling.id")
-            seen["verdict"] = page.inner_text("#verdict")
-            seen["marketing"] = page.inner_text("#marketing + table")
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+    with watched_page(1280, 900) as (page, seen):
+        page.goto((report / "report.html").as_uri())
+        page.wait_for_function("document.querySelectorAll('.main-svg').length > 0")
+        seen["plots"] = page.locator(".js-plotly-plot").count()
+        seen["empty_plots"] = page.evaluate(
+            "[...document.querySelectorAll('.js-plotly-plot')]"
+            ".filter(p => !p.querySelector('.main-svg')).length")
+        seen["first"] = page.evaluate("document.querySelector('h1').nextElementSibling.id")
+        seen["verdict"] = page.inner_text("#verdict")
+        seen["marketing"] = page.inner_text("#marketing + table")
+        page.screenshot(path=str(shot), full_page=True)
     shutil.copy(shot, report / "report.png")
     return seen
 

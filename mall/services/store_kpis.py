@@ -135,10 +135,9 @@ class StoreKpis:
         def by_key(rows) -> dict:
             return {row["key"]: row for row in rows}
 
-        paid = by_key(await stored.paid_totals(conn, group, key, s, u))
-        refunds = by_key(await stored.refunds(conn, group, key, s, u))
-        visits = by_key(await stored.visits(conn, group, key, s, u))
-        created = by_key(await stored.orders_created(conn, group, key, s, u))
+        paid, refunds, visits, created = [
+            by_key(await stored.totals(conn, figure, group, key, s, u))
+            for figure in ("paid", "refunds", "visits", "created")]
         buyers = by_key(await stored.customers(conn, group, key, s, u, month))
         waits = by_key(await stored.pickup_waits(conn, group, key, s, u))
         keys = {key} if key is not None else set().union(paid, refunds, visits, created,

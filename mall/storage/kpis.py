@@ -30,14 +30,28 @@ async def record_visits(conn: Connection, visits: Iterable[tuple[int, str, int]]
         list(visits))
 
 
-async def paid_totals(conn: Connection, group: str, key: object | None, since: str,
-                      until: str) -> list[Row]:
-    """(key, paid_orders, gmv_fen): orders paid in [since, until)."""
-    column, where, params = _keyed(group, "o", key)
+# The totals a dashboard shows per group: what each sums, over which rows (the alias that
+# names the store), dated by which stamp, under which further condition.
+TOTALS = {
+    "paid": ("COUNT(*) AS paid_orders, SUM(o.total_fen) AS gmv_fen", "orders o", "o",
+             "o.paid_at", ""),
+    "created": ("COUNT(*) AS orders", "orders o", "o", "o.created_at", ""),
+    "refunds": ("COUNT(*) AS refunds, SUM(r.amount_fen) AS refunded_fen",
+                "refunds r JOIN orders o ON o.id = r.order_id", "o", "r.settled_at",
+                "r.status = 'succeeded' AND "),   # paid back to the customer
+    "visits": ("COUNT(*) AS visits", "store_visits v", "v", "v.hour", ""),
+}
+
+
+async def totals(conn: Connection, figure: str, group: str, key: object | None, since: str,
+                 until: str) -> list[Row]:
+    """(key, the figure's sums) per group (or for the one group `key`), of the rows dated in
+    [since, until): paid orders and GMV, orders placed, refunds, visits (TOTALS)."""
+    select, source, table, stamp, condition = TOTALS[figure]
+    column, where, params = _keyed(group, table, key)
     return list(await conn.execute_fetchall(
-        f"SELECT {column} AS key, COUNT(*) AS paid_orders, SUM(o.total_fen) AS gmv_fen"
-        " FROM orders o JOIN stores s ON s.id = o.store_id"
-        f" WHERE o.paid_at >= ? AND o.paid_at < ?{where} GROUP BY {column}",
+        f"SELECT {column} AS key, {select} FROM {source} JOIN stores s ON s.id = {table}"
+        f".store_id WHERE {condition}{stamp} >= ? AND {stamp} < ?{where} GROUP BY {column}",
         (since, until, *params)))
 
 
@@ -50,39 +64,6 @@ async def paid_by_hour(conn: Connection, group: str, key: object | None, since: 
         "SELECT substr(o.paid_at, 1, 13) AS hour, COUNT(*) AS paid_orders,"
         " SUM(o.total_fen) AS gmv_fen FROM orders o JOIN stores s ON s.id = o.store_id"
         f" WHERE o.paid_at >= ? AND o.paid_at < ?{where} GROUP BY 1",
-        (since, until, *params)))
-
-
-async def refunds(conn: Connection, group: str, key: object | None, since: str,
-                  until: str) -> list[Row]:
-    """(key, refunds, refunded_fen): refunds paid back to customers in [since, until)."""
-    column, where, params = _keyed(group, "o", key)
-    return list(await conn.execute_fetchall(
-        f"SELECT {column} AS key, COUNT(*) AS refunds, SUM(r.amount_fen) AS refunded_fen"
-        " FROM refunds r JOIN orders o ON o.id = r.order_id JOIN stores s ON s.id = o.store_id"
-        f" WHERE r.status = 'succeeded' AND r.settled_at >= ? AND r.settled_at < ?{where}"
-        f" GROUP BY {column}", (since, until, *params)))
-
-
-async def orders_created(conn: Connection, group: str, key: object | None, since: str,
-                         until: str) -> list[Row]:
-    """(key, orders): orders placed in [since, until), paid or not."""
-    column, where, params = _keyed(group, "o", key)
-    return list(await conn.execute_fetchall(
-        f"SELECT {column} AS key, COUNT(*) AS orders FROM orders o"
-        " JOIN stores s ON s.id = o.store_id"
-        f" WHERE o.created_at >= ? AND o.created_at < ?{where} GROUP BY {column}",
-        (since, until, *params)))
-
-
-async def visits(conn: Connection, group: str, key: object | None, since: str,
-                 until: str) -> list[Row]:
-    """(key, visits): customer visits of stores in the clock hours starting in the window."""
-    column, where, params = _keyed(group, "v", key)
-    return list(await conn.execute_fetchall(
-        f"SELECT {column} AS key, COUNT(*) AS visits FROM store_visits v"
-        " JOIN stores s ON s.id = v.store_id"
-        f" WHERE v.hour >= ? AND v.hour < ?{where} GROUP BY {column}",
         (since, until, *params)))
 
 
