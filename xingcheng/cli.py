@@ -438,6 +438,9 @@ def up(at: str | None, scenario: str, speed: float, rate_factor: float, quiet_ci
     from orchestration.living_city import up as bring_up
 
     stop_on_sigterm()
+    # Ctrl-C even where the shell started it with SIGINT ignored (`xingcheng up &` in a
+    # script): Python keeps an inherited "ignore" and the city would never stop by it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.exit(bring_up(UpSettings(folder, scenario, at, speed, rate_factor, quiet_city, fresh,
                                  prometheus, serve_args, Databases(engine, postgres_server))))
 
