@@ -11,6 +11,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from .errors import NotFound
+
 PAGE = "/merchant/"
 FILES = {"": "index.html", "index.html": "index.html", "dashboard.js": "dashboard.js",
          "dashboard.css": "dashboard.css"}
@@ -30,8 +32,7 @@ def plotly_script() -> Path | None:
 async def _file(request: web.Request) -> web.StreamResponse:
     name = FILES.get(request.match_info["name"])
     if name is None:
-        raise web.HTTPNotFound(text='{"error": {"code": "not_found", "message": "no such '
-                               'page", "field": null}}', content_type="application/json")
+        raise NotFound("page")
     body = resources.files("mall").joinpath("static", "merchant", name).read_bytes()
     return web.Response(body=body, content_type=TYPES[Path(name).suffix], charset="utf-8",
                         headers={"Cache-Control": "no-cache"})
@@ -40,9 +41,7 @@ async def _file(request: web.Request) -> web.StreamResponse:
 async def _plotly(request: web.Request) -> web.StreamResponse:
     script = plotly_script()
     if script is None:
-        raise web.HTTPNotFound(text='{"error": {"code": "not_found", "message": "plotly is '
-                               'not installed", "field": null}}',
-                               content_type="application/json")
+        raise NotFound("plotly.min.js (plotly is not installed)")
     return web.FileResponse(script, headers={"Content-Type": "text/javascript",
                                              "Cache-Control": f"max-age={CACHE_SCRIPT_S}"})
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from loadtests.scenario import ScenarioError, load_scenario
+from loadtests.scenario import ScenarioError, ScenarioFile, load_scenario
 from loadtests.sides import BASELINE
 from mall.verification import NotVerifiable, verify
 from monitoring.prometheus_server import PrometheusError, PrometheusServer
@@ -87,10 +87,9 @@ def start_instant(at: str | None, default: datetime) -> datetime:
                             f"({exc})") from exc
 
 
-def chunk_scenario(base_path: Path, start: datetime, speed: float, to: Path) -> Path:
+def chunk_scenario(base: ScenarioFile, start: datetime, speed: float, to: Path) -> Path:
     """The base scenario with its window replaced by [start, start + CHUNK) at `speed`, and
     nothing to judge: the crowd of one chunk."""
-    base = load_scenario(str(base_path)).spec
     day = "weekend" if start.weekday() >= 5 else "weekday"
     city = base.city
     lines = [f'name = "up-{start:%Y%m%d-%H%M}"', "[window]", f'day = "{day}"',
@@ -142,7 +141,7 @@ class LivingCity:
             self.began = start_instant(settings.at, self.base.spec.window.start)
         if state.get("engine") == settings.databases.engine == "postgresql":
             settings.databases.made[BASELINE] = state["database"]   # the city goes on
-        first = chunk_scenario(self.base.path, self.began, settings.speed,
+        first = chunk_scenario(self.base.spec, self.began, settings.speed,
                                folder / "loads" / "chunk-0000.toml")
         self.since = start_malls(load_scenario(str(first)), [self.mall], self.payer, folder,
                                  self.console, {}, settings.serve_args, pin=False,
@@ -214,7 +213,7 @@ class LivingCity:
     def _start_chunk(self, n: int, start: datetime) -> None:
         folder = self.folder / "loads" / f"chunk-{n:04d}"
         folder.mkdir(parents=True, exist_ok=True)
-        scenario = load_scenario(str(chunk_scenario(self.base.path, start, self.settings.speed,
+        scenario = load_scenario(str(chunk_scenario(self.base.spec, start, self.settings.speed,
                                                     folder / "scenario.toml")))
         since = self.since + (start - self.began).total_seconds() / self.settings.speed
         command = locust_command(scenario, self.mall.url, folder, self.ports[n % 2], since,

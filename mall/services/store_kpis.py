@@ -17,7 +17,7 @@ from shared.clock import SHANGHAI, Clock
 
 from ..errors import BadRequest, NotFound
 from ..schemas import KpisQuery
-from ..storage import Database
+from ..storage import Database, stores
 from ..storage import kpis as stored
 
 LOW_STOCK_AT_MOST = 5      # available units at which a SKU is shown as running low
@@ -36,10 +36,14 @@ class VisitCounter:
         self.db, self.clock = db, clock
         self.pending: set[tuple[int, str, int]] = set()
         self.written: set[tuple[int, str, int]] = set()   # this hour's and the last's
+        self._hour_from, self._hour = datetime(2000, 1, 1, tzinfo=SHANGHAI), ""
 
     def saw(self, store_id: int, user_id: int) -> None:
-        hour = self.clock.stamp(self.clock.now().replace(minute=0, second=0, microsecond=0))
-        visit = (store_id, hour, user_id)
+        now = self.clock.now()
+        if not self._hour_from <= now < self._hour_from + timedelta(hours=1):
+            self._hour_from = now.replace(minute=0, second=0, microsecond=0)
+            self._hour = self.clock.stamp(self._hour_from)   # once an hour, not per view
+        visit = (store_id, self._hour, user_id)
         if visit not in self.written:
             self.pending.add(visit)
 
@@ -83,9 +87,8 @@ class StoreKpis:
         since, until, granularity = self.window(query)
         await self.visits.flush()   # this process's visits so far count
         conn = self.db.scan_reader()
-        store = await conn.execute_fetchall("SELECT name FROM stores WHERE id = ?",
-                                            (store_id,))
-        if not store:
+        store = await stores.store(conn, store_id)
+        if store is None:
             raise NotFound("store", "store_id")
         s, u = self.clock.stamp(since), self.clock.stamp(until)
         figures = (await self._figures(conn, "store", store_id, since, until))[store_id]
@@ -93,7 +96,7 @@ class StoreKpis:
         sold = await stored.products_sold(conn, store_id, s, u)
         low = await stored.low_stock(conn, store_id, LOW_STOCK_AT_MOST, LOW_STOCK_SHOWN)
         return {
-            "store_id": store_id, "store_name": store[0][0], "from": s, "to": u,
+            "store_id": store_id, "store_name": store["name"], "from": s, "to": u,
             "granularity": granularity, **figures,
             "series": _series(hours, since, until, granularity, self.clock),
             "heatmap": _heatmap(hours),
